@@ -1,0 +1,35 @@
+# Two commands: `make test` and `make demo`; both install what is missing first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_TOOLS := espeak-ng sox
+
+.PHONY: venv sysdeps test bench clean-venv
+
+venv: sysdeps $(STAMP)
+
+# Debian packages for synthesising test and demo speech.
+sysdeps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q "setuptools<74" wheel
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+test: venv
+	$(PY) -m pytest -q tests
+
+bench: venv
+	$(PY) bench/encoder_bench.py
+
+clean-venv:
+	rm -rf $(VENV)

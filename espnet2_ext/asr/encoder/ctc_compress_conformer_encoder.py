@@ -1,0 +1,232 @@
+"""FBK's Conformer encoder with an intermediate CTC that compresses the sequence."""
+
+import inspect
+from typing import Any, Dict, NamedTuple, Optional, Tuple
+
+import torch
+from espnet.nets.pytorch_backend.transformer.attention import (
+    RelPositionMultiHeadedAttention,
+)
+from espnet.nets.pytorch_backend.transformer.embedding import RelPositionalEncoding
+from espnet.nets.pytorch_backend.transformer.positionwise_feed_forward import (
+    PositionwiseFeedForward,
+)
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from torch import nn
+
+from espnet2_ext.layers.conv1d_subsampling import Conv1dSubsampling
+from espnet2_ext.layers.ctc_compression import COMPRESSION_STRATEGIES, ctc_compress
+from espnet2_ext.layers.masked_convolution import MaskedConvolutionModule
+
+
+class CTCCompressEncoderOutput(NamedTuple):
+    """Everything the model needs from one encoder pass.
+
+    ``ctc_logits`` and ``ctc_lengths`` are taken before compression, which is
+    what the CTC loss must see; ``hidden``/``lengths`` are the final, compressed
+    states.
+    """
+
+    hidden: torch.Tensor  # (B, T', D)
+    lengths: torch.Tensor  # (B,)
+    ctc_logits: torch.Tensor  # (B, T, V_src)
+    ctc_lengths: torch.Tensor  # (B,)
+
+
+class ConformerBlock(nn.Module):
+    """Macaron Conformer block: ½FFN, rel-pos MHSA, conv, ½FFN, LayerNorm.
+
+    Pre-norm residual sub-layers. ``valid`` masks are booleans (True = frame),
+    passed to attention as keys mask and to the conv module, so no padded frame
+    reaches a valid one.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        attention_heads: int,
+        linear_units: int,
+        cnn_module_kernel: int,
+        dropout_rate: float,
+        attention_dropout_rate: float,
+    ):
+        super().__init__()
+        self.ffn_macaron = PositionwiseFeedForward(size, linear_units, dropout_rate, nn.SiLU())
+        self.self_attn = RelPositionMultiHeadedAttention(attention_heads, size, attention_dropout_rate)
+        self.conv = MaskedConvolutionModule(size, cnn_module_kernel)
+        self.ffn = PositionwiseFeedForward(size, linear_units, dropout_rate, nn.SiLU())
+        self.norm_ffn_macaron = nn.LayerNorm(size)
+        self.norm_attn = nn.LayerNorm(size)
+        self.norm_conv = nn.LayerNorm(size)
+        self.norm_ffn = nn.LayerNorm(size)
+        self.norm_final = nn.LayerNorm(size)
+        self.dropout = nn.Dropout(dropout_rate)
+
+    def forward(self, x: torch.Tensor, pos_emb: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, T, D); ``pos_emb`` (1, 2T-1, D), ``valid`` (B, T)."""
+        x = x + 0.5 * self.dropout(self.ffn_macaron(self.norm_ffn_macaron(x)))
+        h = self.norm_attn(x)
+        x = x + self.dropout(self.self_attn(h, h, h, pos_emb, valid.unsqueeze(1)))
+        x = x + self.dropout(self.conv(self.norm_conv(x), valid))
+        x = x + 0.5 * self.dropout(self.ffn(self.norm_ffn(x)))
+        return self.norm_final(x)
+
+
+class CTCCompressConformerEncoder(AbsEncoder):
+    """Conformer encoder that shortens its own sequence with an intermediate CTC.
+
+    Features (B, T, F) go through a Conv1d subsampler (4x with two layers), then
+    ``num_blocks`` Conformer blocks. After block ``ctc_block`` (1-based) a linear
+    CTC head over the source vocabulary predicts a label per frame; its argmax
+    splits each utterance into runs of equal labels and ``ctc_compress`` turns
+    every run into one vector. The remaining blocks run on that shorter sequence.
+    Defaults are FBK's IWSLT 2022 sizes.
+
+    The output is padding-invariant: an utterance gives the same states alone or
+    in any padded batch (in eval mode; in training, BatchNorm statistics are
+    taken over valid frames only).
+
+    Args:
+        input_size: input feature dimension (80 for fbank).
+        ctc_vocab_size: source vocabulary size of the CTC head (blank = index 0).
+        output_size: model dimension D.
+        attention_heads: heads of self-attention (must divide ``output_size``).
+        linear_units: hidden size of the feed-forward modules.
+        num_blocks: Conformer blocks.
+        cnn_module_kernel: depthwise kernel of the conv module (odd).
+        dropout_rate: dropout after sub-layers and inside the feed-forwards.
+        positional_dropout_rate: dropout on the scaled input and position embeddings.
+        attention_dropout_rate: dropout on attention weights.
+        subsampling_channels: hidden channels of the subsampler.
+        subsampling_kernel_size: kernel of each subsampling Conv1d (odd).
+        subsampling_layers: stride-2 Conv1d layers (reduction ``2**layers``).
+        ctc_block: block (1-based) after which the CTC head and compression sit.
+        compression: ``none``, ``avg``, ``weighted``, ``softmax`` or ``fixed``.
+        compression_fixed_ratio: group size of ``fixed``.
+        compression_max_out_size: cap on the compressed length (<= 0: none).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        ctc_vocab_size: int,
+        output_size: int = 512,
+        attention_heads: int = 8,
+        linear_units: int = 2048,
+        num_blocks: int = 12,
+        cnn_module_kernel: int = 31,
+        dropout_rate: float = 0.1,
+        positional_dropout_rate: float = 0.1,
+        attention_dropout_rate: float = 0.1,
+        subsampling_channels: int = 1024,
+        subsampling_kernel_size: int = 5,
+        subsampling_layers: int = 2,
+        ctc_block: int = 8,
+        compression: str = "avg",
+        compression_fixed_ratio: int = 4,
+        compression_max_out_size: int = -1,
+    ):
+        super().__init__()
+        if output_size % attention_heads != 0:
+            raise ValueError(
+                f"output_size ({output_size}) must be divisible by attention_heads ({attention_heads})"
+            )
+        if not 1 <= ctc_block <= num_blocks:
+            raise ValueError(f"ctc_block must be in 1..num_blocks ({num_blocks}), got {ctc_block}")
+        if compression not in COMPRESSION_STRATEGIES:
+            raise ValueError(
+                f"compression: unknown strategy {compression!r}, expected one of {COMPRESSION_STRATEGIES}"
+            )
+        if compression_fixed_ratio < 1:
+            raise ValueError(f"compression_fixed_ratio must be >= 1, got {compression_fixed_ratio}")
+        if ctc_vocab_size < 2:
+            raise ValueError(f"ctc_vocab_size must be >= 2 (blank + tokens), got {ctc_vocab_size}")
+        self._output_size = output_size
+        self.subsampling = Conv1dSubsampling(
+            input_size, output_size, subsampling_channels, subsampling_kernel_size, subsampling_layers
+        )
+        self.pos_enc = RelPositionalEncoding(output_size, positional_dropout_rate)
+        self.blocks = nn.ModuleList(
+            ConformerBlock(
+                output_size,
+                attention_heads,
+                linear_units,
+                cnn_module_kernel,
+                dropout_rate,
+                attention_dropout_rate,
+            )
+            for _ in range(num_blocks)
+        )
+        self.ctc_head = nn.Linear(output_size, ctc_vocab_size)
+        self.ctc_block = ctc_block
+        self.compression = compression
+        self.compression_fixed_ratio = compression_fixed_ratio
+        self.compression_max_out_size = compression_max_out_size
+
+    def output_size(self) -> int:
+        return self._output_size
+
+    @property
+    def min_input_length(self) -> int:
+        """Fewest feature frames an utterance may have."""
+        return self.subsampling.min_input_length
+
+    @classmethod
+    def min_input_length_for(cls, encoder_conf: Dict[str, Any]) -> int:
+        """``min_input_length`` of the encoder ``encoder_conf`` would build, without building it."""
+        default = inspect.signature(cls).parameters["subsampling_kernel_size"].default
+        return Conv1dSubsampling.min_input_length_of(encoder_conf.get("subsampling_kernel_size", default))
+
+    def forward(
+        self,
+        xs_pad: torch.Tensor,
+        ilens: torch.Tensor,
+        prev_states: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, None]:
+        """ESPnet's encoder interface: compressed states (B, T', D) and lengths."""
+        out = self.encode(xs_pad, ilens)
+        return out.hidden, out.lengths, None
+
+    def encode(self, xs_pad: torch.Tensor, ilens: torch.Tensor) -> CTCCompressEncoderOutput:
+        """Encode features (B, T, F) with lengths (B,), keeping the CTC logits."""
+        too_short = torch.nonzero(ilens < self.min_input_length).flatten().tolist()
+        if too_short:
+            details = ", ".join(f"#{i}: {int(ilens[i])} frames" for i in too_short)
+            raise ValueError(
+                f"input too short for the subsampler (needs >= {self.min_input_length} frames): "
+                f"batch utterance {details}"
+            )
+        x, lengths = self.subsampling(xs_pad, ilens)
+        x, pos_emb = self.pos_enc(x)
+        valid = _valid_mask(lengths, x.size(1))
+        for block in self.blocks[: self.ctc_block]:
+            x = block(x, pos_emb, valid)
+        ctc_logits = self.ctc_head(x)
+        ctc_lengths = lengths
+        if self.compression != "none":
+            x, lengths = ctc_compress(
+                x,
+                lengths,
+                ctc_logits,
+                self.compression,
+                self.compression_fixed_ratio,
+                self.compression_max_out_size,
+            )
+            pos_emb = self._relative_positions(x)
+            valid = _valid_mask(lengths, x.size(1))
+        for block in self.blocks[self.ctc_block :]:
+            x = block(x, pos_emb, valid)
+        x = x.masked_fill(~valid.unsqueeze(-1), 0.0)
+        return CTCCompressEncoderOutput(x, lengths, ctc_logits, ctc_lengths)
+
+    def _relative_positions(self, x: torch.Tensor) -> torch.Tensor:
+        """Position embeddings (1, 2T-1, D) for ``x`` without rescaling ``x`` again.
+
+        ESPnet's encoding returns the scaled input with the embeddings; given a
+        feature-less view of ``x`` that scaling costs nothing.
+        """
+        return self.pos_enc(x[..., :0])[1]
+
+
+def _valid_mask(lengths: torch.Tensor, time: int) -> torch.Tensor:
+    return torch.arange(time, device=lengths.device)[None, :] < lengths[:, None]

@@ -1,0 +1,19 @@
+#!/usr/bin/env python3
+"""Train the CTC-compressing ST model: ESPnet's st_train with our task."""
+
+from typing import List, Optional
+
+from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask
+
+
+def get_parser():
+    return STCTCCompressTask.get_parser()
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    """Run training; ``cmd`` is an argv list (for tests), default sys.argv."""
+    STCTCCompressTask.main(cmd=cmd)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Conformer convolution module that never lets padded frames in."""
+
+import torch
+from torch import nn
+
+
+class MaskedConvolutionModule(nn.Module):
+    """Pointwise -> GLU -> depthwise -> BatchNorm -> SiLU -> pointwise, padding-clean.
+
+    ESPnet's stock module convolves over padded frames (non-zero after the
+    previous sub-layers) and lets them into BatchNorm's batch statistics, so an
+    utterance's output depends on what it is batched with. Here padded frames
+    are zeroed before the depthwise convolution, and BatchNorm, SiLU and the
+    last pointwise layer see only the valid frames, packed as (N, C): the norm
+    stays a plain ``nn.BatchNorm1d``, so ``convert_sync_batchnorm`` still works.
+
+    Args:
+        channels: model dimension C.
+        kernel_size: depthwise kernel (odd, "same" padding).
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 31):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"cnn_module_kernel must be odd, got {kernel_size}")
+        self.pointwise_in = nn.Linear(channels, 2 * channels)
+        self.depthwise = nn.Conv1d(
+            channels, channels, kernel_size, padding=kernel_size // 2, groups=channels
+        )
+        self.norm = nn.BatchNorm1d(channels)
+        self.activation = nn.SiLU()
+        self.pointwise_out = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Map (B, T, C) to (B, T, C); ``valid`` (B, T) is True on real frames.
+
+        Padded output frames are zero.
+        """
+        x = nn.functional.glu(self.pointwise_in(x), dim=-1)
+        x = x.masked_fill(~valid.unsqueeze(-1), 0.0)
+        x = self.depthwise(x.transpose(1, 2)).transpose(1, 2)
+        packed = self.pointwise_out(self.activation(self.norm(x[valid])))
+        out = x.new_zeros(x.shape)
+        out[valid] = packed
+        return out

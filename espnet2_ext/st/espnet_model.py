@@ -1,0 +1,255 @@
+"""Direct ST model with FBK's multi-loss: label-smoothed CE + weighted intermediate CTC."""
+
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
+from espnet2.asr.decoder.abs_decoder import AbsDecoder
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from espnet2.asr.specaug.abs_specaug import AbsSpecAug
+from espnet2.layers.abs_normalize import AbsNormalize
+from espnet2.torch_utils.device_funcs import force_gatherable
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+
+from espnet2_ext.asr.encoder.ctc_compress_conformer_encoder import (
+    CTCCompressConformerEncoder,
+    CTCCompressEncoderOutput,
+)
+
+
+class UtteranceLosses(NamedTuple):
+    """Loss terms per utterance (all (B,)), before any batch reduction."""
+
+    ce: torch.Tensor  # label-smoothed CE summed over the utterance's scored tokens
+    tokens: torch.Tensor  # scored target tokens (language tag excluded, <eos> included)
+    correct: torch.Tensor  # argmax hits among the scored tokens
+    ctc: torch.Tensor  # CTC loss on the source transcript (0 where infeasible)
+    ctc_feasible: torch.Tensor  # False where the transcript cannot fit the CTC input
+    encoder_lengths: torch.Tensor  # frames entering the CTC (after subsampling)
+    compressed_lengths: torch.Tensor  # frames leaving the encoder
+
+
+def label_smoothed_nll(
+    logits: torch.Tensor, targets: torch.Tensor, epsilon: float, ignore_id: int
+) -> torch.Tensor:
+    """Per-token label-smoothed negative log-likelihood (B, L), 0 at ignored tokens.
+
+    fairseq's formula, as FBK trains with it: ``(1 - eps - eps_i) * nll + eps_i *
+    sum_v(-log p_v)`` with ``eps_i = eps / (V - 1)``, i.e. the cross-entropy
+    against a target distribution putting ``1 - eps`` on the reference token.
+    """
+    lprobs = logits.float().log_softmax(-1)
+    ignore = targets == ignore_id
+    safe_targets = targets.masked_fill(ignore, 0)
+    nll = -lprobs.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)
+    smooth = -lprobs.sum(-1)
+    eps_i = epsilon / (lprobs.size(-1) - 1)
+    loss = (1.0 - epsilon - eps_i) * nll + eps_i * smooth
+    return loss.masked_fill(ignore, 0.0)
+
+
+def ctc_min_input_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+    """Fewest CTC frames that can emit each target: its length plus its repeats.
+
+    A repeated label needs a blank between its two copies.
+    """
+    position = torch.arange(targets.size(1), device=targets.device)
+    inside = position[None, 1:] < target_lengths[:, None]
+    repeats = ((targets[:, 1:] == targets[:, :-1]) & inside).sum(1)
+    return target_lengths + repeats
+
+
+class ESPnetSTCTCCompressModel(AbsESPnetModel):
+    """Speech translation with a CTC-compressing encoder, as FBK's IWSLT 2022 system.
+
+    Loss convention (FBK's ``ctc_multi_loss``, not ESPnet's interpolation): both
+    terms are summed over the batch and divided by the number of scored target
+    tokens, ``loss = (CE_sum + ctc_weight * CTC_sum) / n_tokens``. Keeping the
+    CE weight at 1 means the CTC weight adds source supervision without
+    shrinking the translation loss.
+
+    The first ``ignore_prefix_size`` target tokens (the ``<lang:xx>`` tag) are
+    fed to the decoder but excluded from loss and accuracy; decoding forces them.
+
+    Args:
+        vocab_size: target vocabulary size (last id is <sos/eos>).
+        token_list: target tokens.
+        frontend: feature extractor, or None when features come precomputed.
+        specaug: SpecAugment, applied in training only.
+        normalize: feature normalisation (global CMVN).
+        encoder: the CTC-compressing Conformer.
+        decoder: attention decoder over the compressed states.
+        src_token_list: source tokens of the CTC head (blank = index 0).
+        ctc_weight: weight of the CTC term (FBK: 0.5).
+        lsm_weight: label-smoothing epsilon (FBK: 0.1).
+        ignore_prefix_size: leading target tokens left out of the loss.
+        ignore_id: padding id of token tensors.
+        extract_feats_in_collect_stats: let collect_stats call the frontend.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        token_list: Sequence[str],
+        frontend: Optional[AbsFrontend],
+        specaug: Optional[AbsSpecAug],
+        normalize: Optional[AbsNormalize],
+        encoder: CTCCompressConformerEncoder,
+        decoder: AbsDecoder,
+        src_token_list: Optional[Sequence[str]] = None,
+        ctc_weight: float = 0.5,
+        lsm_weight: float = 0.1,
+        ignore_prefix_size: int = 1,
+        ignore_id: int = -1,
+        extract_feats_in_collect_stats: bool = True,
+    ):
+        super().__init__()
+        if ctc_weight < 0:
+            raise ValueError(f"ctc_weight must be >= 0, got {ctc_weight}")
+        if not 0 <= lsm_weight < 1:
+            raise ValueError(f"lsm_weight must be in [0, 1), got {lsm_weight}")
+        if ignore_prefix_size < 0:
+            raise ValueError(f"ignore_prefix_size must be >= 0, got {ignore_prefix_size}")
+        self.vocab_size = vocab_size
+        self.sos = vocab_size - 1
+        self.eos = vocab_size - 1
+        self.token_list = list(token_list)
+        self.src_token_list = list(src_token_list) if src_token_list is not None else None
+        self.frontend = frontend
+        self.specaug = specaug
+        self.normalize = normalize
+        self.encoder = encoder
+        self.decoder = decoder
+        self.ctc_weight = ctc_weight
+        self.lsm_weight = lsm_weight
+        self.ignore_prefix_size = ignore_prefix_size
+        self.ignore_id = ignore_id
+        self.extract_feats_in_collect_stats = extract_feats_in_collect_stats
+
+    def forward(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        src_text: Optional[torch.Tensor] = None,
+        src_text_lengths: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """Batch loss, logged stats and the batch size as weight (ESPnet's contract)."""
+        losses = self.utterance_losses(
+            speech, speech_lengths, text, text_lengths, src_text, src_text_lengths
+        )
+        tokens = losses.tokens.sum().clamp(min=1)
+        ce = losses.ce.sum()
+        ctc = losses.ctc.sum()
+        loss = (ce + self.ctc_weight * ctc) / tokens
+        batch_size = speech.size(0)
+        stats = dict(
+            loss=loss.detach(),
+            loss_ce=(ce / tokens).detach(),
+            loss_ctc=(ctc / batch_size).detach(),
+            acc=(losses.correct.sum() / tokens).detach(),
+            compression_ratio=(
+                losses.compressed_lengths.sum() / losses.encoder_lengths.sum().clamp(min=1)
+            ).detach().float(),
+            ctc_infeasible=(~losses.ctc_feasible).sum().detach().float(),
+        )
+        loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
+        return loss, stats, weight
+
+    def utterance_losses(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        src_text: Optional[torch.Tensor] = None,
+        src_text_lengths: Optional[torch.Tensor] = None,
+    ) -> UtteranceLosses:
+        """Every loss term per utterance; ``forward`` only reduces these."""
+        text = text[:, : int(text_lengths.max())]
+        enc = self.encode_with_ctc(speech, speech_lengths)
+        ce, tokens, correct = self._translation_terms(enc, text, text_lengths)
+        if self.ctc_weight > 0:
+            if src_text is None or src_text_lengths is None:
+                raise ValueError("ctc_weight > 0 needs src_text (the source transcript) in the data")
+            src_text = src_text[:, : int(src_text_lengths.max())]
+            ctc, feasible = self._ctc_terms(enc, src_text, src_text_lengths)
+        else:
+            ctc = torch.zeros_like(ce)
+            feasible = torch.ones_like(text_lengths, dtype=torch.bool)
+        return UtteranceLosses(
+            ce, tokens, correct, ctc, feasible, enc.ctc_lengths, enc.lengths
+        )
+
+    def _translation_terms(
+        self, enc: CTCCompressEncoderOutput, text: torch.Tensor, text_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ys_in, ys_out = add_sos_eos(text, self.sos, self.eos, self.ignore_id)
+        logits, _ = self.decoder(enc.hidden, enc.lengths, ys_in, text_lengths + 1)
+        ys_out = ys_out.clone()
+        ys_out[:, : self.ignore_prefix_size] = self.ignore_id
+        scored = ys_out != self.ignore_id
+        ce = label_smoothed_nll(logits, ys_out, self.lsm_weight, self.ignore_id).sum(1)
+        correct = ((logits.argmax(-1) == ys_out) & scored).sum(1)
+        return ce, scored.sum(1), correct
+
+    def _ctc_terms(
+        self, enc: CTCCompressEncoderOutput, src_text: torch.Tensor, src_text_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """CTC on the pre-compression frames; infeasible utterances count 0 (zero_infinity)."""
+        targets = src_text.masked_fill(src_text == self.ignore_id, 0)
+        log_probs = enc.ctc_logits.float().log_softmax(-1).transpose(0, 1)
+        ctc = F.ctc_loss(
+            log_probs,
+            targets,
+            enc.ctc_lengths,
+            src_text_lengths,
+            blank=0,
+            reduction="none",
+            zero_infinity=True,
+        )
+        feasible = enc.ctc_lengths >= ctc_min_input_lengths(targets, src_text_lengths)
+        return ctc, feasible
+
+    def encode_with_ctc(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> CTCCompressEncoderOutput:
+        """Features -> (augmented in training) normalised features -> encoder.
+
+        Padded frames need no zeroing here: the encoder never reads them.
+        """
+        speech = speech[:, : int(speech_lengths.max())]
+        feats, feats_lengths = self._extract_feats(speech, speech_lengths)
+        if self.specaug is not None and self.training:
+            feats, feats_lengths = self.specaug(feats, feats_lengths)
+        if self.normalize is not None:
+            feats, feats_lengths = self.normalize(feats, feats_lengths)
+        return self.encoder.encode(feats, feats_lengths)
+
+    def encode(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """ESPnet's inference interface: compressed states (B, T', D) and lengths."""
+        enc = self.encode_with_ctc(speech, speech_lengths)
+        return enc.hidden, enc.lengths
+
+    def collect_feats(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: Optional[torch.Tensor] = None,
+        text_lengths: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> Dict[str, torch.Tensor]:
+        feats, feats_lengths = self._extract_feats(speech, speech_lengths)
+        return {"feats": feats, "feats_lengths": feats_lengths}
+
+    def _extract_feats(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self.frontend is None:
+            return speech, speech_lengths
+        return self.frontend(speech, speech_lengths)

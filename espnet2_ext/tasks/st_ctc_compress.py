@@ -1,0 +1,118 @@
+"""ESPnet ST task for FBK's CTC-compressing Conformer: our encoder and model choices."""
+
+import argparse
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from espnet2.tasks.st import (
+    STTask,
+    decoder_choices,
+    frontend_choices,
+    normalize_choices,
+    preprocessor_choices,
+    specaug_choices,
+)
+from espnet2.torch_utils.initialize import initialize
+from espnet2.train.class_choices import ClassChoices
+from espnet2.utils.get_default_kwargs import get_default_kwargs
+
+from espnet2_ext.asr.encoder.ctc_compress_conformer_encoder import (
+    CTCCompressConformerEncoder,
+)
+from espnet2_ext.st.espnet_model import ESPnetSTCTCCompressModel
+from espnet2_ext.train.preprocessor import SpeechLengthCheck
+
+encoder_choices = ClassChoices(
+    "encoder",
+    classes=dict(ctc_compress_conformer=CTCCompressConformerEncoder),
+    type_check=AbsEncoder,
+    default="ctc_compress_conformer",
+)
+
+
+class STCTCCompressTask(STTask):
+    """ESPnet's ST task with the CTC-compressing encoder and FBK's multi-loss model.
+
+    Everything else (data, iterators, trainer, tokenisation, CMVN, SpecAugment,
+    decoders) is ESPnet's. The source token list feeds the encoder's CTC head.
+    """
+
+    class_choices_list = [
+        frontend_choices,
+        specaug_choices,
+        normalize_choices,
+        encoder_choices,
+        decoder_choices,
+        preprocessor_choices,
+    ]
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_task_arguments(parser)
+        parser.set_defaults(model_conf=get_default_kwargs(ESPnetSTCTCCompressModel))
+
+    @classmethod
+    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> SpeechLengthCheck:
+        encoder_class = encoder_choices.get_class(args.encoder)
+        min_frames = encoder_class.min_input_length_for(args.encoder_conf)
+        return SpeechLengthCheck(super().build_preprocess_fn(args, train), min_frames)
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> ESPnetSTCTCCompressModel:
+        token_list = _read_token_list(args.token_list, "token_list")
+        args.token_list = token_list  # keep the saved config self-contained
+        if args.src_token_list is None:
+            raise ValueError("--src_token_list is required: it is the vocabulary of the CTC head")
+        src_token_list = _read_token_list(args.src_token_list, "src_token_list")
+        args.src_token_list = src_token_list
+        logging.info(f"Vocabulary sizes: target {len(token_list)}, source {len(src_token_list)}")
+
+        if args.input_size is None:
+            frontend = frontend_choices.get_class(args.frontend)(**args.frontend_conf)
+            input_size = frontend.output_size()
+        else:
+            args.frontend, args.frontend_conf = None, {}
+            frontend, input_size = None, args.input_size
+        specaug = (
+            specaug_choices.get_class(args.specaug)(**args.specaug_conf)
+            if args.specaug is not None
+            else None
+        )
+        normalize = (
+            normalize_choices.get_class(args.normalize)(**args.normalize_conf)
+            if args.normalize is not None
+            else None
+        )
+        encoder = encoder_choices.get_class(args.encoder)(
+            input_size=input_size, ctc_vocab_size=len(src_token_list), **args.encoder_conf
+        )
+        decoder = decoder_choices.get_class(args.decoder)(
+            vocab_size=len(token_list),
+            encoder_output_size=encoder.output_size(),
+            **args.decoder_conf,
+        )
+        model = ESPnetSTCTCCompressModel(
+            vocab_size=len(token_list),
+            token_list=token_list,
+            frontend=frontend,
+            specaug=specaug,
+            normalize=normalize,
+            encoder=encoder,
+            decoder=decoder,
+            src_token_list=src_token_list,
+            **args.model_conf,
+        )
+        if args.init is not None:
+            initialize(model, args.init)
+        return model
+
+
+def _read_token_list(value: Union[str, Path, Sequence[str]], name: str) -> List[str]:
+    if isinstance(value, (str, Path)):
+        with open(value, encoding="utf-8") as f:
+            return [line.rstrip() for line in f]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise ValueError(f"--{name} must be a file path or a list of tokens, got {type(value).__name__}")

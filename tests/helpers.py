@@ -1,0 +1,61 @@
+"""Shared test helpers: small models and padded batches."""
+
+from typing import List
+
+import torch
+
+from espnet2_ext.asr.encoder.ctc_compress_conformer_encoder import CTCCompressConformerEncoder
+
+SMALL_ENCODER = dict(
+    output_size=64,
+    attention_heads=4,
+    linear_units=128,
+    num_blocks=4,
+    cnn_module_kernel=7,
+    subsampling_channels=64,
+    ctc_block=2,
+)
+
+
+def small_encoder(**overrides) -> CTCCompressConformerEncoder:
+    torch.manual_seed(0)
+    return CTCCompressConformerEncoder(input_size=20, ctc_vocab_size=12, **{**SMALL_ENCODER, **overrides})
+
+
+def pad_batch(utterances: List[torch.Tensor]) -> tuple:
+    """Right-pad (T_i, F) utterances with large noise: padding must never matter."""
+    lengths = torch.tensor([len(u) for u in utterances])
+    batch = torch.randn(len(utterances), int(lengths.max()), utterances[0].size(1)) * 50
+    for i, u in enumerate(utterances):
+        batch[i, : len(u)] = u
+    return batch, lengths
+
+
+def small_model(ctc_weight: float = 0.5, vocab_size: int = 15, **encoder_overrides):
+    """A tiny ST model: the small encoder plus a 2-block Transformer decoder."""
+    from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
+
+    from espnet2_ext.st.espnet_model import ESPnetSTCTCCompressModel
+
+    encoder = small_encoder(**encoder_overrides)
+    decoder = TransformerDecoder(vocab_size, 64, attention_heads=4, linear_units=128, num_blocks=2)
+    tokens = ["<blank>", "<unk>", "<lang:de>"] + [f"t{i}" for i in range(vocab_size - 4)] + ["<sos/eos>"]
+    return ESPnetSTCTCCompressModel(
+        vocab_size=vocab_size,
+        token_list=tokens,
+        frontend=None,
+        specaug=None,
+        normalize=None,
+        encoder=encoder,
+        decoder=decoder,
+        src_token_list=[f"s{i}" for i in range(12)],
+        ctc_weight=ctc_weight,
+    )
+
+
+def pad_tokens(sequences: List[List[int]]) -> tuple:
+    lengths = torch.tensor([len(s) for s in sequences])
+    batch = torch.full((len(sequences), int(lengths.max())), -1, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        batch[i, : len(s)] = torch.tensor(s)
+    return batch, lengths

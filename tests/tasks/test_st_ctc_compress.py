@@ -1,0 +1,56 @@
+"""The task: building FBK's full model from the recipe config, and its preprocessing."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask
+from espnet2_ext.train.preprocessor import TooShortUtteranceError
+
+RECIPE_CONF = Path(__file__).resolve().parents[2] / "egs" / "mustc_conformer_ctc" / "conf" / "train.yaml"
+FBK_PARAMETERS = 116e6
+
+
+def parse(tmp_path, *extra):
+    target = tmp_path / "tokens.txt"
+    target.write_text("\n".join(["<blank>", "<unk>"] + [f"t{i}" for i in range(7997)] + ["<sos/eos>"]) + "\n")
+    source = tmp_path / "src_tokens.txt"
+    source.write_text("\n".join(["<blank>", "<unk>"] + [f"s{i}" for i in range(4998)]) + "\n")
+    argv = [
+        "--config", str(RECIPE_CONF), "--token_list", str(target), "--src_token_list", str(source),
+        "--input_size", "80", "--output_dir", str(tmp_path / "exp"), *extra,
+    ]
+    return STCTCCompressTask.get_parser().parse_args(argv)
+
+
+def test_recipe_config_builds_fbk_full_size_model(tmp_path):
+    model = STCTCCompressTask.build_model(parse(tmp_path))
+    parameters = sum(p.numel() for p in model.parameters())
+    # 114.9M: encoder 81.5M (CTC head 2.6M) + decoder 33.4M; FBK reports ~116M.
+    assert abs(parameters - FBK_PARAMETERS) / FBK_PARAMETERS < 0.02, parameters
+    assert model.encoder.ctc_head.out_features == 5000
+    assert model.decoder.output_layer.out_features == 8000
+    assert model.ctc_weight == 0.5 and model.ignore_prefix_size == 1
+
+
+def test_unknown_encoder_key_is_named(tmp_path):
+    args = parse(tmp_path, "--encoder_conf", "compresion=avg")
+    with pytest.raises(TypeError, match="compresion"):
+        STCTCCompressTask.build_model(args)
+
+
+def test_source_token_list_is_required(tmp_path):
+    args = parse(tmp_path)
+    args.src_token_list = None
+    with pytest.raises(ValueError, match="src_token_list"):
+        STCTCCompressTask.build_model(args)
+
+
+def test_preprocessor_rejects_too_short_features_by_utterance_name(tmp_path):
+    args = parse(tmp_path, "--use_preprocessor", "false")
+    preprocess = STCTCCompressTask.build_preprocess_fn(args, train=True)
+    ok = {"speech": np.zeros((5, 80), dtype=np.float32)}
+    assert preprocess("utt_ok", ok) is ok
+    with pytest.raises(TooShortUtteranceError, match="'ted_1_0001_0004'.*4 feature frames.*at least 5"):
+        preprocess("ted_1_0001_0004", {"speech": np.zeros((4, 80), dtype=np.float32)})
