@@ -1,0 +1,370 @@
+"""Tests for egs/mustc_conformer_ctc/local/make_mini_corpus.py (synthetic MuST-C generator).
+
+The audio tests need espeak-ng; when it is missing they fail with the generator's
+install hint instead of being skipped, because the recipe cannot run without it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "egs" / "mustc_conformer_ctc" / "local" / "make_mini_corpus.py"
+SPLITS = ("train", "dev", "tst-COMMON")
+SIZES = {"n_train": 6, "n_dev": 3, "n_test": 3}
+YAML_LINE = re.compile(
+    r"- \{duration: \d+\.\d{6}, offset: \d+\.\d{6}, rW: \d+, uW: 0, "
+    r"speaker_id: spk\.\d+, wav: ted_\d+\.wav\}"
+)
+
+
+def load_generator() -> ModuleType:
+    """Import the script by path: recipe 'local/' directories are not packages."""
+    spec = importlib.util.spec_from_file_location("make_mini_corpus", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = load_generator()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("corpus_a")
+    gen.build_corpus(out, seed=3, talk_size=3, **SIZES)
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus_same_seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("corpus_b")
+    gen.build_corpus(out, seed=3, talk_size=3, **SIZES)
+    return out
+
+
+def data_dir(out: Path, split: str) -> Path:
+    return out / "en-de" / "data" / split
+
+
+def read_lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def load_split(out: Path, split: str) -> tuple[list[dict], list[str], list[str]]:
+    txt = data_dir(out, split) / "txt"
+    entries = yaml.safe_load((txt / f"{split}.yaml").read_text(encoding="utf-8"))
+    return entries, read_lines(txt / f"{split}.en"), read_lines(txt / f"{split}.de")
+
+
+def talks(entries: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for entry in entries:
+        grouped.setdefault(entry["wav"], []).append(entry)
+    return grouped
+
+
+def region(audio: np.ndarray, start: float, end: float) -> np.ndarray:
+    return audio[round(start * gen.SAMPLE_RATE) : round(end * gen.SAMPLE_RATE)]
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_layout_and_formats(corpus: Path) -> None:
+    seen_talks: set[str] = set()
+    for split in SPLITS:
+        entries, en, de = load_split(corpus, split)
+        expected = {"train": 6, "dev": 3, "tst-COMMON": 3}[split]
+        assert len(entries) == len(en) == len(de) == expected
+        for line in read_lines(data_dir(corpus, split) / "txt" / f"{split}.yaml"):
+            assert YAML_LINE.fullmatch(line), line
+        for entry, sentence in zip(entries, en):
+            assert entry["rW"] == len(sentence.split())
+            assert entry["speaker_id"] == entry["wav"].replace("ted_", "spk.").removesuffix(".wav")
+        wav_names = {p.name for p in (data_dir(corpus, split) / "wav").glob("*.wav")}
+        assert wav_names == set(talks(entries))
+        assert not seen_talks & wav_names, "talk ids must be unique across splits"
+        seen_talks |= wav_names
+
+
+def test_wavs_are_16k_mono_pcm16(corpus: Path) -> None:
+    for split in SPLITS:
+        for wav in (data_dir(corpus, split) / "wav").glob("*.wav"):
+            info = sf.info(wav)
+            assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+
+
+def test_segments_lie_inside_their_wav_in_order(corpus: Path) -> None:
+    for split in SPLITS:
+        entries, _, _ = load_split(corpus, split)
+        for wav_name, segments in talks(entries).items():
+            wav_duration = sf.info(data_dir(corpus, split) / "wav" / wav_name).duration
+            previous_end = 0.0
+            for segment in segments:
+                assert segment["duration"] > 0
+                assert segment["offset"] >= previous_end + 0.2 - 1e-6
+                previous_end = segment["offset"] + segment["duration"]
+                assert previous_end <= wav_duration
+
+
+def test_no_temporary_files_left(corpus: Path) -> None:
+    assert not list(corpus.rglob("*.tmp"))
+    assert all((data_dir(corpus, split) / ".done").is_file() for split in SPLITS)
+
+
+# --------------------------------------------------------------------------- audio content
+
+
+def test_speech_is_audible_and_gaps_are_silent(corpus: Path) -> None:
+    for split in SPLITS:
+        entries, _, _ = load_split(corpus, split)
+        for wav_name, segments in talks(entries).items():
+            audio, _ = sf.read(data_dir(corpus, split) / "wav" / wav_name, dtype="int16")
+            gap_start = 0.0
+            for segment in segments:
+                end = segment["offset"] + segment["duration"]
+                assert rms(region(audio, segment["offset"], end)) > 500
+                assert rms(region(audio, gap_start, segment["offset"])) < 1
+                gap_start = end
+            assert rms(region(audio, gap_start, len(audio) / gen.SAMPLE_RATE)) < 1
+
+
+# --------------------------------------------------------------------------- determinism and splits
+
+
+def test_same_seed_gives_identical_files(corpus: Path, corpus_same_seed: Path) -> None:
+    files_a = sorted(p.relative_to(corpus) for p in corpus.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(corpus_same_seed) for p in corpus_same_seed.rglob("*") if p.is_file())
+    assert files_a == files_b
+    for relative in files_a:
+        assert (corpus / relative).read_bytes() == (corpus_same_seed / relative).read_bytes(), relative
+
+
+def test_different_seed_gives_different_text() -> None:
+    first = gen.make_text_splits(3, **SIZES)
+    second = gen.make_text_splits(4, **SIZES)
+    assert first["train"] != second["train"]
+
+
+def test_dev_and_test_sentences_not_in_train(corpus: Path) -> None:
+    train = set(load_split(corpus, "train")[1])
+    for split in ("dev", "tst-COMMON"):
+        assert not train & set(load_split(corpus, split)[1])
+
+
+def test_default_sized_splits_are_disjoint() -> None:
+    splits = gen.make_text_splits(1, 1200, 100, 150)
+    sentences = {split: {pair.en for pair in pairs} for split, pairs in splits.items()}
+    assert [len(sentences[s]) for s in SPLITS] == [1200, 100, 150]
+    assert not sentences["train"] & (sentences["dev"] | sentences["tst-COMMON"])
+    assert not sentences["dev"] & sentences["tst-COMMON"]
+
+
+def test_rerun_skips_complete_splits(corpus: Path) -> None:
+    wav = data_dir(corpus, "train") / "wav" / "ted_1.wav"
+    before = wav.stat().st_mtime_ns
+    assert gen.build_corpus(corpus, seed=3, talk_size=3, **SIZES) == dict.fromkeys(SPLITS, False)
+    assert wav.stat().st_mtime_ns == before
+
+
+def test_changed_settings_regenerate_and_remove_stale_wavs(tmp_path: Path) -> None:
+    sizes = {"n_train": 2, "n_dev": 1, "n_test": 1}
+    gen.build_corpus(tmp_path, seed=5, talk_size=1, **sizes)
+    assert gen.build_corpus(tmp_path, seed=5, talk_size=2, **sizes)["train"]
+    entries, _, _ = load_split(tmp_path, "train")
+    wav_names = {p.name for p in (data_dir(tmp_path, "train") / "wav").glob("*.wav")}
+    assert wav_names == set(talks(entries)) == {"ted_1.wav"}
+
+
+# --------------------------------------------------------------------------- CLI and errors
+
+
+def test_missing_espeak_gives_install_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match="apt-get install espeak-ng"):
+        gen.require_espeak()
+    assert gen.main(["--out", str(tmp_path / "out"), "--n-train", "2", "--n-dev", "1", "--n-test", "1"]) == 1
+    assert "apt-get install espeak-ng" in capsys.readouterr().err
+
+
+def test_help_exits_cleanly() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        gen.main(["--help"])
+    assert exit_info.value.code == 0
+
+
+def test_yaml_line_format() -> None:
+    pair = gen.SentencePair("The old teacher sees a red car.", "Der alte Lehrer sieht einen roten Wagen.")
+    talk = gen.Talk(1, gen.Voice("en-us+m1", 160, 50), (pair,), (200, 200))
+    line = gen.Segment(talk, pair, offset=16.31, duration=3.5).yaml_line()
+    assert line == "- {duration: 3.500000, offset: 16.310000, rW: 7, uW: 0, speaker_id: spk.1, wav: ted_1.wav}"
+    assert yaml.safe_load(line) == [
+        {"duration": 3.5, "offset": 16.31, "rW": 7, "uW": 0, "speaker_id": "spk.1", "wav": "ted_1.wav"}
+    ]
+
+
+# --------------------------------------------------------------------------- German grammar
+
+
+def np_(noun: str, determiner: str = "the", adjective: str | None = None, plural: bool = False, number: int = 0):
+    adj = gen.find_adjective(adjective) if adjective else None
+    return gen.NounPhrase(gen.find_noun(noun), determiner, plural, adj, number)
+
+
+def clause(subject, verb: str, obj, time=None):
+    return gen.Clause(subject, gen.find_verb(verb), obj, time)
+
+
+PRONOUN = gen.find_pronoun
+
+GRAMMAR_CASES = [
+    (
+        gen.SimpleSentence(clause(np_("teacher", "the", "old"), "see", np_("car", "a", "red"))),
+        "The old teacher sees a red car.",
+        "Der alte Lehrer sieht einen roten Wagen.",
+    ),
+    (
+        gen.SimpleSentence(clause(np_("man"), "see", np_("dog", "the", "old"))),
+        "The man sees the old dog.",
+        "Der Mann sieht den alten Hund.",
+    ),
+    (
+        gen.SimpleSentence(clause(np_("child"), "find", np_("cat", "a", "small"))),
+        "The child finds a small cat.",
+        "Das Kind findet eine kleine Katze.",
+    ),
+    (
+        gen.SimpleSentence(clause(PRONOUN("I"), "buy", np_("house", "a", "big"))),
+        "I buy a big house.",
+        "Ich kaufe ein großes Haus.",
+    ),
+    (
+        gen.SimpleSentence(clause(np_("girl", "a", "tired"), "see", np_("house", "the", "big"))),
+        "A tired girl sees the big house.",
+        "Ein müdes Mädchen sieht das große Haus.",
+    ),
+    (
+        gen.SimpleSentence(
+            clause(np_("man", "number", "old", number=3), "buy", np_("book", "number", "new", number=20))
+        ),
+        "Three old men buy twenty new books.",
+        "Drei alte Männer kaufen zwanzig neue Bücher.",
+    ),
+    (
+        gen.SimpleSentence(clause(np_("uncle", "number", number=1), "read", np_("book", "number", number=3))),
+        "One uncle reads three books.",
+        "Ein Onkel liest drei Bücher.",
+    ),
+    (
+        gen.SimpleSentence(clause(PRONOUN("we"), "wash", np_("dog", "our", "black", plural=True))),
+        "We wash our black dogs.",
+        "Wir waschen unsere schwarzen Hunde.",
+    ),
+    (
+        gen.SimpleSentence(clause(PRONOUN("you"), "eat", np_("apple", "my", "green"))),
+        "You eat my green apple.",
+        "Du isst meinen grünen Apfel.",
+    ),
+    (
+        gen.SimpleSentence(clause(np_("cook", "a", "hungry"), "drink", np_("milk", "the", "cold"))),
+        "A hungry cook drinks the cold milk.",
+        "Ein hungriger Koch trinkt die kalte Milch.",
+    ),
+    (
+        gen.SimpleSentence(
+            clause(np_("teacher"), "read", np_("letter", "a", "long"), gen.clock_time(7)), front_time=True
+        ),
+        "At seven o'clock the teacher reads a long letter.",
+        "Um sieben Uhr liest der Lehrer einen langen Brief.",
+    ),
+    (
+        gen.SimpleSentence(clause(np_("woman"), "meet", np_("doctor"), gen.clock_time(1))),
+        "The woman meets the doctor at one o'clock.",
+        "Die Frau trifft um ein Uhr den Arzt.",
+    ),
+    (
+        gen.SimpleSentence(clause(np_("duck", "a"), "see", PRONOUN("we"), gen.find_time("tomorrow"))),
+        "A duck sees us tomorrow.",
+        "Eine Ente sieht uns morgen.",
+    ),
+    (
+        gen.ThatSentence(PRONOUN("I"), gen.find_clause_verb("think"), clause(np_("man"), "see", np_("dog"))),
+        "I think that the man sees the dog.",
+        "Ich denke, dass der Mann den Hund sieht.",
+    ),
+    (
+        gen.ThatSentence(
+            PRONOUN("he"),
+            gen.find_clause_verb("know"),
+            clause(PRONOUN("you"), "meet", PRONOUN("she"), gen.find_time("today")),
+        ),
+        "He knows that you meet her today.",
+        "Er weiß, dass du sie heute triffst.",
+    ),
+    (
+        gen.ThatSentence(
+            np_("sister", "my", plural=True),
+            gen.find_clause_verb("say"),
+            clause(np_("child"), "paint", np_("tower", "a", "white"), gen.clock_time(12)),
+        ),
+        "My sisters say that the child paints a white tower at twelve o'clock.",
+        "Meine Schwestern sagen, dass das Kind um zwölf Uhr einen weißen Turm malt.",
+    ),
+    (
+        gen.BecauseSentence(
+            clause(PRONOUN("she"), "drink", np_("milk")),
+            clause(PRONOUN("she"), "see", np_("cat")),
+        ),
+        "She drinks the milk because she sees the cat.",
+        "Sie trinkt die Milch, weil sie die Katze sieht.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sentence", "english", "german"), GRAMMAR_CASES)
+def test_translation(sentence, english: str, german: str) -> None:
+    assert sentence.translate() == gen.SentencePair(english, german)
+
+
+@pytest.mark.parametrize(
+    ("infinitive", "overrides", "forms"),
+    [
+        ("kaufen", {}, ("kaufe", "kaufst", "kauft", "kaufen")),
+        ("finden", {}, ("finde", "findest", "findet", "finden")),
+        ("zeichnen", {}, ("zeichne", "zeichnest", "zeichnet", "zeichnen")),
+        ("putzen", {}, ("putze", "putzt", "putzt", "putzen")),
+        ("lesen", {"du": "liest", "er": "liest"}, ("lese", "liest", "liest", "lesen")),
+    ],
+)
+def test_conjugation(infinitive: str, overrides: dict, forms: tuple) -> None:
+    assert gen.conjugate(infinitive, **overrides) == forms
+
+
+def test_verb_agrees_with_subject_person() -> None:
+    see = gen.find_verb("see")
+    assert [see.de_form(p) for p in gen.PERSONS] == ["sehe", "siehst", "sieht", "sehen", "sehen"]
+    assert [see.en_form(p) for p in gen.PERSONS] == ["see", "see", "sees", "see", "see"]
+
+
+def test_invalid_noun_phrases_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        np_("milk", "a")
+    with pytest.raises(ValueError):
+        np_("dog", "a", plural=True)
+    with pytest.raises(ValueError):
+        np_("water", "number", number=3)
