@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Source after setting defaults: turns `--foo-bar VALUE` (or `--foo-bar=VALUE`) into
+# foo_bar=VALUE for every variable that already exists, so a typo fails loudly.
+# `--help` prints $help_message. Remaining arguments are left in "$@".
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --help|-h)
+            echo "${help_message:-no help available}"
+            exit 0 ;;
+        --*=*)
+            _name="${1%%=*}"; _value="${1#*=}"; shift ;;
+        --*)
+            if [ $# -lt 2 ]; then echo "$0: option $1 needs a value" >&2; exit 1; fi
+            _name="$1"; _value="$2"; shift 2 ;;
+        *)
+            break ;;
+    esac
+    _var="${_name#--}"
+    _var="${_var//-/_}"
+    if [ -z "${!_var+set}" ]; then
+        echo "$0: unknown option ${_name}" >&2
+        exit 1
+    fi
+    printf -v "${_var}" '%s' "${_value}"
+done
+unset _name _value _var
+true
