@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM_TOOLS := espeak-ng sox
 
-.PHONY: venv sysdeps test bench clean-venv
+.PHONY: venv sysdeps test demo bench clean-venv
 
 venv: sysdeps $(STAMP)
 
@@ -27,6 +27,10 @@ $(STAMP): requirements.txt pyproject.toml
 
 test: venv
 	$(PY) -m pytest -q tests
+
+# The whole recipe on the embedded mini corpus (see README); DEMO_ARGS go to run.sh.
+demo: venv
+	cd egs/mustc_conformer_ctc && time ./demo.sh $(DEMO_ARGS)
 
 bench: venv
 	$(PY) bench/encoder_bench.py

@@ -108,9 +108,9 @@ def in_fresh_process(name: str, args: argparse.Namespace) -> Dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--min-frames", type=int, default=600)
-    parser.add_argument("--max-frames", type=int, default=1500)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--min-frames", type=int, default=300)
+    parser.add_argument("--max-frames", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compression", default="avg", help="strategy of our encoder")

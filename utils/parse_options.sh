@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Source after setting defaults: turns `--foo-bar VALUE` (or `--foo-bar=VALUE`) into
 # foo_bar=VALUE for every variable that already exists, so a typo fails loudly.
-# `--help` prints $help_message. Remaining arguments are left in "$@".
+# `--help` prints $help_message. Parsing stops at `--` or the first non-option;
+# what remains is left in "$@".
 
 while [ $# -gt 0 ]; do
     case "$1" in
+        --)
+            break ;;
         --help|-h)
             echo "${help_message:-no help available}"
             exit 0 ;;

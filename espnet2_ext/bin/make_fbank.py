@@ -54,6 +54,7 @@ from espnet2.utils.types import int_or_none
 from kaldiio import WriteHelper
 from tqdm import tqdm
 
+from espnet2_ext.utils.fileio import write_text_atomically
 from espnet2_ext.utils.fbank import (
     FRAME_LENGTH_MS,
     FRAME_SHIFT_MS,
@@ -264,7 +265,7 @@ def run_job(job: Job, report: Callable[[int], object]) -> None:
     write_lines(tmp[job.num_frames], lengths)
     for final, temporary in ((job.ark, tmp[job.ark]), (job.scp, tmp[job.scp]), (job.num_frames, tmp[job.num_frames])):
         os.replace(temporary, final)
-    write_atomically(job.marker, job.fingerprint())
+    write_text_atomically(job.marker, job.fingerprint())
 
 
 @contextmanager
@@ -353,13 +354,6 @@ def write_lines(path: Path, lines: Sequence[str]) -> None:
         stream.writelines(f"{line}\n" for line in lines)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the complete new one, never a partial one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def read_job_outputs(job: Job) -> tuple[dict[str, str], dict[str, int]]:
     """A finished job's scp entries and frame counts, checked to cover exactly its utterances."""
     with job.scp.open(encoding="utf-8") as stream:
@@ -381,9 +375,9 @@ def merge_outputs(jobs: Sequence[Job], out_dir: Path, min_frames: int, max_frame
         frames.update(job_frames)
     keep = sorted(u for u, n in frames.items() if min_frames <= n and (max_frames is None or n <= max_frames))
     dropped = sorted(set(frames) - set(keep))
-    write_atomically(out_dir / "dropped", "".join(f"{u} {frames[u]}\n" for u in dropped))
-    write_atomically(out_dir / "utt2num_frames", "".join(f"{u} {frames[u]}\n" for u in keep))
-    write_atomically(out_dir / "feats.scp", "".join(f"{u} {scp[u]}\n" for u in keep))
+    write_text_atomically(out_dir / "dropped", "".join(f"{u} {frames[u]}\n" for u in dropped))
+    write_text_atomically(out_dir / "utt2num_frames", "".join(f"{u} {frames[u]}\n" for u in keep))
+    write_text_atomically(out_dir / "feats.scp", "".join(f"{u} {scp[u]}\n" for u in keep))
     if dropped:
         logging.info("dropped %d utterances outside %s-%s frames, listed in %s", len(dropped), min_frames,
                      max_frames, out_dir / "dropped")
@@ -406,15 +400,15 @@ def copy_data_dir(data_dir: Path, out_dir: Path, recordings: Sequence[Recording]
     names = sorted(p.name for p in data_dir.glob("text*") if p.is_file())
     names += [name for name in _COPIED_FILES if (data_dir / name).is_file()]
     for name in names:
-        write_atomically(out_dir / name, "".join(f"{line}\n" for line in filter_table(data_dir / name, keep)))
+        write_text_atomically(out_dir / name, "".join(f"{line}\n" for line in filter_table(data_dir / name, keep)))
     used = [r for r in recordings if any(u.utt_id in keep for u in r.utterances)]
-    write_atomically(out_dir / "wav.scp", "".join(f"{r.recording_id} {r.wav}\n" for r in used))
+    write_text_atomically(out_dir / "wav.scp", "".join(f"{r.recording_id} {r.wav}\n" for r in used))
     if (data_dir / "utt2spk").is_file():
         spk2utt: dict[str, list[str]] = {}
         for _, (utt_id, speaker) in read_table(out_dir / "utt2spk"):
             spk2utt.setdefault(speaker, []).append(utt_id)
         text = "".join(f"{spk} {' '.join(sorted(utts))}\n" for spk, utts in sorted(spk2utt.items()))
-        write_atomically(out_dir / "spk2utt", text)
+        write_text_atomically(out_dir / "spk2utt", text)
 
 
 def remove_stale_job_files(split_dir: Path, job_count: int) -> None:

@@ -39,7 +39,21 @@ class MaskedConvolutionModule(nn.Module):
         x = nn.functional.glu(self.pointwise_in(x), dim=-1)
         x = x.masked_fill(~valid.unsqueeze(-1), 0.0)
         x = self.depthwise(x.transpose(1, 2)).transpose(1, 2)
-        packed = self.pointwise_out(self.activation(self.norm(x[valid])))
+        packed = self.pointwise_out(self.activation(self._normalize(x[valid])))
         out = x.new_zeros(x.shape)
         out[valid] = packed
         return out
+
+    def _normalize(self, frames: torch.Tensor) -> torch.Tensor:
+        """BatchNorm over the valid frames (N, C).
+
+        One frame has no batch variance (early in training the CTC can squeeze a
+        whole batch to a single vector), so it is normalised with the running
+        statistics instead, leaving them untouched.
+        """
+        if self.training and frames.size(0) < 2:
+            norm = self.norm
+            return nn.functional.batch_norm(
+                frames, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
+            )
+        return self.norm(frames)

@@ -80,12 +80,8 @@ def trained(tmp_path_factory):
     for split in ("train", "dev", "tst-COMMON"):
         run_script("-m", "espnet2_ext.bin.make_fbank", "--data-dir", str(data / split), "--out-dir", str(dump / split))
     run_script(
-        "local/train_bpe.py", "--input", str(dump / "train/text.tgt.tagged"), "--vocab-size", "120",
-        "--model-prefix", str(work / "spm/tgt"), "--token-list", str(work / "spm/tgt_tokens.txt"),
-    )
-    run_script(
-        "local/train_bpe.py", "--input", str(dump / "train/text.src.norm"), "--vocab-size", "80",
-        "--model-prefix", str(work / "spm/src"), "--token-list", str(work / "spm/src_tokens.txt"),
+        "local/train_bpe.py", "--data-dir", str(dump / "train"), "--out-dir", str(work / "spm"),
+        "--tgt-vocab-size", "120", "--src-vocab-size", "80",
     )
     config = work / "train.yaml"
     config.write_text(yaml.safe_dump(TINY_CONFIG))

@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import io
 import math
-import os
 import random
 import shutil
 import subprocess
@@ -38,6 +37,8 @@ import soundfile as sf
 import yaml
 from scipy.signal import resample_poly
 from tqdm import tqdm
+
+from espnet2_ext.utils.fileio import atomic_path, write_text_atomically
 
 SAMPLE_RATE = 16000
 SAMPLES_PER_MS = SAMPLE_RATE // 1000
@@ -777,19 +778,9 @@ def render_talk(
 # --------------------------------------------------------------------------- files
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via '<name>.tmp' + os.replace so a killed run never leaves a partial file."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
 def write_wav_atomic(path: Path, audio: np.ndarray) -> None:
-    write_atomic(path, lambda tmp: sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV"))
+    with atomic_path(path) as tmp:
+        sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
 
 
 def plan_digest(talks: Sequence[Talk], tgt: str) -> str:
@@ -828,14 +819,14 @@ class SplitWriter:
 
     def finish(self, talks: Sequence[Talk], digest: str) -> None:
         txt = self.directory / "txt"
-        write_text_atomic(txt / f"{self.split}.yaml", "".join(f"{line}\n" for line in self.lines["yaml"]))
-        write_text_atomic(txt / f"{self.split}.en", "".join(f"{line}\n" for line in self.lines["en"]))
-        write_text_atomic(txt / f"{self.split}.{self.tgt}", "".join(f"{line}\n" for line in self.lines["tgt"]))
+        write_text_atomically(txt / f"{self.split}.yaml", "".join(f"{line}\n" for line in self.lines["yaml"]))
+        write_text_atomically(txt / f"{self.split}.en", "".join(f"{line}\n" for line in self.lines["en"]))
+        write_text_atomically(txt / f"{self.split}.{self.tgt}", "".join(f"{line}\n" for line in self.lines["tgt"]))
         wanted = {talk.wav_name for talk in talks}
         for stale in (self.directory / "wav").glob("ted_*.wav"):
             if stale.name not in wanted:
                 stale.unlink()
-        write_text_atomic(self.directory / DONE_MARKER, digest + "\n")
+        write_text_atomically(self.directory / DONE_MARKER, digest + "\n")
 
 
 def generate_split(

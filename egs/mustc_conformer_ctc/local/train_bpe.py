@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Train a SentencePiece unigram model and write its ESPnet token list.
+"""Train the target and source SentencePiece unigram models and their ESPnet token lists.
 
-Input is a Kaldi-style text file (``utt-id text``). Language tags (``<lang:xx>``)
+From a data dir: the target model on ``text.tgt.tagged`` (raw truecased text,
+language tag first), the source model for the CTC on ``text.src.norm``
+(lowercased, no punctuation). Writes ``<out>/{tgt,src}.model`` and
+``<out>/{tgt,src}_tokens.txt``. Inputs are Kaldi-style (``utt-id text``). Language tags (``<lang:xx>``)
 found as first tokens become user-defined symbols, so each stays one piece
 and is the first piece of its sentence.
 The token list follows ESPnet's convention: ``<blank>`` (id 0, the CTC blank),
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import sentencepiece as spm
+from espnet2.utils.config_argparse import ArgumentParser
 
 LANG_TAG = re.compile(r"^<lang:[^>\s]+>$")
 SPM_CONTROL_PIECES = 3  # <unk>, <s>, </s>: replaced by ESPnet's own symbols
@@ -74,23 +78,29 @@ def train(sentences: List[str], vocab_size: int, model_prefix: Path, token_list:
     return tokens
 
 
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", type=Path, required=True, help="Kaldi-style text file")
-    parser.add_argument("--vocab-size", type=int, required=True)
-    parser.add_argument("--model-prefix", type=Path, required=True, help="writes PREFIX.model and PREFIX.vocab")
-    parser.add_argument("--token-list", type=Path, required=True)
+SIDES = {"tgt": "text.tgt.tagged", "src": "text.src.norm"}
+
+
+def get_parser() -> ArgumentParser:
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, required=True, help="training data dir")
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--tgt-vocab-size", type=int, default=8000, help="target pieces (an upper bound)")
+    parser.add_argument("--src-vocab-size", type=int, default=5000, help="source pieces for the CTC")
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    try:
-        tokens = train(read_sentences(args.input), args.vocab_size, args.model_prefix, args.token_list)
-    except (OSError, ValueError) as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
-    print(f"{args.token_list}: {len(tokens)} tokens")
+    sizes = {"tgt": args.tgt_vocab_size, "src": args.src_vocab_size}
+    for side, text in SIDES.items():
+        try:
+            sentences = read_sentences(args.data_dir / text)
+            tokens = train(sentences, sizes[side], args.out_dir / side, args.out_dir / f"{side}_tokens.txt")
+        except (OSError, ValueError) as e:
+            print(f"ERROR: {e}", file=sys.stderr)
+            return 1
+        print(f"{args.out_dir / side}.model: {len(tokens)} tokens")
     return 0
 
 

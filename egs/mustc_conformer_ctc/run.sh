@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# FBK's IWSLT 2022 direct speech translation (Conformer + CTC compression) on MuST-C.
+# Stages: 1 data, 2 fbank, 3 bpe, 4 stats, 5 train, 6 finetune, 7 decode (average,
+# translate, score, RESULTS.md, plot), 8 pack. Behaviour lives in ${conf_dir}/*.yaml.
+# Example: ./run.sh --mustc-root /data/MUSTC_v1.0 --tgt-lang de --ngpu 4
+set -euo pipefail
+
+stage=1                 # first stage to run
+stop_stage=8            # last stage to run
+conf_dir=conf           # data, fbank, bpe, train, finetune, decode .yaml (conf/demo: the mini corpus)
+mustc_root=             # MuST-C root holding en-<tgt>/data/{train,dev,tst-COMMON}
+tgt_lang=de             # target language
+extra_train=            # comma-separated roots of more corpora in MuST-C layout (train split)
+ngpu=0                  # GPUs for training and decoding (0: CPU); batches are rescaled to keep
+                        # the config's data per update
+nj=4                    # parallel jobs for features, statistics and decoding
+train_args=             # more st_train options for stages 5 and 6 (e.g. "--dist_launcher slurm")
+finetune=true           # run stage 6 and decode its model; false: decode stage 5's
+average_num=5           # checkpoints averaged for decoding
+average_mode=around     # around: the best and its neighbours (FBK); nbest: ESPnet's n best
+average_criterion=valid.loss.min
+test_sets="tst-COMMON"  # decoded and scored in stage 7
+data=data               # Kaldi-style data dirs
+dump=dump               # features and filtered data dirs
+exp=exp                 # experiments
+tag=                    # experiment name; default: st_ + the conf dir's name
+
+help_message="Usage: $0 [--stage N] [--stop-stage M] [--mustc-root DIR] [--tgt-lang xx] [--ngpu K] ...
+Every variable at the top of $0 is an option (--foo-bar sets foo_bar)."
+. ./path.sh
+. utils/parse_options.sh
+[ $# -eq 0 ] || { echo "$0: unexpected arguments: $*" >&2; exit 1; }
+
+tag=${tag:-st_$(basename "${conf_dir}")}
+train_exp=${exp}/${tag}
+finetune_exp=${exp}/${tag}_finetune
+spm=${data}/spm
+stats=${exp}/st_stats    # features and tokens only: shared by the experiments
+mkdir -p "${exp}"
+
+log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*"; }
+
+# Runs a stage's command, records it in <exp>/run.cmd, and skips it when the same
+# command (configs' contents included) already completed.
+run_step() {
+    local name=$1 exp_dir=$2; shift 2
+    local marker=${exp_dir}/.done.${name} key
+    key=$(
+        printf '%s\n' "$*"
+        for a in "$@"; do case "$a" in *.yaml) [ -f "$a" ] && cat "$a";; esac; done
+    )
+    key=$(md5sum <<<"${key}" | cut -d' ' -f1)
+    if [ -f "${marker}" ] && [ "$(cat "${marker}")" = "${key}" ]; then
+        log "  ${name}: already done, skipped (delete ${marker} to redo)"
+        return 0
+    fi
+    mkdir -p "${exp_dir}"
+    echo "$*" >>"${exp_dir}/run.cmd"
+    "$@"
+    echo "${key}" >"${marker}"
+}
+
+data_triples() {  # the three inputs of training for one dump dir
+    echo "$1/feats.scp,speech,kaldi_ark $1/text.tgt.tagged,text,text $1/text.src.norm,src_text,text"
+}
+
+tokens_args=(
+    --input_size 80 --use_preprocessor true
+    --token_type bpe --bpemodel "${spm}/tgt.model" --token_list "${spm}/tgt_tokens.txt"
+    --src_token_type bpe --src_bpemodel "${spm}/src.model" --src_token_list "${spm}/src_tokens.txt"
+)
+data_args=()
+for t in $(data_triples "${dump}/train"); do data_args+=(--train_data_path_and_name_and_type "$t"); done
+for t in $(data_triples "${dump}/dev"); do data_args+=(--valid_data_path_and_name_and_type "$t"); done
+dist_args=()            # several GPUs on one node: ESPnet's own launcher, one process per GPU
+[ "${ngpu}" -gt 1 ] && dist_args=(--multiprocessing_distributed true)
+read -r -a extra_train_args <<<"${train_args}"
+shape_args=()
+for s in speech_shape text_shape src_text_shape; do
+    shape_args+=(--train_shape_file "${stats}/train/${s}" --valid_shape_file "${stats}/valid/${s}")
+done
+
+if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+    log "Stage 1: data: MuST-C en-${tgt_lang} from ${mustc_root:?--mustc-root is required} -> ${data}/"
+    run_step data "${data}" python local/data_prep.py --config "${conf_dir}/data.yaml" \
+        --mustc-root "${mustc_root}" --tgt-lang "${tgt_lang}" --extra-train "${extra_train}" --out "${data}"
+fi
+
+if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+    log "Stage 2: fbank: 80-dim Kaldi fbank, ${nj} jobs -> ${dump}/"
+    run_step fbank_train "${dump}" python -m espnet2_ext.bin.make_fbank --config "${conf_dir}/fbank.yaml" \
+        --data-dir "${data}/train" --out-dir "${dump}/train" --nj "${nj}"
+    for set in dev ${test_sets}; do
+        run_step "fbank_${set}" "${dump}" python -m espnet2_ext.bin.make_fbank \
+            --data-dir "${data}/${set}" --out-dir "${dump}/${set}" --nj "${nj}" --min-frames 0 --max-frames none
+    done
+fi
+
+if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+    log "Stage 3: bpe: SentencePiece target and source models -> ${spm}/"
+    run_step bpe "${data}" python local/train_bpe.py --config "${conf_dir}/bpe.yaml" \
+        --data-dir "${dump}/train" --out-dir "${spm}"
+fi
+
+if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
+    log "Stage 4: stats: ESPnet collect_stats (global CMVN, shapes), ${nj} jobs -> ${stats}/"
+    run_step stats "${stats}" local/collect_stats.sh --nj "${nj}" --stats "${stats}" \
+        --train-config "${conf_dir}/train.yaml" --train-keys "${dump}/train/feats.scp" \
+        --valid-keys "${dump}/dev/feats.scp" -- "${tokens_args[@]}" "${data_args[@]}"
+fi
+
+if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+    log "Stage 5: train: ${conf_dir}/train.yaml on ${ngpu} GPU(s) -> ${train_exp}/"
+    read -r -a batch_args <<<"$(python local/batch_settings.py --config "${conf_dir}/train.yaml" --ngpu "${ngpu}")"
+    run_step train "${train_exp}" python -m espnet2_ext.bin.st_train --config "${conf_dir}/train.yaml" \
+        "${tokens_args[@]}" "${data_args[@]}" "${shape_args[@]}" "${batch_args[@]}" \
+        --normalize global_mvn --normalize_conf "stats_file=${stats}/train/feats_stats.npz" \
+        --ngpu "${ngpu}" "${dist_args[@]}" "${extra_train_args[@]}" --resume true --output_dir "${train_exp}"
+fi
+
+if "${finetune}" && [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
+    log "Stage 6: finetune: ${conf_dir}/finetune.yaml from ${train_exp}/valid.loss.best.pth -> ${finetune_exp}/"
+    mkdir -p "${finetune_exp}"
+    python local/merge_configs.py "${train_exp}/config.yaml" "${conf_dir}/finetune.yaml" \
+        >"${finetune_exp}/finetune_config.yaml"
+    read -r -a batch_args <<<"$(python local/batch_settings.py --config "${finetune_exp}/finetune_config.yaml" --ngpu "${ngpu}")"
+    run_step finetune "${finetune_exp}" python -m espnet2_ext.bin.st_train \
+        --config "${finetune_exp}/finetune_config.yaml" "${batch_args[@]}" \
+        --init_param "${train_exp}/valid.loss.best.pth" --ngpu "${ngpu}" "${dist_args[@]}" "${extra_train_args[@]}" \
+        --resume true \
+        --output_dir "${finetune_exp}"
+fi
+
+decode_exp=${train_exp}
+"${finetune}" && decode_exp=${finetune_exp}
+decode_name=decode_$(basename "${conf_dir}")
+if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+    log "Stage 7: decode: average ${average_num} (${average_mode}), translate ${test_sets}, score -> ${decode_exp}/"
+    model=${decode_exp}/${average_criterion%.*}.ave_${average_num}${average_mode}.pth
+    run_step average "${decode_exp}" python -m espnet2_ext.bin.average_checkpoints --exp-dir "${decode_exp}" \
+        --num "${average_num}" --mode "${average_mode}" --criterion "${average_criterion}" --out "${model}"
+    for set in ${test_sets}; do
+        out=${decode_exp}/${decode_name}/${set}
+        run_step "decode_${set}" "${decode_exp}" local/decode.sh --nj "${nj}" --ngpu "${ngpu}" \
+            --config "${conf_dir}/decode.yaml" --model "${model}" --data "${dump}/${set}" --out "${out}"
+        run_step "score_${set}" "${decode_exp}" python -m espnet2_ext.bin.score_st \
+            --hyp "${out}/1best_recog/text" --ref "${dump}/${set}/text.tgt" --out "${out}/score" --tgt-lang "${tgt_lang}"
+    done
+    python -m espnet2_ext.bin.plot_curves --exp-dir "${decode_exp}"
+    python -m espnet2_ext.bin.make_results --exp-dir "${decode_exp}" --out "${decode_exp}/RESULTS.md"
+    log "Results: ${decode_exp}/RESULTS.md"
+    for set in ${test_sets}; do log "  ${set}: $(head -n 2 "${decode_exp}/${decode_name}/${set}/score/result.txt" | paste -sd' ')"; done
+fi
+
+if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
+    log "Stage 8: pack: config, averaged model, SentencePiece models, CMVN -> ${decode_exp}/packed/model.zip"
+    model=${decode_exp}/${average_criterion%.*}.ave_${average_num}${average_mode}.pth
+    run_step pack "${decode_exp}" python -m espnet2_ext.bin.pack_model --exp-dir "${decode_exp}" \
+        --model-file "${model}" --outpath "${decode_exp}/packed/model.zip"
+fi
+log "Done (stages ${stage}-${stop_stage})."

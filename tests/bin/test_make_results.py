@@ -1,0 +1,156 @@
+"""Tests for espnet2_ext/bin/make_results.py (an experiment's section of RESULTS.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from espnet2_ext.bin import make_results
+
+BLEU_SIG = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
+CHRF_SIG = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
+CONFIG = {
+    "encoder": "ctc_compress_conformer",
+    "encoder_conf": {"output_size": 512, "attention_heads": 8, "linear_units": 2048, "num_blocks": 12,
+                     "subsampling_layers": 2, "ctc_block": 8, "compression": "avg"},
+    "decoder": "transformer",
+    "decoder_conf": {"num_blocks": 6},
+    "model_conf": {"ctc_weight": 0.5},
+    "token_list": ["<blank>", "<unk>", "a", "<sos/eos>"],
+    "ngpu": 4,
+}
+COMMANDS = [
+    "python -m espnet2_ext.bin.st_train --config conf/train.yaml --ngpu 4 --output_dir exp/st_train",
+    "python -m espnet2_ext.bin.st_inference --st_train_config exp/st_train/config.yaml",
+]
+
+
+def write_score(exp: Path, decode: str, test_set: str, bleu: float, chrf: float, segments: int) -> None:
+    score = exp / decode / test_set / "score"
+    score.mkdir(parents=True)
+    result = {"bleu": bleu, "chrf": chrf, "n_segments": segments, "signatures": {"bleu": BLEU_SIG, "chrf": CHRF_SIG}}
+    (score / "result.json").write_text(json.dumps(result))
+
+
+@pytest.fixture
+def exp(tmp_path: Path) -> Path:
+    """A finished experiment: config, parameter count, averaging, commands, two decodings, curves."""
+    directory = tmp_path / "exp" / "st_train"
+    directory.mkdir(parents=True)
+    (directory / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    (directory / "num_params").write_text("114567890\n")
+    averaged = {"file": "valid.loss.ave_3around.pth", "epochs": [18, 19, 20], "criterion": "valid.loss.min",
+                "mode": "around", "best_epoch": 19}  # as average_checkpoints writes it
+    (directory / "averaged.json").write_text(json.dumps(averaged))
+    (directory / "run.cmd").write_text("\n".join(COMMANDS) + "\n")
+    (directory / "curves.png").write_bytes(b"\x89PNG")
+    write_score(directory, "decode_st_beam5", "tst-COMMON", 27.345, 53.21, 2574)
+    write_score(directory, "decode_st_beam1", "tst-COMMON", 25.0, 51.0, 2574)
+    write_score(directory, "decode_st_beam5", "tst-HE", 24.5, 50.123, 600)
+    (directory / "decode_st_beam5" / "tst-HE" / "notes").write_text("not a score")
+    return directory
+
+
+def sig(signature: str) -> str:
+    """A signature as its table cell shows it: a code span with escaped pipes."""
+    return "`" + signature.replace("|", "\\|") + "`"
+
+
+def run(exp: Path, out: Path, *extra: str) -> str:
+    assert make_results.main(["--exp-dir", str(exp), "--out", str(out), *extra]) == 0
+    return out.read_text(encoding="utf-8")
+
+
+def table_rows(text: str) -> list[list[str]]:
+    rows = [line.strip("|").split(" | ") for line in text.splitlines() if line.startswith("| decode_")]
+    return [[cell.strip() for cell in row] for row in rows]
+
+
+def test_section(exp: Path, tmp_path: Path) -> None:
+    text = run(exp, tmp_path / "RESULTS.md")
+    assert table_rows(text) == [
+        ["decode_st_beam1", "tst-COMMON", "25.00", "51.00", "2574", sig(BLEU_SIG), sig(CHRF_SIG)],
+        ["decode_st_beam5", "tst-COMMON", "27.34", "53.21", "2574", sig(BLEU_SIG), sig(CHRF_SIG)],
+        ["decode_st_beam5", "tst-HE", "24.50", "50.12", "600", sig(BLEU_SIG), sig(CHRF_SIG)],
+    ]
+    assert text.startswith("# Results\n\n<!-- make_results begin: exp/st_train ")
+    assert "## st_train\n" in text
+    assert "```bash\n" + "\n".join(COMMANDS) + "\n```\n" in text
+    assert ("- Checkpoint: `valid.loss.ave_3around.pth`, the average of 3 epochs (18, 19, 20), "
+            "chosen by valid.loss.min: mode around, best epoch 19\n") in text
+    assert "- encoder: ctc_compress_conformer: 12 blocks, d=512, 8 heads, FFN 2048" in text
+    assert "CTC after block 8, compression avg" in text
+    assert "- ngpu: 4\n" in text and "- vocabulary: 4 tokens\n" in text
+    assert "- parameters: 114.6 M (114,567,890)\n" in text
+    assert "- Hardware: " in text and "logical CPUs" in text
+    assert "![training curves of st_train](exp/st_train/curves.png)" in text
+
+
+def test_idempotent(exp: Path, tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    first = run(exp, out)
+    assert run(exp, out) == first
+    assert not [p for p in tmp_path.iterdir() if p.name != "RESULTS.md" and p.name != "exp"]  # no temp files left
+
+
+def test_updates_only_its_section(exp: Path, tmp_path: Path) -> None:
+    """Hand-written text and other experiments' sections survive; a new score replaces the old table."""
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# Results\n\nNotes written by hand.\n")
+    other = tmp_path / "exp" / "st_weighted"
+    other.mkdir()
+    write_score(other, "decode_st_beam5", "tst-COMMON", 26.0, 52.0, 2574)
+    run(exp, out)
+    run(other, out, "--title", "weighted compression")
+    write_score(exp, "decode_st_beam10", "tst-COMMON", 28.0, 54.0, 2574)
+    text = run(exp, out)
+    assert text.startswith("# Results\n\nNotes written by hand.\n\n<!-- make_results begin: exp/st_train ")
+    assert text.count("make_results begin:") == 2 and text.count("## st_train") == 1
+    assert text.index("## st_train") < text.index("## weighted compression")
+    assert [row[:3] for row in table_rows(text)] == [
+        ["decode_st_beam1", "tst-COMMON", "25.00"],
+        ["decode_st_beam10", "tst-COMMON", "28.00"],
+        ["decode_st_beam5", "tst-COMMON", "27.34"],
+        ["decode_st_beam5", "tst-HE", "24.50"],
+        ["decode_st_beam5", "tst-COMMON", "26.00"],
+    ]
+
+
+def test_results_inside_exp_dir(exp: Path) -> None:
+    """As run.sh calls it: RESULTS.md in the experiment dir, links relative to it."""
+    averaged = {"file": "/elsewhere/avg.pth", "epochs": [3, 5], "criterion": None, "mode": "epochs", "best_epoch": None}
+    (exp / "averaged.json").write_text(json.dumps(averaged))
+    text = run(exp, exp / "RESULTS.md")
+    assert "<!-- make_results begin: . " in text
+    assert "](curves.png)" in text
+    assert "- Checkpoint: `/elsewhere/avg.pth`, the average of 2 epochs (3, 5), given explicitly\n" in text
+    assert run(exp, exp / "RESULTS.md") == text
+
+
+def test_bare_experiment(tmp_path: Path) -> None:
+    """Nothing decoded or recorded yet: the section says so instead of failing."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    text = run(exp, tmp_path / "RESULTS.md")
+    assert "No decoded test sets yet" in text
+    assert "Not recorded (no run.cmd)." in text
+    assert "- Checkpoint: not recorded (no averaged.json)" in text
+    assert "- Date: unknown" in text
+    assert "curves.png" not in text
+
+
+def test_missing_exp_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "RESULTS.md"
+    assert make_results.main(["--exp-dir", str(tmp_path / "nope"), "--out", str(out)]) == 1
+    assert capsys.readouterr().err == f"ERROR: experiment dir {tmp_path / 'nope'} does not exist\n"
+    assert not out.exists()
+
+
+def test_bad_result_json(exp: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = exp / "decode_st_beam5" / "tst-HE" / "score" / "result.json"
+    path.write_text(json.dumps({"bleu": 1.0, "chrf": 2.0, "n_segments": 3}))
+    assert make_results.main(["--exp-dir", str(exp), "--out", str(tmp_path / "RESULTS.md")]) == 1
+    assert capsys.readouterr().err == f"ERROR: {path}: 'signatures.bleu' is missing or not a string\n"

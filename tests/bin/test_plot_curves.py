@@ -1,0 +1,98 @@
+"""Tests for espnet2_ext/bin/plot_curves.py (training curves from ESPnet's reporter state)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+import torch
+from espnet2.train.reporter import Reporter
+
+from espnet2_ext.bin import plot_curves
+
+EPOCHS = 4
+VALID_LOSS = [3.0, 2.0, 1.5, 1.7]  # best at epoch 3
+ALL_STATS = ("loss", "acc", "loss_ce", "loss_ctc", "compression_ratio")
+
+
+def stats(epoch: int, key: str, names: tuple[str, ...]) -> dict[str, float]:
+    values = {
+        "loss": VALID_LOSS[epoch - 1] if key == "valid" else 4.0 - epoch * 0.8,
+        "acc": 0.1 * epoch,
+        "loss_ce": 2.0 / epoch,
+        "loss_ctc": 50.0 / epoch,
+        "compression_ratio": 0.5 - 0.05 * epoch,
+    }
+    return {name: values[name] for name in names}
+
+
+def make_reporter(names: tuple[str, ...] = ALL_STATS) -> Reporter:
+    """A reporter filled the way ESPnet's trainer fills it: per epoch, train then valid, two steps each."""
+    reporter = Reporter()
+    for epoch in range(1, EPOCHS + 1):
+        reporter.set_epoch(epoch)
+        for key in ("train", "valid"):
+            with reporter.observe(key) as sub:
+                for _ in range(2):
+                    sub.register(stats(epoch, key, names))
+                    sub.next()
+    return reporter
+
+
+def make_exp(tmp_path: Path, reporter: Reporter) -> Path:
+    exp = tmp_path / "exp" / "st_train"
+    exp.mkdir(parents=True)
+    torch.save({"reporter": reporter.state_dict(), "model": {"w": torch.zeros(2)}}, exp / "checkpoint.pth")
+    return exp
+
+
+def test_reporter_round_trip(tmp_path: Path) -> None:
+    """The checkpoint gives back the registered per-epoch means."""
+    reporter = plot_curves.load_reporter(make_exp(tmp_path, make_reporter()) / "checkpoint.pth")
+    assert reporter.get_epoch() == EPOCHS
+    assert plot_curves.series(reporter, "valid", "loss") == pytest.approx(VALID_LOSS)
+    assert plot_curves.best_epoch(reporter) == 3
+
+
+def test_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exp = make_exp(tmp_path, make_reporter())
+    (exp / "averaged.json").write_text(json.dumps({"epochs": [2, 3], "criterion": "valid.loss.min", "file": "x.pth"}))
+    score = exp / "decode_st" / "tst-COMMON" / "score"
+    score.mkdir(parents=True)
+    signatures = {"bleu": "nrefs:1|tok:13a", "chrf": "nrefs:1|nc:6"}
+    (score / "result.json").write_text(json.dumps({"bleu": 21.5, "chrf": 50.0, "n_segments": 3, "signatures": signatures}))
+    assert plot_curves.main(["--exp-dir", str(exp)]) == 0
+    assert capsys.readouterr().out == f"wrote {exp / 'curves.png'}\n"
+    image = matplotlib.image.imread(exp / "curves.png")
+    assert image.shape[0] > 300 and image.shape[1] > 300
+    assert image.std() > 0.05  # not blank
+    assert sorted(p.name for p in exp.iterdir()) == ["averaged.json", "checkpoint.pth", "curves.png", "decode_st"]
+    assert "tst-COMMON 21.50" in plot_curves.figure_title(exp, plot_curves.find_scores(exp))
+
+
+def test_absent_statistics_have_no_panel(tmp_path: Path) -> None:
+    exp = make_exp(tmp_path, make_reporter(("loss", "acc")))
+    reporter = plot_curves.load_reporter(exp / "checkpoint.pth")
+    assert [panel.key2 for panel in plot_curves.panels_to_draw(reporter)] == ["loss", "acc"]
+    out = tmp_path / "elsewhere" / "curves.png"
+    assert plot_curves.main(["--exp-dir", str(exp), "--out", str(out)]) == 0
+    assert matplotlib.image.imread(out).shape[1] > 300
+
+
+def test_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    assert plot_curves.main(["--exp-dir", str(exp)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"ERROR: missing {exp / 'checkpoint.pth'}") and error.count("\n") == 1
+    assert not (exp / "curves.png").exists()
+
+
+def test_checkpoint_without_reporter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    torch.save({"model": {}}, exp / "checkpoint.pth")
+    assert plot_curves.main(["--exp-dir", str(exp)]) == 1
+    assert "has no 'reporter' entry" in capsys.readouterr().err

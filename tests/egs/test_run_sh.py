@@ -1,0 +1,113 @@
+"""The recipe, every stage, on a tiny generated corpus with a tiny model."""
+
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+RECIPE = Path(__file__).resolve().parents[2] / "egs" / "mustc_conformer_ctc"
+
+
+def tiny_conf_dir(root: Path) -> Path:
+    """conf/demo with a model and schedule small enough for a test."""
+    conf = root / "conf_tiny"
+    conf.mkdir()
+    for path in (RECIPE / "conf" / "demo").glob("*.yaml"):
+        (conf / path.name).write_text(path.read_text())
+    train = yaml.safe_load((conf / "train.yaml").read_text())
+    train["encoder_conf"].update(output_size=32, linear_units=64, num_blocks=2, ctc_block=1, subsampling_channels=32)
+    train["decoder_conf"].update(linear_units=64, num_blocks=1)
+    train.update(max_epoch=2, num_iters_per_epoch=3, batch_bins=400000, keep_nbest_models=2)
+    (conf / "train.yaml").write_text(yaml.safe_dump(train))
+    finetune = yaml.safe_load((conf / "finetune.yaml").read_text())
+    finetune.update(max_epoch=1)
+    (conf / "finetune.yaml").write_text(yaml.safe_dump(finetune))
+    decode = yaml.safe_load((conf / "decode.yaml").read_text())
+    decode.update(beam_size=2, maxlen_b=15)
+    (conf / "decode.yaml").write_text(yaml.safe_dump(decode))
+    (conf / "bpe.yaml").write_text("tgt_vocab_size: 120\nsrc_vocab_size: 60\n")
+    return conf
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    corpus = root / "corpus"
+    subprocess.run(
+        ["python", "local/make_mini_corpus.py", "--out", str(corpus), "--n-train", "30", "--n-dev", "4",
+         "--n-test", "6", "--talk-size", "5", "--seed", "2"],
+        cwd=RECIPE, check=True, capture_output=True,
+    )
+    options = [
+        "--conf-dir", str(tiny_conf_dir(root)), "--mustc-root", str(corpus), "--nj", "1",
+        "--data", str(root / "data"), "--dump", str(root / "dump"), "--exp", str(root / "exp"), "--tag", "tiny",
+        "--average-num", "2",
+    ]
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["./run.sh", *options, *extra], cwd=RECIPE, capture_output=True, text=True)
+
+    return root, run
+
+
+def stage(run, n: int) -> str:
+    result = run("--stage", str(n), "--stop-stage", str(n))
+    assert result.returncode == 0, f"stage {n} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def test_every_stage_in_turn(recipe):
+    root, run = recipe
+    stage(run, 1)
+    assert (root / "data/train/text.tgt.tagged").read_text().startswith("ted_")
+    stage(run, 2)
+    assert (root / "dump/tst-COMMON/feats.scp").read_text().count("\n") == 6
+    stage(run, 3)
+    tokens = (root / "data/spm/tgt_tokens.txt").read_text().split("\n")
+    assert tokens[0] == "<blank>" and "<lang:de>" in tokens
+    stage(run, 4)
+    assert (root / "exp/st_stats/train/feats_stats.npz").is_file()
+    assert (root / "exp/st_stats/train/speech_shape").read_text().count("\n") == 30
+    stage(run, 5)
+    train_exp = root / "exp/tiny"
+    assert (train_exp / "2epoch.pth").is_file() and (train_exp / "valid.loss.best.pth").exists()
+    assert "st_train" in (train_exp / "run.cmd").read_text()
+    stage(run, 6)
+    finetune_exp = root / "exp/tiny_finetune"
+    config = yaml.safe_load((finetune_exp / "config.yaml").read_text())
+    assert config["optim_conf"]["lr"] == 0.001 and config["scheduler"] is None and config["seed"] == 2
+    assert config["encoder_conf"]["output_size"] == 32  # architecture from the trained model
+    log = stage(run, 7)
+    decoded = finetune_exp / "decode_conf_tiny/tst-COMMON"
+    assert (decoded / "1best_recog/text").read_text().count("\n") == 6
+    result = json.loads((decoded / "score/result.json").read_text())
+    assert 0 <= result["bleu"] <= 100 and "nrefs:1" in result["signatures"]["bleu"]
+    assert (finetune_exp / "curves.png").stat().st_size > 1000
+    assert "tst-COMMON" in (finetune_exp / "RESULTS.md").read_text()
+    assert "BLEU" in log
+    stage(run, 8)
+    with zipfile.ZipFile(finetune_exp / "packed/model.zip") as archive:
+        names = archive.namelist()
+    assert "meta.yaml" in names and any(n.endswith("tgt.model") for n in names)
+
+
+def test_rerun_skips_completed_stages(recipe):
+    _, run = recipe
+    log = stage(run, 3)
+    assert "already done, skipped" in log
+
+
+def test_missing_corpus_root_is_named(recipe):
+    root, run = recipe
+    result = run("--stage", "1", "--stop-stage", "1", "--mustc-root", str(root / "nowhere"))
+    assert result.returncode != 0
+    assert "nowhere" in result.stderr
+
+
+def test_unknown_option_fails(recipe):
+    _, run = recipe
+    result = run("--stgae", "1")
+    assert result.returncode != 0 and "unknown option --stgae" in result.stderr
