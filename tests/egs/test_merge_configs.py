@@ -1,0 +1,26 @@
+"""Fine-tuning configs: nested settings merge, the rest is replaced."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+RECIPE = Path(__file__).resolve().parents[2] / "egs" / "mustc_conformer_ctc"
+
+
+def test_finetune_changes_only_what_it_names(tmp_path):
+    base = tmp_path / "config.yaml"
+    base.write_text(yaml.safe_dump({
+        "encoder_conf": {"output_size": 512, "num_blocks": 12},
+        "optim": "adam", "optim_conf": {"lr": 0.002, "betas": [0.9, 0.98]},
+        "scheduler": "warmuplr", "seed": 1,
+    }))
+    result = subprocess.run(
+        [sys.executable, "local/merge_configs.py", str(base), str(RECIPE / "conf" / "finetune.yaml")],
+        cwd=RECIPE, capture_output=True, text=True, check=True,
+    )
+    merged = yaml.safe_load(result.stdout)
+    assert merged["encoder_conf"] == {"output_size": 512, "num_blocks": 12}
+    assert merged["optim_conf"] == {"lr": 0.001, "betas": [0.9, 0.98]}
+    assert merged["scheduler"] is None and merged["seed"] == 2
