@@ -35,6 +35,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from espnet2_ext.bin.make_results import Averaged, DecodedSet, ResultsError, find_scores, read_averaged
+from espnet2_ext.utils.fileio import atomic_path
 
 SUBSETS = ("train", "valid")  # ESPnet's reporter keys for the two passes of an epoch
 BEST_BY = ("valid", "loss")  # lower is better

@@ -5,6 +5,8 @@ import logging
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
+import torch
+import torch.distributed as dist
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.tasks.st import (
     STTask,
@@ -17,6 +19,7 @@ from espnet2.tasks.st import (
 from espnet2.torch_utils.initialize import initialize
 from espnet2.train.class_choices import ClassChoices
 from espnet2.utils.get_default_kwargs import get_default_kwargs
+from espnet2.utils.types import str2bool
 
 from espnet2_ext.asr.encoder.ctc_compress_conformer_encoder import (
     CTCCompressConformerEncoder,
@@ -52,6 +55,12 @@ class STCTCCompressTask(STTask):
     def add_task_arguments(cls, parser: argparse.ArgumentParser) -> None:
         super().add_task_arguments(parser)
         parser.set_defaults(model_conf=get_default_kwargs(ESPnetSTCTCCompressModel))
+        parser.add_argument(
+            "--sync_batchnorm",
+            type=str2bool,
+            default=True,
+            help="In distributed training, compute the conv modules' BatchNorm statistics over all GPUs",
+        )
 
     @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> SpeechLengthCheck:
@@ -106,6 +115,8 @@ class STCTCCompressTask(STTask):
         )
         if args.init is not None:
             initialize(model, args.init)
+        if getattr(args, "sync_batchnorm", False) and dist.is_available() and dist.is_initialized():
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return model
 
 

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def recipe(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe")
     corpus = root / "corpus"
     subprocess.run(
-        ["python", "local/make_mini_corpus.py", "--out", str(corpus), "--n-train", "30", "--n-dev", "4",
+        [sys.executable, "local/make_mini_corpus.py", "--out", str(corpus), "--n-train", "30", "--n-dev", "4",
          "--n-test", "6", "--talk-size", "5", "--seed", "2"],
         cwd=RECIPE, check=True, capture_output=True,
     )

@@ -5,6 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import torch
+import torch.distributed as dist
+
 from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask
 from espnet2_ext.train.preprocessor import TooShortUtteranceError
 
@@ -54,3 +57,17 @@ def test_preprocessor_rejects_too_short_features_by_utterance_name(tmp_path):
     assert preprocess("utt_ok", ok) is ok
     with pytest.raises(TooShortUtteranceError, match="'ted_1_0001_0004'.*4 feature frames.*at least 5"):
         preprocess("ted_1_0001_0004", {"speech": np.zeros((4, 80), dtype=np.float32)})
+
+
+def test_distributed_training_gets_sync_batchnorm(tmp_path):
+    args = parse(tmp_path, "--encoder_conf", "num_blocks=2", "--encoder_conf", "ctc_block=1")
+    assert args.sync_batchnorm is True
+    plain = STCTCCompressTask.build_model(args)
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in plain.modules())
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        synced = STCTCCompressTask.build_model(args)
+    finally:
+        dist.destroy_process_group()
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in synced.modules())
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules()) == 2  # one per block

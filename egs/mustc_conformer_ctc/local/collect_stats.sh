@@ -10,6 +10,7 @@ train_config=
 train_keys=
 valid_keys=
 . utils/parse_options.sh
+. local/jobs.sh
 [ "${1:-}" = "--" ] && shift
 
 logdir=${stats}/logdir
@@ -28,15 +29,7 @@ for j in $(seq "${parts}"); do
         --output_dir "${logdir}/stats.${j}" >"${logdir}/stats.${j}.log" 2>&1 &
     pids+=($!)
 done
-failed=0
-for j in $(seq "${parts}"); do
-    if ! wait "${pids[$((j - 1))]}"; then
-        echo "$0: collect_stats job ${j} failed, see ${logdir}/stats.${j}.log:" >&2
-        tail -n 5 "${logdir}/stats.${j}.log" >&2
-        failed=1
-    fi
-done
-[ "${failed}" -eq 0 ]
+wait_jobs "${logdir}/stats" "${pids[@]}"
 inputs=()
 for j in $(seq "${parts}"); do inputs+=(--input_dir "${logdir}/stats.${j}"); done
 python -m espnet2.bin.aggregate_stats_dirs "${inputs[@]}" --output_dir "${stats}"

@@ -10,6 +10,7 @@ model=
 data=
 out=
 . utils/parse_options.sh
+. local/jobs.sh
 
 logdir=${out}/logdir
 mkdir -p "${logdir}"
@@ -25,15 +26,7 @@ for j in $(seq "${parts}"); do
         --output_dir "${logdir}/output.${j}" >"${logdir}/decode.${j}.log" 2>&1 &
     pids+=($!)
 done
-failed=0
-for j in $(seq "${parts}"); do
-    if ! wait "${pids[$((j - 1))]}"; then
-        echo "$0: decoding job ${j} failed, see ${logdir}/decode.${j}.log:" >&2
-        tail -n 5 "${logdir}/decode.${j}.log" >&2
-        failed=1
-    fi
-done
-[ "${failed}" -eq 0 ]
+wait_jobs "${logdir}/decode" "${pids[@]}"
 mkdir -p "${out}/1best_recog"
 for f in text token token_int score; do
     cat "${logdir}"/output.*/1best_recog/"${f}" | sort -k1,1 >"${out}/1best_recog/${f}.tmp"

@@ -3,12 +3,16 @@
 
 Fine-tuning reuses the trained model's saved config (architecture, data, tokens)
 and changes only what ``finetune.yaml`` names, so the architecture is written once.
+ESPnet's bookkeeping entries of a saved config, which are no training options,
+are left out so the result is a valid ``--config``.
 """
 
 import sys
 from typing import Any, Dict
 
 import yaml
+
+ESPNET_BOOKKEEPING = ("required", "version", "distributed")
 
 
 def merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
@@ -29,7 +33,8 @@ def main() -> int:
     for path in sys.argv[1:]:
         with open(path, encoding="utf-8") as f:
             documents.append(yaml.safe_load(f) or {})
-    yaml.safe_dump(merge(*documents), sys.stdout, allow_unicode=True, sort_keys=False)
+    merged = {k: v for k, v in merge(*documents).items() if k not in ESPNET_BOOKKEEPING}
+    yaml.safe_dump(merged, sys.stdout, allow_unicode=True, sort_keys=False)
     return 0
 
 
