@@ -147,6 +147,7 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
             --hyp "${out}/1best_recog/text" --ref "${dump}/${set}/text.tgt" --out "${out}/score" --tgt-lang "${tgt_lang}"
     done
     python -m espnet2_ext.bin.plot_curves --exp-dir "${decode_exp}"
+    if "${finetune}"; then python -m espnet2_ext.bin.plot_curves --exp-dir "${train_exp}"; fi
     python -m espnet2_ext.bin.make_results --exp-dir "${decode_exp}" --out "${decode_exp}/RESULTS.md"
     log "Results: ${decode_exp}/RESULTS.md"
     for set in ${test_sets}; do log "  ${set}: $(head -n 2 "${decode_exp}/${decode_name}/${set}/score/result.txt" | paste -sd' ')"; done

@@ -87,6 +87,7 @@ def test_every_stage_in_turn(recipe):
     result = json.loads((decoded / "score/result.json").read_text())
     assert 0 <= result["bleu"] <= 100 and "nrefs:1" in result["signatures"]["bleu"]
     assert (finetune_exp / "curves.png").stat().st_size > 1000
+    assert (train_exp / "curves.png").stat().st_size > 1000  # stage 5's curves, not only the fine-tuning's
     assert "tst-COMMON" in (finetune_exp / "RESULTS.md").read_text()
     assert "BLEU" in log
     stage(run, 8)
