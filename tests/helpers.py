@@ -59,3 +59,17 @@ def pad_tokens(sequences: List[List[int]]) -> tuple:
     for i, s in enumerate(sequences):
         batch[i, : len(s)] = torch.tensor(s)
     return batch, lengths
+
+
+def load_recipe_script(name: str):
+    """Import ``egs/mustc_conformer_ctc/local/<name>.py`` by path: recipe 'local/' dirs are not packages."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "egs" / "mustc_conformer_ctc" / "local" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

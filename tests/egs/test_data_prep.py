@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Callable
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+from tests.helpers import load_recipe_script
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "egs" / "mustc_conformer_ctc" / "local" / "data_prep.py"
@@ -21,17 +21,7 @@ SPLITS = ("train", "dev", "tst-COMMON")
 TEXT_FILES = {"text.src", "text.src.norm", "text.tgt", "text.tgt.tagged"}
 KALDI_FILES = {"wav.scp", "segments", "utt2spk", "spk2utt"} | TEXT_FILES
 
-
-def load_script() -> ModuleType:
-    """Import the script by path: recipe 'local/' directories are not packages."""
-    spec = importlib.util.spec_from_file_location("mustc_data_prep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-data_prep = load_script()
+data_prep = load_recipe_script("data_prep")
 
 
 @dataclass(frozen=True)

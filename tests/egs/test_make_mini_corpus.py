@@ -6,16 +6,15 @@ install hint instead of being skipped, because the recipe cannot run without it.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 import soundfile as sf
 import yaml
+
+from tests.helpers import load_recipe_script
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "egs" / "mustc_conformer_ctc" / "local" / "make_mini_corpus.py"
@@ -26,17 +25,7 @@ YAML_LINE = re.compile(
     r"speaker_id: spk\.\d+, wav: ted_\d+\.wav\}"
 )
 
-
-def load_generator() -> ModuleType:
-    """Import the script by path: recipe 'local/' directories are not packages."""
-    spec = importlib.util.spec_from_file_location("make_mini_corpus", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = load_generator()
+gen = load_recipe_script("make_mini_corpus")
 
 
 @pytest.fixture(scope="module")
