@@ -16,8 +16,6 @@ import yaml
 
 from tests.helpers import load_recipe_script
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "egs" / "mustc_conformer_ctc" / "local" / "make_mini_corpus.py"
 SPLITS = ("train", "dev", "tst-COMMON")
 SIZES = {"n_train": 6, "n_dev": 3, "n_test": 3}
 YAML_LINE = re.compile(
