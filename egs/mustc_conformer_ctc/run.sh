@@ -134,9 +134,9 @@ fi
 decode_exp=${train_exp}
 "${finetune}" && decode_exp=${finetune_exp}
 decode_name=decode_$(basename "${conf_dir}")
+model=${decode_exp}/${average_criterion%.*}.ave_${average_num}${average_mode}.pth   # averaged in stage 7
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     log "Stage 7: decode: average ${average_num} (${average_mode}), translate ${test_sets}, score -> ${decode_exp}/"
-    model=${decode_exp}/${average_criterion%.*}.ave_${average_num}${average_mode}.pth
     run_step average "${decode_exp}" python -m espnet2_ext.bin.average_checkpoints --exp-dir "${decode_exp}" \
         --num "${average_num}" --mode "${average_mode}" --criterion "${average_criterion}" --out "${model}"
     for set in ${test_sets}; do
@@ -155,7 +155,6 @@ fi
 
 if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     log "Stage 8: pack: config, averaged model, SentencePiece models, CMVN -> ${decode_exp}/packed/model.zip"
-    model=${decode_exp}/${average_criterion%.*}.ave_${average_num}${average_mode}.pth
     run_step pack "${decode_exp}" python -m espnet2_ext.bin.pack_model --exp-dir "${decode_exp}" \
         --model-file "${model}" --outpath "${decode_exp}/packed/model.zip"
 fi
