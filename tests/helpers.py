@@ -73,3 +73,59 @@ def load_recipe_script(name: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def cut_segment_clips(data_dir, out_dir) -> dict:
+    """Write each utterance of a Kaldi data dir (``wav.scp`` + ``segments``) to ``<out_dir>/<utt>.wav``.
+
+    Samples are cut as the feature stage cuts them and copied as integers, so a
+    clip's features equal the dump dir's. Returns utt id -> clip path.
+    """
+    from pathlib import Path
+
+    import soundfile as sf
+
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wavs = dict(line.split(maxsplit=1) for line in (data_dir / "wav.scp").read_text().splitlines())
+    clips = {}
+    for line in (data_dir / "segments").read_text().splitlines():
+        utt, recording, start, end = line.split()
+        info = sf.info(wavs[recording])
+        assert info.subtype == "PCM_16", "integer copies keep the samples exact"
+        samples, rate = sf.read(
+            wavs[recording], start=round(float(start) * info.samplerate), stop=round(float(end) * info.samplerate),
+            dtype="int16",
+        )
+        clips[utt] = out_dir / f"{utt}.wav"
+        sf.write(clips[utt], samples, rate, subtype="PCM_16")
+    return clips
+
+
+def read_hypotheses(path) -> dict:
+    """utt id -> text of an ESPnet ``text`` file (``<utt> <text>``, text possibly empty)."""
+    from pathlib import Path
+
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return dict(line.split(" ", 1) if " " in line else (line, "") for line in lines)
+
+
+# Search settings of the tests that decode the trained tiny model (``trained`` fixture).
+DECODE_SEARCH = dict(beam_size=3, no_repeat_ngram_size=3, maxlen_b=40)
+
+
+def decode_dump(exp, dump, out, batch_size: int) -> dict:
+    """Translate a dump dir with the recipe's decode program (stage 7); utt id -> text."""
+    from pathlib import Path
+
+    from espnet2_ext.bin import st_inference
+
+    exp, out = Path(exp), Path(out)
+    search = [arg for key, value in DECODE_SEARCH.items() for arg in (f"--{key}", str(value))]
+    st_inference.main([
+        "--output_dir", str(out), "--batch_size", str(batch_size),
+        "--data_path_and_name_and_type", f"{dump}/feats.scp,speech,kaldi_ark",
+        "--st_train_config", str(exp / "config.yaml"), "--st_model_file", str(exp / "valid.loss.best.pth"),
+        *search,
+    ])
+    return read_hypotheses(out / "1best_recog/text")

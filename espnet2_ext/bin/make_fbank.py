@@ -54,6 +54,7 @@ from espnet2.utils.types import int_or_none
 from kaldiio import WriteHelper
 from tqdm import tqdm
 
+from espnet2_ext.fileio.kaldi_table import TableError, read_table, read_wav_scp
 from espnet2_ext.utils.fileio import write_text_atomically
 from espnet2_ext.utils.fbank import (
     FRAME_LENGTH_MS,
@@ -133,31 +134,6 @@ class Job:
 
 
 # --------------------------------------------------------------------------- input
-
-
-def read_table(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of a Kaldi table, skipping blank lines."""
-    with path.open(encoding="utf-8") as stream:
-        for number, line in enumerate(stream, 1):
-            fields = line.split()
-            if fields:
-                yield number, fields
-
-
-def read_wav_scp(path: Path) -> dict[str, str]:
-    """Recording id -> wav path (the rest of the line, so paths may contain spaces)."""
-    if not path.is_file():
-        raise FbankError(f"missing file {path}")
-    wavs: dict[str, str] = {}
-    with path.open(encoding="utf-8") as stream:
-        for number, line in enumerate(stream, 1):
-            fields = line.strip().split(maxsplit=1)
-            if not fields:
-                continue
-            if len(fields) != 2 or fields[0] in wavs:
-                raise FbankError(f"{path}:{number}: expected '<recording-id> <wav path>' with a new id, got {line!r}")
-            wavs[fields[0]] = fields[1]
-    return wavs
 
 
 def read_segments(path: Path, wavs: dict[str, str]) -> dict[str, list[Utterance]]:
@@ -477,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         make_fbank(Path(args.data_dir), Path(args.out_dir), args.nj, args.min_frames, args.max_frames)
-    except FbankError as err:
+    except (FbankError, TableError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 1
     return 0

@@ -28,7 +28,6 @@ Usage:
 """
 
 import argparse
-import importlib.metadata
 import os
 import shutil
 import sys
@@ -36,18 +35,21 @@ import tempfile
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, NoReturn, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, NoReturn, Optional, Sequence
 
 import yaml
 from espnet2.main_funcs.pack_funcs import pack
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
-PROJECT = "mustc-conformer-ctc"
-META_KEY = "mustc_conformer_ctc"
-# Config keys (nested as tuples) naming files that inference reads.
-REFERENCED_KEYS: Tuple[Tuple[str, ...], ...] = (("bpemodel",), ("src_bpemodel",), ("normalize_conf", "stats_file"))
+from espnet2_ext.main_funcs.model_archive import (
+    META_KEY,
+    REFERENCED_KEYS,
+    ConfigKey,
+    ModelArchiveError,
+    installed_version,
+    lookup,
+)
 
-ConfigKey = Tuple[str, ...]
 
 
 class PackError(Exception):
@@ -67,20 +69,11 @@ def read_config(path: Path) -> dict:
     return config
 
 
-def _lookup(config: dict, keys: ConfigKey) -> Optional[str]:
-    value = config
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
 def referenced_files(config: dict, config_path: Path) -> Dict[ConfigKey, Path]:
     """The inference files the config names (unset keys skipped), each checked to exist."""
     files = {}
     for keys in REFERENCED_KEYS:
-        value = _lookup(config, keys)
+        value = lookup(config, keys)
         if value is None:
             continue
         path = Path(value)
@@ -92,10 +85,9 @@ def referenced_files(config: dict, config_path: Path) -> Dict[ConfigKey, Path]:
 
 def project_version() -> str:
     try:
-        return importlib.metadata.version(PROJECT)
-    except importlib.metadata.PackageNotFoundError:
-        message = f"package {PROJECT} is not installed (pip install -e .); meta.yaml records its version"
-        raise PackError(message) from None
+        return installed_version()
+    except ModelArchiveError as err:
+        raise PackError(f"{err}; meta.yaml records its version") from None
 
 
 # --------------------------------------------------------------------------- archive

@@ -1,18 +1,29 @@
 #!/usr/bin/env python3
 """Translate speech with a trained CTC-compressing ST model (FBK's decoding set-up).
 
-Utterances are encoded in batches (the encoder is padding-invariant, so batching
-never changes a result); each is then searched with ESPnet's batch beam search,
-extended with fairseq's no-repeat n-gram rule, its stopping rule, and a forced
-language tag after <sos>.
+:class:`Speech2Translation` is the Python API, in the spirit of ESPnet's
+``Speech2Text``: build it once (from a training config and weights, or with
+:meth:`Speech2Translation.from_pretrained` from a packed ``model.zip``), then call
+it on a file or a waveform. Utterances are encoded and searched in batches (the
+encoder and the search are padding-invariant, so batching never changes a
+result): ESPnet's decoder scores all utterances' hypotheses at each step
+(:class:`~espnet2_ext.st.beam_search.UtteranceBatchBeamSearch`), with fairseq's
+no-repeat n-gram rule and stopping rule, and a forced language tag after <sos>.
+The intermediate CTC head's greedy transcript of the source comes with every
+translation.
+
+This module's command line is the recipe's decode stage (features from a dump dir);
+``espnet2_ext.bin.translate`` is the one for audio files.
 """
 
 import argparse
+import copy
 import logging
 import sys
 from pathlib import Path
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.text.build_tokenizer import build_tokenizer
@@ -22,10 +33,14 @@ from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2triple_str, str_or_none
 
-from espnet2_ext.st.beam_search import EarlyStopBatchBeamSearch, NoRepeatNGramScorer
+from espnet2_ext.main_funcs.model_archive import open_model
+from espnet2_ext.st.beam_search import UtteranceBatchBeamSearch
 from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask
+from espnet2_ext.utils.audio import AudioError, peak_dbfs, read_audio, split_at_pauses
+from espnet2_ext.utils.fbank import SAMPLE_RATE, compute_fbank, mix_to_mono, num_frames
 
 LANG_TAG_PREFIX = "<lang:"
+AudioInput = Union[str, Path, Tuple[np.ndarray, int]]
 
 
 class Translation(NamedTuple):
@@ -35,6 +50,57 @@ class Translation(NamedTuple):
     tokens: List[str]
     token_ids: List[int]
     score: float
+
+
+class SegmentTranslation(NamedTuple):
+    """A stretch of the input (times in seconds), its n-best and the CTC transcript of the source."""
+
+    start: float
+    end: float
+    nbest: List[Translation]
+    source: str
+
+
+class TranslationResult(NamedTuple):
+    """Everything translating one input gives.
+
+    ``segments`` holds one entry per stretch translated: one for ordinary audio,
+    several for audio longer than ``max_segment_seconds``, none for silence.
+    ``warnings`` says why an input was segmented, or left (partly) untranslated.
+    """
+
+    name: str
+    segments: List[SegmentTranslation]
+    warnings: List[str]
+
+    @property
+    def text(self) -> str:
+        """The best translation; segments joined by a space; empty for silence."""
+        return " ".join(s.nbest[0].text for s in self.segments if s.nbest and s.nbest[0].text)
+
+    @property
+    def source(self) -> str:
+        """The greedy CTC transcript of the source speech (lowercased, no punctuation)."""
+        return " ".join(s.source for s in self.segments if s.source)
+
+    @property
+    def nbest(self) -> List[Translation]:
+        """The n-best list of an input translated in one piece (see ``segments`` otherwise)."""
+        if len(self.segments) != 1:
+            raise ValueError(
+                f"{self.name} was translated in {len(self.segments)} segments; "
+                "read each one's n-best from .segments"
+            )
+        return self.segments[0].nbest
+
+
+class PreparedAudio(NamedTuple):
+    """An input checked and turned into features: one array (frames, 80) per segment."""
+
+    name: str
+    features: List[np.ndarray]
+    spans: List[Tuple[float, float]]
+    warnings: List[str]
 
 
 def resolve_lang_tag(token_list: Sequence[str], lang_tag: Optional[str]) -> int:
@@ -52,12 +118,35 @@ def resolve_lang_tag(token_list: Sequence[str], lang_tag: Optional[str]) -> int:
     return token_list.index(lang_tag)
 
 
+def as_waveform(audio: Any, name: str) -> np.ndarray:
+    """Mono float32 samples from an array-like: (samples,), (samples, channels) as
+    soundfile gives, or (channels, samples) as torchaudio gives (the longer axis is time).
+    Integer samples are scaled to [-1, 1)."""
+    waveform = np.asarray(audio)
+    if waveform.ndim == 2 and waveform.shape[0] < waveform.shape[1]:
+        waveform = waveform.T
+    if waveform.ndim not in (1, 2):
+        raise AudioError(f"{name}: expected a waveform (samples,) or (samples, channels), got shape {waveform.shape}")
+    if np.issubdtype(waveform.dtype, np.integer):
+        waveform = waveform / float(np.iinfo(waveform.dtype).max + 1)
+    elif not np.issubdtype(waveform.dtype, np.floating):
+        raise AudioError(f"{name}: expected float or integer samples, got dtype {waveform.dtype}")
+    return mix_to_mono(waveform).astype(np.float32, copy=False)
+
+
 class Speech2Translation:
-    """Load a trained model once, then translate batches of features.
+    """Load a trained model once, then translate files, waveforms or feature batches.
+
+    Example::
+
+        translator = Speech2Translation.from_pretrained("model.zip", beam_size=5)
+        result = translator("talk.flac")               # or translator(samples, sample_rate)
+        print(result.text, result.source, result.nbest[0].score)
 
     Args:
-        st_train_config: the ``config.yaml`` written by training.
-        st_model_file: model weights (e.g. the averaged checkpoint).
+        st_train_config: the ``config.yaml`` written by training, or its contents
+            as a mapping with file paths resolved (what :meth:`from_pretrained` passes).
+        st_model_file: model weights (e.g. the averaged checkpoint); loaded strictly.
         device: ``cpu`` or ``cuda``.
         beam_size: beam width (FBK: 5).
         no_repeat_ngram_size: forbid repeating n-grams of this size (0: off; FBK: 5).
@@ -65,12 +154,16 @@ class Speech2Translation:
         nbest: hypotheses returned per utterance.
         lang_tag: target-language tag forced after <sos>, e.g. ``<lang:de>``.
         dtype: inference dtype.
+        max_segment_seconds: longer audio is translated in segments cut at pauses,
+            at most this long (training used utterances of at most 30 s).
+        silence_dbfs: audio whose peak stays below this level is not translated
+            (an empty translation and a warning instead of a hallucination).
     """
 
     def __init__(
         self,
-        st_train_config: Union[Path, str],
-        st_model_file: Union[Path, str],
+        st_train_config: Union[Path, str, Dict[str, Any]],
+        st_model_file: Optional[Union[Path, str]],
         device: str = "cpu",
         beam_size: int = 5,
         no_repeat_ngram_size: int = 5,
@@ -79,12 +172,18 @@ class Speech2Translation:
         nbest: int = 1,
         lang_tag: Optional[str] = None,
         dtype: str = "float32",
+        max_segment_seconds: float = 30.0,
+        silence_dbfs: float = -60.0,
     ):
         if nbest > beam_size:
             raise ValueError(f"nbest ({nbest}) cannot exceed beam_size ({beam_size})")
-        model, train_args = STCTCCompressTask.build_model_from_file(
-            st_train_config, st_model_file, device
-        )
+        if max_segment_seconds <= 0:
+            raise ValueError(f"max_segment_seconds must be > 0, got {max_segment_seconds}")
+        if isinstance(st_train_config, dict):
+            train_args = argparse.Namespace(**copy.deepcopy(st_train_config))
+            model = STCTCCompressTask.load_model(train_args, st_model_file, device)
+        else:
+            model, train_args = STCTCCompressTask.build_model_from_file(st_train_config, st_model_file, device)
         self.model = model.to(dtype=getattr(torch, dtype)).eval()
         self.train_args = train_args
         self.device = device
@@ -92,48 +191,193 @@ class Speech2Translation:
         self.nbest = nbest
         self.maxlen_a = maxlen_a
         self.maxlen_b = maxlen_b
+        self.max_segment_seconds = max_segment_seconds
+        self.silence_dbfs = silence_dbfs
         token_list = model.token_list
         self.converter = TokenIDConverter(token_list=token_list)
         self.tokenizer = build_tokenizer(token_type=train_args.token_type, bpemodel=train_args.bpemodel)
+        self.src_converter = TokenIDConverter(token_list=model.src_token_list)
+        self.src_tokenizer = build_tokenizer(
+            token_type=train_args.src_token_type, bpemodel=getattr(train_args, "src_bpemodel", None)
+        )
         self.primer = [model.sos, resolve_lang_tag(token_list, lang_tag)]
-        scorers = {"decoder": model.decoder}
-        if no_repeat_ngram_size > 0:
-            scorers["no_repeat_ngram"] = NoRepeatNGramScorer(no_repeat_ngram_size, len(token_list))
-        self.beam_search = EarlyStopBatchBeamSearch(
-            scorers=scorers,
-            weights={name: 1.0 for name in scorers},
-            beam_size=beam_size,
+        self.beam_search = UtteranceBatchBeamSearch(
+            model.decoder,
             vocab_size=len(token_list),
             sos=model.sos,
             eos=model.eos,
-            hyp_primer=self.primer,
-            normalize_length=True,
-        ).to(device=device, dtype=getattr(torch, dtype)).eval()
+            primer=self.primer,
+            beam_size=beam_size,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+        ).eval()
+
+    @classmethod
+    def from_pretrained(
+        cls, model: Union[str, Path], cache_dir: Optional[Union[str, Path]] = None, **kwargs: Any
+    ) -> "Speech2Translation":
+        """Load a packed ``model.zip`` (recipe stage 8) or the directory it was unpacked into.
+
+        The archive is checked before anything is built
+        (:func:`espnet2_ext.main_funcs.model_archive.open_model`); ``kwargs`` are
+        the constructor's search and device options.
+        """
+        packed = open_model(model, cache_dir)
+        return cls(packed.config, packed.model_file, **kwargs)
+
+    # ------------------------------------------------------------------ audio in
+
+    def __call__(self, audio: Union[str, Path, np.ndarray], sample_rate: Optional[int] = None) -> TranslationResult:
+        """Translate one input: a path, or a waveform with its sample rate.
+
+        Raises:
+            AudioError: unreadable, empty, or shorter than the encoder needs.
+        """
+        return self.translate_prepared([self.prepare(audio, sample_rate)])[0]
+
+    def translate_batch(self, inputs: Sequence[AudioInput], batch_size: int = 10) -> List[TranslationResult]:
+        """Translate many inputs (paths or ``(waveform, sample_rate)`` pairs), ``batch_size`` at a time."""
+        prepared = [
+            self.prepare(*item) if isinstance(item, tuple) else self.prepare(item) for item in inputs
+        ]
+        return self.translate_prepared(prepared, batch_size)
+
+    def prepare(
+        self,
+        audio: Union[str, Path, np.ndarray],
+        sample_rate: Optional[int] = None,
+        name: Optional[str] = None,
+    ) -> PreparedAudio:
+        """Read and check an input and compute the model's features, segment by segment.
+
+        Features are the training ones: Kaldi fbank at 16 kHz (other rates are
+        resampled, channels mixed down); the model applies the packed CMVN.
+        """
+        if isinstance(audio, (str, Path)):
+            if sample_rate is not None:
+                raise ValueError("sample_rate is read from the file; give it only with a waveform")
+            name = str(audio) if name is None else name
+            waveform, sample_rate = read_audio(audio)
+        else:
+            name = "waveform" if name is None else name
+            if sample_rate is None or sample_rate <= 0:
+                raise ValueError(f"{name}: give the waveform's sample rate, got {sample_rate}")
+            waveform = as_waveform(audio, name)
+        self._check_length(name, len(waveform), sample_rate)
+        warnings: List[str] = []
+        peak = peak_dbfs(waveform)
+        if peak < self.silence_dbfs:
+            warnings.append(f"{name}: silent (peak {peak:.1f} dBFS < {self.silence_dbfs:g} dBFS): not translated")
+            return self._log(PreparedAudio(name, [], [], warnings))
+        ranges = split_at_pauses(waveform, sample_rate, self.max_segment_seconds)
+        if len(ranges) > 1:
+            warnings.append(
+                f"{name}: {len(waveform) / sample_rate:.1f} s is longer than {self.max_segment_seconds:g} s: "
+                f"translated in {len(ranges)} segments cut at pauses"
+            )
+        features, spans = [], []
+        for start, stop in ranges:
+            segment = waveform[start:stop]
+            span = (start / sample_rate, stop / sample_rate)
+            if peak_dbfs(segment) < self.silence_dbfs:
+                warnings.append(f"{name}: {span[0]:.2f}-{span[1]:.2f} s is silent: not translated")
+            elif self._frames(len(segment), sample_rate) < self.model.encoder.min_input_length:
+                warnings.append(f"{name}: {span[0]:.2f}-{span[1]:.2f} s is too short to translate: skipped")
+            else:
+                features.append(compute_fbank(segment, sample_rate))
+                spans.append(span)
+        return self._log(PreparedAudio(name, features, spans, warnings))
+
+    def translate_prepared(self, prepared: Sequence[PreparedAudio], batch_size: int = 1) -> List[TranslationResult]:
+        """Translate prepared inputs; segments of similar length are batched together."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        segments = [(i, j) for i, item in enumerate(prepared) for j in range(len(item.features))]
+        segments.sort(key=lambda ij: len(prepared[ij[0]].features[ij[1]]))
+        decoded: Dict[Tuple[int, int], Tuple[List[Translation], str]] = {}
+        for first in range(0, len(segments), batch_size):
+            chunk = segments[first : first + batch_size]
+            speech, lengths = pad_features([prepared[i].features[j] for i, j in chunk])
+            decoded.update(zip(chunk, self._decode(speech, lengths)))
+        return [
+            TranslationResult(
+                item.name,
+                [SegmentTranslation(*item.spans[j], *decoded[i, j]) for j in range(len(item.features))],
+                item.warnings,
+            )
+            for i, item in enumerate(prepared)
+        ]
+
+    def _check_length(self, name: str, samples: int, sample_rate: int) -> None:
+        if samples == 0:
+            raise AudioError(f"{name}: empty audio (0 samples)")
+        needed = self.model.encoder.min_input_length
+        frames = self._frames(samples, sample_rate)
+        if frames < needed:
+            raise AudioError(
+                f"{name}: {1000 * samples / sample_rate:.0f} ms of audio gives {frames} feature frames; "
+                f"the model needs at least {needed} (about {10 * needed + 15} ms)"
+            )
+
+    @staticmethod
+    def _frames(samples: int, sample_rate: int) -> int:
+        return num_frames(int(round(samples * SAMPLE_RATE / sample_rate)))
+
+    @staticmethod
+    def _log(prepared: PreparedAudio) -> PreparedAudio:
+        for warning in prepared.warnings:
+            logging.warning(warning)
+        return prepared
+
+    # ------------------------------------------------------------------ features in
 
     @torch.no_grad()
-    def __call__(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> List[List[Translation]]:
-        """N-best translations of each utterance of a padded batch (B, T, F)."""
+    def translate_features(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> List[List[Translation]]:
+        """N-best translations of each utterance of a padded feature batch (B, T, F)."""
+        return [nbest for nbest, _ in self._decode(speech, speech_lengths)]
+
+    @torch.no_grad()
+    def _decode(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> List[Tuple[List[Translation], str]]:
+        """(n-best, CTC source transcript) of each utterance of a padded batch."""
         batch = to_device(
             {"speech": speech.to(getattr(torch, self.dtype)), "speech_lengths": speech_lengths},
             self.device,
         )
-        hidden, lengths = self.model.encode(**batch)
+        enc = self.model.encode_with_ctc(**batch)
+        maxlens = [max(1, int(self.maxlen_a * int(n) + self.maxlen_b)) for n in speech_lengths]
+        nbests = self.beam_search(enc.hidden, enc.lengths, maxlens)
         return [
-            self._search(hidden[i, : lengths[i]], int(speech_lengths[i]))
-            for i in range(hidden.size(0))
+            (
+                [self._to_translation(yseq, score) for yseq, score in nbests[i][: self.nbest]],
+                self._ctc_transcript(enc.ctc_logits[i, : enc.ctc_lengths[i]]),
+            )
+            for i in range(enc.hidden.size(0))
         ]
-
-    def _search(self, hidden: torch.Tensor, n_frames: int) -> List[Translation]:
-        maxlen = max(1, int(self.maxlen_a * n_frames + self.maxlen_b))
-        hyps = self.beam_search(hidden, maxlenratio=-float(maxlen))[: self.nbest]
-        return [self._to_translation(hyp.yseq.tolist(), float(hyp.score)) for hyp in hyps]
 
     def _to_translation(self, yseq: List[int], score: float) -> Translation:
         token_ids = yseq[len(self.primer) :]
-        if token_ids and token_ids[-1] == self.model.eos:
+        while token_ids and token_ids[-1] == self.model.eos:  # two when <eos> was forced at the length limit
             token_ids = token_ids[:-1]
         tokens = self.converter.ids2tokens(token_ids)
         return Translation(self.tokenizer.tokens2text(tokens), tokens, token_ids, score)
+
+    def _ctc_transcript(self, logits: torch.Tensor) -> str:
+        return self.src_tokenizer.tokens2text(self.src_converter.ids2tokens(greedy_ctc_ids(logits)))
+
+
+def greedy_ctc_ids(logits: torch.Tensor, blank: int = 0) -> List[int]:
+    """Greedy CTC decoding of one utterance's logits (T, V): best label per frame,
+    repeats merged, then blanks dropped (so a label repeated across a blank stays twice)."""
+    ids = torch.unique_consecutive(logits.argmax(-1))
+    return ids[ids != blank].tolist()
+
+
+def pad_features(features: Sequence[np.ndarray]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Zero-padded batch (B, T, F) and lengths (B,) of feature arrays (T_i, F)."""
+    lengths = torch.tensor([len(f) for f in features])
+    batch = torch.zeros(len(features), int(lengths.max()), features[0].shape[1])
+    for i, f in enumerate(features):
+        batch[i, : len(f)] = torch.from_numpy(f)
+    return batch, lengths
 
 
 def inference(
@@ -165,7 +409,7 @@ def inference(
     )
     with DatadirWriter(output_dir) as writer:
         for keys, batch in loader:
-            nbests = translator(batch["speech"], batch["speech_lengths"])
+            nbests = translator.translate_features(batch["speech"], batch["speech_lengths"])
             for key, nbest in zip(keys, nbests):
                 for n, hyp in enumerate(nbest, start=1):
                     out = writer[f"{n}best_recog"]

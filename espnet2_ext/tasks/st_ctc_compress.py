@@ -2,11 +2,13 @@
 
 import argparse
 import logging
+import pickle
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
+import yaml
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.tasks.st import (
     STTask,
@@ -33,6 +35,10 @@ encoder_choices = ClassChoices(
     type_check=AbsEncoder,
     default="ctc_compress_conformer",
 )
+
+
+class ModelLoadError(ValueError):
+    """Weights that cannot be loaded into the model their config describes."""
 
 
 class STCTCCompressTask(STTask):
@@ -118,6 +124,68 @@ class STCTCCompressTask(STTask):
         if getattr(args, "sync_batchnorm", False) and dist.is_available() and dist.is_initialized():
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return model
+
+    @classmethod
+    def build_model_from_file(
+        cls,
+        config_file: Optional[Union[Path, str]] = None,
+        model_file: Optional[Union[Path, str]] = None,
+        device: str = "cpu",
+    ) -> Tuple[ESPnetSTCTCCompressModel, argparse.Namespace]:
+        """ESPnet's, except that the weights must fit the model exactly (see :meth:`load_model`)."""
+        if config_file is None:
+            if model_file is None:
+                raise ValueError("give config_file, model_file or both")
+            config_file = Path(model_file).parent / "config.yaml"
+        with open(config_file, encoding="utf-8") as f:
+            args = argparse.Namespace(**yaml.safe_load(f))
+        return cls.load_model(args, model_file, device), args
+
+    @classmethod
+    def load_model(
+        cls, args: argparse.Namespace, model_file: Optional[Union[Path, str]], device: str = "cpu"
+    ) -> ESPnetSTCTCCompressModel:
+        """Build the model of a training config and load its weights strictly.
+
+        ESPnet loads with ``strict=False``: weights of another architecture would
+        leave layers at their random initialisation without a word. Weights are
+        read with ``weights_only=True``, so a model file from elsewhere cannot run code.
+
+        Raises:
+            ModelLoadError: the file is not a state dict, or its parameter names or
+                shapes differ from the model's.
+        """
+        model = cls.build_model(args).to(device)
+        if model_file is None:
+            return model
+        try:
+            state = torch.load(model_file, map_location=device, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+            raise ModelLoadError(f"{model_file} is not a readable weights file: {err}") from None
+        if not isinstance(state, dict):
+            raise ModelLoadError(f"{model_file} holds a {type(state).__name__}, not a state dict")
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        reshaped = [
+            f"{name} {tuple(state[name].shape)} instead of {tuple(value.shape)}"
+            for name, value in expected.items()
+            if name in state and state[name].shape != value.shape
+        ]
+        if missing or unexpected or reshaped:
+            raise ModelLoadError(
+                f"{model_file} does not fit the model its config describes: "
+                f"{len(missing)} missing parameters {_preview(missing)}, "
+                f"{len(unexpected)} unexpected {_preview(unexpected)}, "
+                f"{len(reshaped)} of another shape {_preview(reshaped)}"
+            )
+        model.load_state_dict(state)
+        return model
+
+
+def _preview(names: Sequence[str], count: int = 3) -> str:
+    shown = ", ".join(names[:count])
+    return f"({shown}{', ...' if len(names) > count else ''})" if names else "()"
 
 
 def _read_token_list(value: Union[str, Path, Sequence[str]], name: str) -> List[str]:

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import cut_segment_clips, read_hypotheses
+
 RECIPE = Path(__file__).resolve().parents[2] / "egs" / "mustc_conformer_ctc"
 
 
@@ -94,6 +96,23 @@ def test_every_stage_in_turn(recipe):
     with zipfile.ZipFile(finetune_exp / "packed/model.zip") as archive:
         names = archive.namelist()
     assert "meta.yaml" in names and any(n.endswith("tgt.model") for n in names)
+
+
+def test_packed_model_translates_audio_like_the_decode_stage(recipe, tmp_path):
+    """The round trip a user makes: stage 8's zip + raw audio -> stage 7's hypotheses."""
+    root, _ = recipe
+    finetune_exp = root / "exp/tiny_finetune"
+    clips = cut_segment_clips(root / "data/tst-COMMON", tmp_path / "clips")
+    result = subprocess.run(
+        [sys.executable, "-m", "espnet2_ext.bin.translate", "--config", str(root / "conf_tiny/decode.yaml"),
+         "--model", str(finetune_exp / "packed/model.zip"), "--cache_dir", str(tmp_path / "cache"),
+         str(tmp_path / "clips")],
+        cwd=RECIPE, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    translated = {Path(key).stem: text for key, text in (line.split("\t") for line in result.stdout.splitlines())}
+    assert len(clips) == 6
+    assert translated == read_hypotheses(finetune_exp / "decode_conf_tiny/tst-COMMON/1best_recog/text")
 
 
 def test_rerun_skips_completed_stages(recipe):

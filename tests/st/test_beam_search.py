@@ -1,10 +1,13 @@
-"""The pieces added to ESPnet's beam search."""
+"""What FBK's decoding adds to ESPnet's beam search."""
 
 import math
 
+import pytest
 import torch
+from espnet.nets.batch_beam_search import BatchBeamSearch, BatchHypothesis
+from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 
-from espnet2_ext.st.beam_search import NoRepeatNGramScorer
+from espnet2_ext.st.beam_search import NoRepeatNGramScorer, UtteranceBatchBeamSearch
 
 
 def banned(scorer, prefix):
@@ -31,3 +34,49 @@ def test_no_repeat_ngram_scores_each_hypothesis_separately():
     assert torch.isfinite(scores[1]).all()
     single, _ = scorer.score(ys[0], None, torch.zeros(1, 1))
     assert torch.equal(single, scores[0])
+
+
+# --------------------------------------------------------------------------- utterance batches
+
+
+class _EarlyStopBatchBeamSearch(BatchBeamSearch):
+    """The reference: ESPnet's per-utterance search with fairseq's stopping rule added."""
+
+    def post_process(self, i, maxlen, minlen, maxlenratio, running_hyps, ended_hyps):
+        running = super().post_process(i, maxlen, minlen, maxlenratio, running_hyps, ended_hyps)
+        return BatchHypothesis() if len(ended_hyps) >= self.beam_size else running
+
+
+def espnet_search(decoder, memory, primer, beam, ngram, maxlen, vocab):
+    scorers = {"decoder": decoder}
+    if ngram:
+        scorers["no_repeat_ngram"] = NoRepeatNGramScorer(ngram, vocab)
+    search = _EarlyStopBatchBeamSearch(
+        scorers=scorers, weights={k: 1.0 for k in scorers}, beam_size=beam, vocab_size=vocab,
+        sos=vocab - 1, eos=vocab - 1, hyp_primer=primer, normalize_length=True,
+    )
+    with torch.no_grad():
+        hyps = search(memory, maxlenratio=-float(maxlen))
+    return [(h.yseq.tolist(), float(h.score)) for h in hyps]
+
+
+@pytest.mark.parametrize("beam, ngram", [(1, 0), (3, 2), (5, 3)])
+def test_utterance_batches_search_as_espnet_searches_each_utterance(beam, ngram):
+    vocab, dim = 12, 16
+    torch.manual_seed(beam)
+    decoder = TransformerDecoder(vocab, dim, attention_heads=2, linear_units=32, num_blocks=2).eval()
+    with torch.no_grad():  # make <eos> likely enough that searches end at different steps
+        decoder.output_layer.bias[vocab - 1] += 1.5
+    lengths = [7, 3, 11, 5, 9]
+    memory = torch.randn(len(lengths), max(lengths), dim) * 10  # padding made of large noise
+    maxlens = [6, 9, 4, 12, 8]
+    primer = [vocab - 1, 2]
+    search = UtteranceBatchBeamSearch(decoder, vocab, vocab - 1, vocab - 1, primer, beam, ngram)
+    batched = search(memory, torch.tensor(lengths), maxlens)
+    for i, (length, maxlen) in enumerate(zip(lengths, maxlens)):
+        reference = espnet_search(decoder, memory[i, :length], primer, beam, ngram, maxlen, vocab)
+        assert [yseq for yseq, _ in batched[i]] == [yseq for yseq, _ in reference], i
+        assert [s for _, s in batched[i]] == pytest.approx([s for _, s in reference], abs=1e-4)
+        alone = search(memory[i : i + 1, :length], torch.tensor([length]), [maxlen])[0]
+        assert [yseq for yseq, _ in alone] == [yseq for yseq, _ in batched[i]]
+    assert any(len(yseq) - len(primer) < maxlen for hyps in batched for yseq, _ in hyps), "some end early"

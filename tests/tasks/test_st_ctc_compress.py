@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask
+from espnet2_ext.tasks.st_ctc_compress import ModelLoadError, STCTCCompressTask
 from espnet2_ext.train.preprocessor import TooShortUtteranceError
 
 RECIPE_CONF = Path(__file__).resolve().parents[2] / "egs" / "mustc_conformer_ctc" / "conf" / "train.yaml"
@@ -71,3 +71,40 @@ def test_distributed_training_gets_sync_batchnorm(tmp_path):
         dist.destroy_process_group()
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in synced.modules())
     assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules()) == 2  # one per block
+
+
+# --------------------------------------------------------------------------- strict loading
+
+
+def _altered_weights(tiny_exps, tmp_path, change) -> Path:
+    state = torch.load(tiny_exps / "exp_abs/1epoch.pth", weights_only=True)
+    change(state)
+    path = tmp_path / "altered.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda s: s.pop("decoder.output_layer.bias"), r"1 missing parameters \(decoder.output_layer.bias\), 0 unexpected \(\), 0 of another"),
+        (lambda s: s.update(extra=torch.zeros(1)), r"0 missing parameters \(\), 1 unexpected \(extra\), 0 of another"),
+        (lambda s: s.update({"encoder.ctc_head.bias": torch.zeros(3)}), r"0 missing parameters \(\), 0 unexpected \(\), 1 of another shape \(encoder.ctc_head.bias \(3,\) instead of \(40,\)\)"),
+    ],
+    ids=["missing", "unexpected", "shape"],
+)
+def test_weights_that_do_not_fit_are_refused(tiny_exps, tmp_path, change, message):
+    weights = _altered_weights(tiny_exps, tmp_path, change)
+    with pytest.raises(ModelLoadError, match=f"{weights} does not fit the model its config describes: {message}"):
+        STCTCCompressTask.build_model_from_file(tiny_exps / "exp_abs/config.yaml", weights)
+
+
+def test_weights_file_that_is_not_a_state_dict_is_refused(tiny_exps, tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelLoadError, match=f"{junk} is not a readable weights file"):
+        STCTCCompressTask.build_model_from_file(tiny_exps / "exp_abs/config.yaml", junk)
+    listed = tmp_path / "list.pth"
+    torch.save([1, 2], listed)
+    with pytest.raises(ModelLoadError, match="holds a list, not a state dict"):
+        STCTCCompressTask.build_model_from_file(tiny_exps / "exp_abs/config.yaml", listed)

@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Translate audio files with a packed model (``model.zip`` from recipe stage 8).
+
+INPUT is an audio file soundfile can read (wav, flac, ogg, mp3, ...), a directory
+(searched recursively for such files) or a Kaldi ``wav.scp``. Each input gives one
+output line, in input order:
+
+- ``tsv`` (default): ``<id>\\t<translation>``; the id is the path as given or found,
+  or the ``wav.scp`` key;
+- ``text``: the translation only;
+- ``jsonl``: one JSON object per input with the n-best and scores, the source
+  transcript from the intermediate CTC, the segments and any warning or error.
+
+Any sample rate and channel count is accepted: audio is resampled to 16 kHz and
+mixed down, then gets exactly the training features and the packed CMVN. Inputs
+longer than ``--max_segment_seconds`` are translated in segments cut at pauses
+(with a warning), silent ones give an empty translation (with a warning).
+An input that cannot be translated (unreadable, empty, too short) gets an empty
+line and an ``ERROR:`` message on stderr; the others are still translated and the
+exit status is 2. A bad model archive is reported before any audio is read (exit 1).
+
+Usage:
+    python -m espnet2_ext.bin.translate --model exp/st_train/packed/model.zip talk.wav clips/ \
+        [--output out.tsv] [--format tsv|text|jsonl] [--beam_size 5] [--batch_size 10] [--device cpu]
+"""
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Dict, Iterator, List, NamedTuple, NoReturn, Optional, Sequence, Union
+
+import soundfile as sf
+from tqdm import tqdm
+
+# Translations go to stdout; ESPnet prints notices there while importing (no flash_attn).
+with contextlib.redirect_stdout(sys.stderr):
+    from espnet2.utils import config_argparse
+    from espnet2.utils.types import str_or_none
+
+    from espnet2_ext.bin.st_inference import PreparedAudio, Speech2Translation, TranslationResult
+    from espnet2_ext.fileio.kaldi_table import TableError, read_wav_scp
+    from espnet2_ext.main_funcs.model_archive import ModelArchiveError
+    from espnet2_ext.utils.audio import AudioError
+    from espnet2_ext.utils.fileio import atomic_path
+
+# soundfile's formats, except headerless RAW, which needs its parameters given.
+AUDIO_EXTENSIONS = frozenset({fmt.lower() for fmt in sf.available_formats()} - {"raw"} | {"aif", "opus", "oga"})
+FORMATS = ("tsv", "text", "jsonl")
+PROGRESS_MIN_INPUTS = 5
+
+
+class TranslateError(Exception):
+    """A fatal problem (options, model, input list); ``main`` prints it as one ``ERROR:`` line."""
+
+
+class Input(NamedTuple):
+    """One thing to translate: its output id and its audio file."""
+
+    key: str
+    path: str
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def expand_inputs(arguments: Sequence[str]) -> List[Input]:
+    """Files as given, directories' audio files (sorted), ``wav.scp`` entries in file order."""
+    inputs: List[Input] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(
+                str(f) for f in path.rglob("*") if f.is_file() and f.suffix.lower().lstrip(".") in AUDIO_EXTENSIONS
+            )
+            if not found:
+                raise TranslateError(
+                    f"directory {path} holds no audio files (extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})"
+                )
+            inputs += [Input(f, f) for f in found]
+        elif path.suffix == ".scp":
+            try:
+                inputs += [Input(key, wav) for key, wav in read_wav_scp(path).items()]
+            except TableError as err:
+                raise TranslateError(str(err)) from None
+        else:  # a missing file is that input's error, not a reason to stop the others
+            inputs.append(Input(argument, argument))
+    return inputs
+
+
+def prepare_all(translator: Speech2Translation, inputs: Sequence[Input]) -> Dict[int, Union[PreparedAudio, str]]:
+    """Each input's features, or the message saying why it cannot be translated."""
+    prepared: Dict[int, Union[PreparedAudio, str]] = {}
+    for index, item in enumerate(inputs):
+        try:
+            prepared[index] = translator.prepare(item.path, name=item.key)
+        except AudioError as err:
+            prepared[index] = str(err)
+    return prepared
+
+
+def translate_all(
+    translator: Speech2Translation, prepared: Dict[int, Union[PreparedAudio, str]], batch_size: int
+) -> Dict[int, Union[TranslationResult, str]]:
+    """Translate the prepared inputs, longest-first in batches; errors pass through."""
+    ready = sorted(
+        (i for i, item in prepared.items() if isinstance(item, PreparedAudio)),
+        key=lambda i: -sum(len(f) for f in prepared[i].features),
+    )
+    results: Dict[int, Union[TranslationResult, str]] = {
+        i: item for i, item in prepared.items() if isinstance(item, str)
+    }
+    with tqdm(total=len(ready), unit="file", disable=len(ready) <= PROGRESS_MIN_INPUTS, file=sys.stderr) as bar:
+        for first in range(0, len(ready), batch_size):
+            chunk = ready[first : first + batch_size]
+            for index, result in zip(chunk, translator.translate_prepared([prepared[i] for i in chunk], batch_size)):
+                results[index] = result
+            bar.update(len(chunk))
+    return results
+
+
+# --------------------------------------------------------------------------- output
+
+
+def format_line(key: str, result: Union[TranslationResult, str], fmt: str) -> str:
+    """One output line; ``result`` is a message for inputs that failed."""
+    failed = isinstance(result, str)
+    if fmt == "text":
+        return "" if failed else result.text
+    if fmt == "tsv":
+        return f"{key}\t{'' if failed else result.text}"
+    if failed:
+        return json.dumps({"id": key, "translation": "", "error": result}, ensure_ascii=False)
+    record = {
+        "id": key,
+        "translation": result.text,
+        "source": result.source,
+        "nbest": [{"text": h.text, "score": h.score} for h in result.nbest] if len(result.segments) == 1 else None,
+        "segments": [
+            {"start": s.start, "end": s.end, "translation": s.nbest[0].text if s.nbest else "", "source": s.source}
+            for s in result.segments
+        ],
+        "warnings": result.warnings,
+    }
+    return json.dumps(record, ensure_ascii=False)
+
+
+def write_lines(lines: Iterator[str], output: Optional[str]) -> None:
+    """To ``output`` (written whole, then renamed into place) or to stdout."""
+    if output is None:
+        for line in lines:
+            print(line)
+        return
+    with atomic_path(output) as tmp, tmp.open("w", encoding="utf-8") as stream:
+        for line in lines:
+            stream.write(line + "\n")
+
+
+# --------------------------------------------------------------------------- command line
+
+
+class _Parser(config_argparse.ArgumentParser):
+    """ESPnet's ``--config`` parser (decode.yaml works as is) whose errors raise."""
+
+    def error(self, message: str) -> NoReturn:
+        raise TranslateError(message)
+
+
+def get_parser() -> config_argparse.ArgumentParser:
+    parser = _Parser(
+        description=__doc__.split("\n\n")[0],
+        epilog="--config takes a YAML of these options, e.g. the recipe's conf/decode.yaml",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file, directory of them, or wav.scp")
+    parser.add_argument("--model", required=True, help="model.zip from recipe stage 8, or its unpacked directory")
+    parser.add_argument("--output", type=str_or_none, default=None, help="file to write (default: stdout)")
+    parser.add_argument("--format", choices=FORMATS, default="tsv", help="output lines, see above")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--batch_size", type=int, default=10, help="segments encoded together; results do not change")
+    parser.add_argument("--cache_dir", type=str_or_none, default=None, help="where zips are extracted")
+    parser.add_argument("--log_level", default="WARNING", choices=("ERROR", "WARNING", "INFO", "DEBUG"))
+    group = parser.add_argument_group("Search")
+    group.add_argument("--beam_size", type=int, default=5)
+    group.add_argument("--no_repeat_ngram_size", type=int, default=5, help="0: off")
+    group.add_argument("--nbest", type=int, default=1, help="hypotheses kept per segment (jsonl shows them)")
+    group.add_argument("--maxlen_a", type=float, default=0.0, help="at most maxlen_a * frames + maxlen_b tokens")
+    group.add_argument("--maxlen_b", type=int, default=200)
+    group.add_argument("--lang_tag", type=str_or_none, default=None, help="e.g. <lang:de>; default: the model's only one")
+    group.add_argument("--max_segment_seconds", type=float, default=30.0, help="longer audio is cut at pauses")
+    group.add_argument("--silence_dbfs", type=float, default=-60.0, help="quieter audio is not translated")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Translate; returns the exit status (2 when some inputs could not be translated)."""
+    if args.batch_size < 1:
+        raise TranslateError(f"--batch_size must be >= 1, got {args.batch_size}")
+    inputs = expand_inputs(args.inputs)
+    try:
+        translator = Speech2Translation.from_pretrained(
+            args.model,
+            cache_dir=args.cache_dir,
+            device=args.device,
+            beam_size=args.beam_size,
+            no_repeat_ngram_size=args.no_repeat_ngram_size,
+            nbest=args.nbest,
+            maxlen_a=args.maxlen_a,
+            maxlen_b=args.maxlen_b,
+            lang_tag=args.lang_tag,
+            max_segment_seconds=args.max_segment_seconds,
+            silence_dbfs=args.silence_dbfs,
+        )
+    except (ModelArchiveError, ValueError) as err:  # ModelLoadError is a ValueError
+        raise TranslateError(str(err)) from None
+    results = translate_all(translator, prepare_all(translator, inputs), args.batch_size)
+    failed = {i: message for i, message in results.items() if isinstance(message, str)}
+    for message in failed.values():
+        print(f"ERROR: {message}", file=sys.stderr)
+    write_lines((format_line(item.key, results[i], args.format) for i, item in enumerate(inputs)), args.output)
+    if failed:
+        print(f"ERROR: {len(failed)} of {len(inputs)} inputs could not be translated", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run; returns the exit status (1 with one ``ERROR:`` line on a fatal error)."""
+    try:
+        args = get_parser().parse_args(argv)
+        logging.basicConfig(
+            level=args.log_level,
+            format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+            stream=sys.stderr,
+        )
+        return run(args)
+    except TranslateError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

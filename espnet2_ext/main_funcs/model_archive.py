@@ -1,0 +1,243 @@
+"""Opening a packed model (stage 8's ``model.zip``, or that zip unpacked) for inference.
+
+The archive is ESPnet's ``pack`` format: ``meta.yaml`` names the training config
+(``yaml_files.st_train_config``) and the weights (``files.st_model_file``); the config
+names the SentencePiece models and CMVN stats by their member names
+(:data:`REFERENCED_KEYS`). Everything is checked before a model is built, so a bad
+archive fails with one message naming what is wrong, before any audio is read.
+
+A zip is extracted once into a cache directory keyed by its SHA-256 (extracted
+under a temporary name, then renamed, so a killed extraction is never reused);
+zipfile checks every member's CRC while extracting, which catches corrupt
+members. A directory (``unzip model.zip``, or ESPnet's ``unpack``) is used in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+import yaml
+
+PROJECT = "mustc-conformer-ctc"
+# meta.yaml key holding the version of this project that packed the archive.
+META_KEY = "mustc_conformer_ctc"
+# Config keys (nested as tuples) naming files that inference reads.
+REFERENCED_KEYS: Tuple[Tuple[str, ...], ...] = (("bpemodel",), ("src_bpemodel",), ("normalize_conf", "stats_file"))
+# Config keys a model cannot be built without.
+REQUIRED_CONFIG_KEYS = ("encoder", "encoder_conf", "decoder", "decoder_conf", "token_list", "src_token_list")
+CACHE_ENV = "MUSTC_CONFORMER_CTC_CACHE"
+
+ConfigKey = Tuple[str, ...]
+
+
+class ModelArchiveError(Exception):
+    """A model archive that cannot be used; the message names the archive and the problem."""
+
+
+@dataclass(frozen=True)
+class PackedModel:
+    """An opened archive: its training config (file paths resolved), weights and meta data."""
+
+    source: Path
+    config: Dict[str, Any]
+    model_file: Path
+    meta: Dict[str, Any]
+
+
+def installed_version() -> str:
+    try:
+        return importlib.metadata.version(PROJECT)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelArchiveError(f"package {PROJECT} is not installed (pip install -e .)") from None
+
+
+def breaking_part(version: str) -> Tuple[int, ...]:
+    """The part of a semantic version whose change breaks compatibility (0.x: the minor)."""
+    try:
+        numbers = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        raise ModelArchiveError(f"unparsable version {version!r}") from None
+    return numbers[:2] if numbers[0] == 0 else numbers[:1]
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "mustc_conformer_ctc" / "models"
+
+
+def lookup(config: Dict[str, Any], keys: ConfigKey) -> Any:
+    """``config[k1][k2]...``, or None where a level is missing."""
+    value: Any = config
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def open_model(path: Union[str, Path], cache_dir: Optional[Union[str, Path]] = None) -> PackedModel:
+    """Check a model zip or unpacked directory and return its resolved contents.
+
+    Args:
+        path: ``model.zip`` from stage 8, or a directory it was unpacked into.
+        cache_dir: where zips are extracted (default: ``$MUSTC_CONFORMER_CTC_CACHE``,
+            else ``~/.cache/mustc_conformer_ctc/models``).
+
+    Raises:
+        ModelArchiveError: missing, corrupt or truncated archive; no or bad
+            ``meta.yaml``; a member it names is missing; packed by a newer,
+            incompatible version; a config without the model's keys or naming an
+            unknown encoder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return read_unpacked(path, source=path)
+    if not path.is_file():
+        raise ModelArchiveError(f"model {path} not found")
+    with _open_zip(path) as archive:
+        names = set(archive.namelist())
+        meta = _read_meta(path, lambda: archive.read("meta.yaml") if "meta.yaml" in names else None)
+        config_name, model_name = _meta_members(path, meta)
+        for name in (config_name, model_name):
+            if name not in names:
+                raise ModelArchiveError(f"{path}: meta.yaml names {name}, which is not in the archive")
+        config = _parse_config(path, config_name, archive.read(config_name))
+        for keys, value in _references(config).items():
+            if value not in names:
+                raise ModelArchiveError(
+                    f"{path}: the config's {'.'.join(keys)} is {value}, which is not in the archive"
+                )
+    root = extract(path, Path(cache_dir) if cache_dir is not None else default_cache_dir())
+    return read_unpacked(root, source=path)
+
+
+def read_unpacked(root: Path, source: Path) -> PackedModel:
+    """Contents of an unpacked archive; config paths may be member names or absolute."""
+    meta_path = root / "meta.yaml"
+    meta = _read_meta(source, lambda: meta_path.read_bytes() if meta_path.is_file() else None)
+    config_name, model_name = _meta_members(source, meta)
+    config_path, model_file = root / config_name, root / model_name
+    for member in (config_path, model_file):
+        if not member.is_file():
+            raise ModelArchiveError(f"{source}: meta.yaml names {member.relative_to(root)}, which is missing")
+    config = _parse_config(source, config_name, config_path.read_bytes())
+    for keys, value in _references(config).items():
+        resolved = Path(value) if Path(value).is_absolute() else root / value
+        if not resolved.is_file():
+            raise ModelArchiveError(f"{source}: the config's {'.'.join(keys)} is {value}, which is missing")
+        parent = lookup(config, keys[:-1]) if len(keys) > 1 else config
+        parent[keys[-1]] = str(resolved)
+    return PackedModel(source=source, config=config, model_file=model_file, meta=meta)
+
+
+def extract(zip_path: Path, cache_dir: Path) -> Path:
+    """Extract ``zip_path`` into ``cache_dir/<sha256 prefix>`` unless already there."""
+    target = cache_dir / _sha256(zip_path)[:20]
+    if target.is_dir():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=cache_dir))
+    try:
+        logging.info("extracting %s into %s", zip_path, target)
+        with _open_zip(zip_path) as archive:
+            try:
+                archive.extractall(partial)
+            except (zipfile.BadZipFile, EOFError, OSError) as err:
+                raise ModelArchiveError(f"{zip_path}: corrupt archive ({err})") from None
+        try:
+            partial.rename(target)
+        except OSError:
+            if not target.is_dir():  # not a concurrent extraction winning the race
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, EOFError) as err:
+        raise ModelArchiveError(f"{path} is not a readable zip archive (truncated or corrupt?): {err}") from None
+
+
+def _read_meta(source: Path, read: Callable[[], Optional[bytes]]) -> Dict[str, Any]:
+    text = read()
+    if text is None:
+        raise ModelArchiveError(f"{source} has no meta.yaml: not a model packed by ESPnet's pack (recipe stage 8)")
+    try:
+        meta = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ModelArchiveError(f"{source}: meta.yaml is not valid YAML: {err}") from None
+    if not isinstance(meta, dict):
+        raise ModelArchiveError(f"{source}: meta.yaml is not a mapping")
+    _check_version(source, meta.get(META_KEY))
+    return meta
+
+
+def _check_version(source: Path, packed: Any) -> None:
+    installed = installed_version()
+    if packed is None:
+        logging.warning("%s: meta.yaml has no %s version; assuming it is compatible", source, META_KEY)
+        return
+    if breaking_part(str(packed)) > breaking_part(installed):
+        raise ModelArchiveError(
+            f"{source} was packed by {PROJECT} {packed}, newer than and incompatible with "
+            f"the installed {installed}; upgrade {PROJECT}"
+        )
+
+
+def _meta_members(source: Path, meta: Dict[str, Any]) -> Tuple[str, str]:
+    config_name = lookup(meta, ("yaml_files", "st_train_config"))
+    model_name = lookup(meta, ("files", "st_model_file"))
+    if not isinstance(config_name, str) or not isinstance(model_name, str):
+        raise ModelArchiveError(
+            f"{source}: meta.yaml must name yaml_files.st_train_config and files.st_model_file "
+            "(an ESPnet speech-translation archive)"
+        )
+    return config_name, model_name
+
+
+def _parse_config(source: Path, name: str, text: bytes) -> Dict[str, Any]:
+    # Imported here: the task loads ESPnet's ST stack (about 20 s), which packing does not need.
+    from espnet2_ext.tasks.st_ctc_compress import encoder_choices
+
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ModelArchiveError(f"{source}: {name} is not valid YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise ModelArchiveError(f"{source}: {name} is not a mapping")
+    missing = [key for key in REQUIRED_CONFIG_KEYS if key not in config]
+    if missing:
+        raise ModelArchiveError(f"{source}: {name} lacks {', '.join(missing)}: not a training config of this model")
+    if config["encoder"] not in encoder_choices.choices():
+        raise ModelArchiveError(
+            f"{source}: {name} names encoder {config['encoder']!r}; this package provides "
+            f"{', '.join(encoder_choices.choices())}"
+        )
+    return config
+
+
+def _references(config: Dict[str, Any]) -> Dict[ConfigKey, str]:
+    """The config's referenced file paths that are set."""
+    return {keys: value for keys in REFERENCED_KEYS if isinstance(value := lookup(config, keys), str)}

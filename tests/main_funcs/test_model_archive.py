@@ -1,0 +1,167 @@
+"""Opening packed models: good archives load, bad ones are named before anything is built."""
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from espnet2.main_funcs.pack_funcs import unpack
+
+from espnet2_ext.bin import pack_model, translate
+from espnet2_ext.bin.st_inference import Speech2Translation
+from espnet2_ext.main_funcs.model_archive import ModelArchiveError, breaking_part, installed_version, open_model
+
+SEARCH = dict(beam_size=2, no_repeat_ngram_size=0, maxlen_b=8)
+CONFIG = "exp_abs/config.yaml"
+WEIGHTS = "exp_abs/1epoch.pth"
+
+
+@pytest.fixture(scope="module")
+def zip_path(tiny_exps, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("archive") / "model.zip"
+    exp = tiny_exps / "exp_abs"
+    assert pack_model.main(["--exp-dir", str(exp), "--model-file", str(exp / "1epoch.pth"), "--outpath", str(path)]) == 0
+    return path
+
+
+def hypotheses(translator: Speech2Translation) -> list:
+    torch.manual_seed(1)
+    (hyps,) = translator.translate_features(torch.randn(1, 100, 80), torch.tensor([100]))
+    return [(hyp.text, hyp.token_ids, hyp.score) for hyp in hyps]
+
+
+def rewrite(source: Path, target: Path, edit=None, drop=()) -> Path:
+    """Copy a zip, dropping members and passing each (name, bytes) through ``edit``."""
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for info in zin.infolist():
+            if info.filename not in drop:
+                data = zin.read(info)
+                zout.writestr(info, edit(info.filename, data) if edit else data)
+    return target
+
+
+def edit_yaml(member: str, change):
+    def edit(name: str, data: bytes) -> bytes:
+        if name != member:
+            return data
+        content = yaml.safe_load(data)
+        change(content)
+        return yaml.safe_dump(content).encode()
+
+    return edit
+
+
+def test_zip_and_unpacked_directories_translate_like_the_exp_dir(tiny_exps, zip_path, tmp_path):
+    reference = hypotheses(Speech2Translation(tiny_exps / CONFIG, tiny_exps / WEIGHTS, **SEARCH))
+    assert reference and reference[0][1], "an empty hypothesis would make the comparison weak"
+    from_zip = Speech2Translation.from_pretrained(zip_path, cache_dir=tmp_path / "cache", **SEARCH)
+    assert hypotheses(from_zip) == reference
+    unzipped = tmp_path / "unzipped"  # member names in the config, resolved against the directory
+    zipfile.ZipFile(zip_path).extractall(unzipped)
+    assert hypotheses(Speech2Translation.from_pretrained(unzipped, **SEARCH)) == reference
+    espnet_unpacked = tmp_path / "espnet"  # absolute paths written by ESPnet's unpack
+    unpack(zip_path, espnet_unpacked)
+    assert hypotheses(Speech2Translation.from_pretrained(espnet_unpacked, **SEARCH)) == reference
+
+
+def test_zip_is_extracted_once_and_partial_extractions_are_ignored(zip_path, tmp_path):
+    cache = tmp_path / "cache"
+    first = open_model(zip_path, cache)
+    (extracted,) = [p for p in cache.iterdir()]
+    assert first.model_file == extracted / WEIGHTS and first.config["bpemodel"] == str(extracted / "spm/tgt.model")
+    marker = extracted / "marker"
+    marker.touch()
+    assert open_model(zip_path, cache).model_file == first.model_file and marker.exists()
+    shutil.rmtree(extracted)
+    (cache / f".{extracted.name}.partial").mkdir()  # what a killed extraction leaves
+    assert open_model(zip_path, cache).model_file.is_file()
+
+
+def test_packed_version_compatibility():
+    assert breaking_part("0.1.3") == (0, 1) and breaking_part("1.4.0") == (1,)
+    assert breaking_part("0.2.0") > breaking_part("0.1.9") and not breaking_part("1.9.0") > breaking_part("1.0.0")
+
+
+def newer_version() -> str:
+    major, minor = (int(part) for part in installed_version().split(".")[:2])
+    return f"0.{minor + 1}.0" if major == 0 else f"{major + 1}.0.0"
+
+
+BAD_ARCHIVES = {
+    "truncated": (lambda src, dst: dst.write_bytes(src.read_bytes()[: src.stat().st_size // 2]),
+                  "is not a readable zip archive (truncated or corrupt?)"),
+    "not a zip": (lambda src, dst: dst.write_text("hello"), "is not a readable zip archive"),
+    "no meta.yaml": (lambda src, dst: rewrite(src, dst, drop={"meta.yaml"}), "has no meta.yaml"),
+    "meta without files": (
+        lambda src, dst: rewrite(src, dst, edit_yaml("meta.yaml", lambda m: m.pop("files"))),
+        "meta.yaml must name yaml_files.st_train_config and files.st_model_file",
+    ),
+    "weights missing": (lambda src, dst: rewrite(src, dst, drop={WEIGHTS}), f"meta.yaml names {WEIGHTS}, which is not"),
+    "unknown encoder": (
+        lambda src, dst: rewrite(src, dst, edit_yaml(CONFIG, lambda c: c.update(encoder="conformer"))),
+        "names encoder 'conformer'; this package provides ctc_compress_conformer",
+    ),
+    "not our config": (
+        lambda src, dst: rewrite(src, dst, edit_yaml(CONFIG, lambda c: c.pop("src_token_list"))),
+        "lacks src_token_list",
+    ),
+    "SentencePiece model missing": (
+        lambda src, dst: rewrite(src, dst, drop={"spm/src.model"}),
+        "the config's src_bpemodel is spm/src.model, which is not in the archive",
+    ),
+    "newer version": (
+        lambda src, dst: rewrite(src, dst, edit_yaml("meta.yaml", lambda m: m.update(mustc_conformer_ctc=newer_version()))),
+        "newer than and incompatible with the installed",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARCHIVES))
+def test_bad_archive_is_named_with_its_problem(zip_path, tmp_path, case):
+    make, message = BAD_ARCHIVES[case]
+    bad = tmp_path / "bad.zip"
+    make(zip_path, bad)
+    with pytest.raises(ModelArchiveError) as caught:
+        open_model(bad, tmp_path / "cache")
+    assert str(caught.value).startswith(str(bad)) and message in str(caught.value), caught.value
+    assert not (tmp_path / "cache").exists(), "checked before extracting"
+
+
+def test_corrupt_member_is_caught_while_extracting_and_leaves_no_cache(zip_path, tmp_path):
+    data = bytearray(zip_path.read_bytes())
+    with zipfile.ZipFile(zip_path) as archive:
+        info = archive.getinfo(WEIGHTS)
+    middle = info.header_offset + 100 + info.compress_size // 2  # inside the member's data
+    data[middle] ^= 0xFF
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(bytes(data))
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelArchiveError, match=r"bad\.zip: corrupt archive .*CRC"):
+        open_model(bad, cache)
+    assert list(cache.iterdir()) == []
+
+
+def test_missing_model_is_reported_before_any_audio_is_read(tmp_path, capsys):
+    code = translate.main(["--model", str(tmp_path / "none.zip"), str(tmp_path / "missing.wav")])
+    err = capsys.readouterr().err
+    assert code == 1 and err == f"ERROR: model {tmp_path / 'none.zip'} not found\n"
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(zip_path, tmp_path):
+    def drop_first_parameter(name: str, data: bytes) -> bytes:
+        return _without_first_parameter(data, tmp_path) if name == WEIGHTS else data
+
+    bad = rewrite(zip_path, tmp_path / "bad.zip", drop_first_parameter)
+    with pytest.raises(ValueError, match=r"does not fit the model its config describes: 1 missing parameters"):
+        Speech2Translation.from_pretrained(bad, cache_dir=tmp_path / "cache", **SEARCH)
+
+
+def _without_first_parameter(data: bytes, tmp_path: Path) -> bytes:
+    path = tmp_path / "weights.pth"
+    path.write_bytes(data)
+    state = torch.load(path, weights_only=True)
+    state.pop(next(iter(state)))
+    torch.save(state, path)
+    return path.read_bytes()
