@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM_TOOLS := espeak-ng sox
 
-.PHONY: venv sysdeps test demo bench clean-venv
+DEMO_ZIP := egs/mustc_conformer_ctc/exp/st_demo_finetune/packed/model.zip
+
+.PHONY: venv sysdeps test demo bench bench-translate clean-venv
 
 venv: sysdeps $(STAMP)
 
@@ -34,6 +36,12 @@ demo: venv
 
 bench: venv
 	$(PY) bench/encoder_bench.py
+
+# Real-time factor at batch 1 and 10 on the demo's test clips: needs `make demo` first.
+bench-translate: venv
+	@test -f $(DEMO_ZIP) || { echo "ERROR: $(DEMO_ZIP) not found: run make demo first" >&2; exit 1; }
+	$(PY) bench/translate_rtf.py --model $(DEMO_ZIP)
+	$(PY) bench/translate_rtf.py --full-size --clips 20
 
 clean-venv:
 	rm -rf $(VENV)

@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--blank-bias", type=float, default=2.5)
     args = parser.parse_args()
 
+    if not (Path(args.data_dir) / "segments").is_file():
+        parser.error(f"{args.data_dir} has no wav.scp/segments: run `make demo` first, or give --data-dir")
     torch.set_num_threads(args.threads)
     if args.full_size:
         translator = full_size_translator(args)

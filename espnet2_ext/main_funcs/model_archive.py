@@ -184,14 +184,19 @@ def _read_meta(source: Path, read: Callable[[], Optional[bytes]]) -> Dict[str, A
     text = read()
     if text is None:
         raise ModelArchiveError(f"{source} has no meta.yaml: not a model packed by ESPnet's pack (recipe stage 8)")
-    try:
-        meta = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ModelArchiveError(f"{source}: meta.yaml is not valid YAML: {err}") from None
-    if not isinstance(meta, dict):
-        raise ModelArchiveError(f"{source}: meta.yaml is not a mapping")
+    meta = _yaml_mapping(source, "meta.yaml", text)
     _check_version(source, meta.get(META_KEY))
     return meta
+
+
+def _yaml_mapping(source: Path, name: str, text: bytes) -> Dict[str, Any]:
+    try:
+        content = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ModelArchiveError(f"{source}: {name} is not valid YAML: {err}") from None
+    if not isinstance(content, dict):
+        raise ModelArchiveError(f"{source}: {name} is not a mapping")
+    return content
 
 
 def _check_version(source: Path, packed: Any) -> None:
@@ -221,12 +226,7 @@ def _parse_config(source: Path, name: str, text: bytes) -> Dict[str, Any]:
     # Imported here: the task loads ESPnet's ST stack (about 20 s), which packing does not need.
     from espnet2_ext.tasks.st_ctc_compress import encoder_choices
 
-    try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ModelArchiveError(f"{source}: {name} is not valid YAML: {err}") from None
-    if not isinstance(config, dict):
-        raise ModelArchiveError(f"{source}: {name} is not a mapping")
+    config = _yaml_mapping(source, name, text)
     missing = [key for key in REQUIRED_CONFIG_KEYS if key not in config]
     if missing:
         raise ModelArchiveError(f"{source}: {name} lacks {', '.join(missing)}: not a training config of this model")
