@@ -146,7 +146,8 @@ class Speech2Translation:
     Args:
         st_train_config: the ``config.yaml`` written by training, or its contents
             as a mapping with file paths resolved (what :meth:`from_pretrained` passes).
-        st_model_file: model weights (e.g. the averaged checkpoint); loaded strictly.
+        st_model_file: model weights (e.g. the averaged checkpoint), loaded strictly;
+            None leaves the weights random (benchmarks).
         device: ``cpu`` or ``cuda``.
         beam_size: beam width (FBK: 5).
         no_repeat_ngram_size: forbid repeating n-grams of this size (0: off; FBK: 5).
@@ -198,7 +199,7 @@ class Speech2Translation:
         self.tokenizer = build_tokenizer(token_type=train_args.token_type, bpemodel=train_args.bpemodel)
         self.src_converter = TokenIDConverter(token_list=model.src_token_list)
         self.src_tokenizer = build_tokenizer(
-            token_type=train_args.src_token_type, bpemodel=getattr(train_args, "src_bpemodel", None)
+            token_type=train_args.src_token_type, bpemodel=train_args.src_bpemodel
         )
         self.primer = [model.sos, resolve_lang_tag(token_list, lang_tag)]
         self.beam_search = UtteranceBatchBeamSearch(
