@@ -26,19 +26,20 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Dict, List, NamedTuple, NoReturn, Optional, Sequence, Set, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import torch
 from espnet2.train.reporter import Reporter
 
+from espnet2_ext.utils.cli import CommandError, ErrorsRaise, command
 from espnet2_ext.utils.fileio import atomic_path, write_text_atomically
 
 _EPOCH_FILE = re.compile(r"(\d+)epoch\.pth")
 _NOT_CRITERIA = ("time", "total_count")
 
 
-class AverageError(Exception):
-    """Bad input or options; ``main`` prints the message as one ``ERROR:`` line."""
+class AverageError(CommandError):
+    """Bad checkpoints or options."""
 
 
 class Criterion(NamedTuple):
@@ -229,11 +230,8 @@ def average_checkpoints(args: argparse.Namespace) -> None:
     print(f"averaged epochs {', '.join(map(str, epochs))} ({chosen}) -> {out}")
 
 
-class _Parser(argparse.ArgumentParser):
-    """Argument errors raise, so they end as one ``ERROR:`` line and exit status 1."""
-
-    def error(self, message: str) -> NoReturn:
-        raise AverageError(message)
+class _Parser(ErrorsRaise, argparse.ArgumentParser):
+    """Argument errors end as one ``ERROR:`` line and exit status 1."""
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -249,18 +247,13 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run; returns the exit status (1 with one ``ERROR:`` line on bad input)."""
+@command()
+def main(argv: Optional[Sequence[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    try:
-        args = get_parser().parse_args(argv)
-        if args.num < 1:
-            raise AverageError(f"--num must be at least 1, got {args.num}")
-        average_checkpoints(args)
-    except AverageError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 1
-    return 0
+    args = get_parser().parse_args(argv)
+    if args.num < 1:
+        raise AverageError(f"--num must be at least 1, got {args.num}")
+    average_checkpoints(args)
 
 
 if __name__ == "__main__":

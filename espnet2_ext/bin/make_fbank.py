@@ -44,7 +44,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import soundfile as sf
@@ -55,6 +54,7 @@ from kaldiio import WriteHelper
 from tqdm import tqdm
 
 from espnet2_ext.fileio.kaldi_table import TableError, read_table, read_wav_scp
+from espnet2_ext.utils.cli import CommandError, ErrorsRaise, command
 from espnet2_ext.utils.fileio import write_text_atomically
 from espnet2_ext.utils.fbank import (
     FRAME_LENGTH_MS,
@@ -70,8 +70,8 @@ _COPIED_FILES = ("utt2spk", "segments")
 _JOB_FILE = re.compile(r"(?:feats|utt2num_frames|done)\.(\d+)(?:\.ark|\.scp)?(?:\.tmp)?")
 
 
-class FbankError(Exception):
-    """Bad input or options; ``main`` prints the message as one ``ERROR:`` line."""
+class FbankError(CommandError):
+    """Bad data dir, audio or options."""
 
 
 @dataclass(frozen=True)
@@ -421,11 +421,8 @@ def make_fbank(data_dir: Path, out_dir: Path, nj: int, min_frames: int, max_fram
 # --------------------------------------------------------------------------- command line
 
 
-class _Parser(ArgumentParser):
-    """ESPnet's ``--config`` parser (unknown keys are an error) whose errors raise."""
-
-    def error(self, message: str) -> NoReturn:
-        raise FbankError(message)
+class _Parser(ErrorsRaise, ArgumentParser):
+    """ESPnet's ``--config`` parser (unknown keys are an error); errors end as one ``ERROR:`` line."""
 
 
 def get_parser() -> ArgumentParser:
@@ -447,16 +444,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the stage; returns the exit status (1 with one ``ERROR:`` line on bad input)."""
+@command(TableError)
+def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    try:
-        args = parse_args(argv)
-        make_fbank(Path(args.data_dir), Path(args.out_dir), args.nj, args.min_frames, args.max_frames)
-    except (FbankError, TableError) as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 1
-    return 0
+    args = parse_args(argv)
+    make_fbank(Path(args.data_dir), Path(args.out_dir), args.nj, args.min_frames, args.max_frames)
 
 
 if __name__ == "__main__":

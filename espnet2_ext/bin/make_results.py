@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from espnet2_ext.bin.score_st import RESULT_JSON
+from espnet2_ext.utils.cli import CommandError, command
 from espnet2_ext.utils.fileio import write_text_atomically
 
 FILE_HEADER = "# Results\n"
@@ -40,8 +41,8 @@ BEGIN = "<!-- make_results begin: {key} (generated: edits inside are overwritten
 END = "<!-- make_results end: {key} -->"
 
 
-class ResultsError(Exception):
-    """Bad input; ``main`` prints the message as one ``ERROR:`` line."""
+class ResultsError(CommandError):
+    """Missing or malformed experiment files."""
 
 
 @dataclass(frozen=True)
@@ -413,16 +414,11 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write the section; returns the exit status (1 with one ``ERROR:`` line on bad input)."""
+@command()
+def main(argv: Sequence[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
-    try:
-        make_results(args.exp_dir, args.out, args.title)
-    except ResultsError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 1
+    make_results(args.exp_dir, args.out, args.title)
     print(f"{args.out}: section {args.title or args.exp_dir.resolve().name} updated")
-    return 0
 
 
 if __name__ == "__main__":

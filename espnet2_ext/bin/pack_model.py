@@ -35,7 +35,7 @@ import tempfile
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, NoReturn, Optional, Sequence
+from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence
 
 import yaml
 from espnet2.main_funcs.pack_funcs import pack
@@ -49,11 +49,12 @@ from espnet2_ext.main_funcs.model_archive import (
     installed_version,
     lookup,
 )
+from espnet2_ext.utils.cli import CommandError, ErrorsRaise, command
 
 
 
-class PackError(Exception):
-    """Bad input or options; ``main`` prints the message as one ``ERROR:`` line."""
+class PackError(CommandError):
+    """A missing or bad experiment file, or bad options."""
 
 
 # --------------------------------------------------------------------------- inputs
@@ -200,11 +201,8 @@ def _temporary_zip(outpath: Path) -> Path:
 # --------------------------------------------------------------------------- command line
 
 
-class _Parser(argparse.ArgumentParser):
-    """Argument errors raise, so they end as one ``ERROR:`` line and exit status 1."""
-
-    def error(self, message: str) -> NoReturn:
-        raise PackError(message)
+class _Parser(ErrorsRaise, argparse.ArgumentParser):
+    """Argument errors end as one ``ERROR:`` line and exit status 1."""
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -215,16 +213,11 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run; returns the exit status (1 with one ``ERROR:`` line on bad input)."""
-    try:
-        args = get_parser().parse_args(argv)
-        contents = pack_model(Path(args.exp_dir), Path(args.model_file), Path(args.outpath))
-    except PackError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 1
+@command()
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = get_parser().parse_args(argv)
+    contents = pack_model(Path(args.exp_dir), Path(args.model_file), Path(args.outpath))
     print(f"packed {contents['st_model_file']} and {contents['st_train_config']} into {args.outpath}")
-    return 0
 
 
 if __name__ == "__main__":

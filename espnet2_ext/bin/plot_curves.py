@@ -34,7 +34,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from espnet2_ext.bin.make_results import Averaged, DecodedSet, ResultsError, find_scores, read_averaged
+from espnet2_ext.bin.make_results import Averaged, DecodedSet, find_scores, read_averaged
+from espnet2_ext.utils.cli import CommandError, command
 from espnet2_ext.utils.fileio import atomic_path
 
 SUBSETS = ("train", "valid")  # ESPnet's reporter keys for the two passes of an epoch
@@ -56,8 +57,8 @@ PANELS = (
 )
 
 
-class PlotError(Exception):
-    """Bad input; ``main`` prints the message as one ``ERROR:`` line."""
+class PlotError(CommandError):
+    """Missing or malformed training logs."""
 
 
 def load_reporter(checkpoint: Path) -> Reporter:
@@ -189,17 +190,12 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write the PNG; returns the exit status (1 with one ``ERROR:`` line on bad input)."""
+@command(OSError)
+def main(argv: Sequence[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
     out = args.out or args.exp_dir / "curves.png"
-    try:
-        plot_curves(args.exp_dir, out)
-    except (PlotError, ResultsError, OSError) as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 1
+    plot_curves(args.exp_dir, out)
     print(f"wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":

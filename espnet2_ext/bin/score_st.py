@@ -26,6 +26,7 @@ from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF
 
+from espnet2_ext.utils.cli import CommandError, command
 from espnet2_ext.utils.fileio import write_text_atomically
 
 RESULT_JSON = "result.json"
@@ -33,8 +34,8 @@ RESULT_TXT = "result.txt"
 _SHOWN_IDS = 5
 
 
-class ScoreError(Exception):
-    """Bad input; ``main`` prints the message as one ``ERROR:`` line."""
+class ScoreError(CommandError):
+    """Missing, empty or mismatched hypothesis and reference files."""
 
 
 @dataclass(frozen=True)
@@ -148,19 +149,14 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Score and write the results; returns the exit status (1 with one ``ERROR:`` line on bad input)."""
+@command(OSError)
+def main(argv: Sequence[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
-    try:
-        scores = score(*paired(args.hyp, args.ref), tgt_lang=args.tgt_lang)
-        write_text_atomically(args.out / RESULT_JSON, result_json(scores, args.hyp, args.ref, args.tgt_lang))
-        text = result_text(scores, args.hyp, args.ref)
-        write_text_atomically(args.out / RESULT_TXT, text)
-    except (ScoreError, OSError) as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 1
+    scores = score(*paired(args.hyp, args.ref), tgt_lang=args.tgt_lang)
+    write_text_atomically(args.out / RESULT_JSON, result_json(scores, args.hyp, args.ref, args.tgt_lang))
+    text = result_text(scores, args.hyp, args.ref)
+    write_text_atomically(args.out / RESULT_TXT, text)
     print(text, end="")
-    return 0
 
 
 if __name__ == "__main__":

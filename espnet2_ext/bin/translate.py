@@ -30,7 +30,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple, NoReturn, Optional, Sequence, Union
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Union
 
 import soundfile as sf
 from tqdm import tqdm
@@ -44,6 +44,7 @@ with contextlib.redirect_stdout(sys.stderr):
     from espnet2_ext.fileio.kaldi_table import TableError, read_wav_scp
     from espnet2_ext.main_funcs.model_archive import ModelArchiveError
     from espnet2_ext.utils.audio import AudioError
+    from espnet2_ext.utils.cli import CommandError, ErrorsRaise, command
     from espnet2_ext.utils.fileio import atomic_path
 
 # soundfile's formats, except headerless RAW, which needs its parameters given.
@@ -52,8 +53,8 @@ FORMATS = ("tsv", "text", "jsonl")
 PROGRESS_MIN_INPUTS = 5
 
 
-class TranslateError(Exception):
-    """A fatal problem (options, model, input list); ``main`` prints it as one ``ERROR:`` line."""
+class TranslateError(CommandError):
+    """A fatal problem: options, model or input list (a bad audio file is not fatal)."""
 
 
 class Input(NamedTuple):
@@ -90,34 +91,35 @@ def expand_inputs(arguments: Sequence[str]) -> List[Input]:
     return inputs
 
 
-def prepare_all(translator: Speech2Translation, inputs: Sequence[Input]) -> Dict[int, Union[PreparedAudio, str]]:
-    """Each input's features, or the message saying why it cannot be translated."""
-    prepared: Dict[int, Union[PreparedAudio, str]] = {}
-    for index, item in enumerate(inputs):
-        try:
-            prepared[index] = translator.prepare(item.path, name=item.key)
-        except AudioError as err:
-            prepared[index] = str(err)
-    return prepared
+def duration(path: str) -> float:
+    """Seconds of audio from the file header; 0 where soundfile cannot open it (the error comes on reading)."""
+    try:
+        return sf.info(path).duration
+    except (sf.SoundFileError, RuntimeError, OSError):
+        return 0.0
 
 
 def translate_all(
-    translator: Speech2Translation, prepared: Dict[int, Union[PreparedAudio, str]], batch_size: int
+    translator: Speech2Translation, inputs: Sequence[Input], batch_size: int
 ) -> Dict[int, Union[TranslationResult, str]]:
-    """Translate the prepared inputs, longest-first in batches; errors pass through."""
-    ready = sorted(
-        (i for i, item in prepared.items() if isinstance(item, PreparedAudio)),
-        key=lambda i: -sum(len(f) for f in prepared[i].features),
-    )
-    results: Dict[int, Union[TranslationResult, str]] = {
-        i: item for i, item in prepared.items() if isinstance(item, str)
-    }
-    with tqdm(total=len(ready), unit="file", disable=len(ready) <= PROGRESS_MIN_INPUTS, file=sys.stderr) as bar:
-        for first in range(0, len(ready), batch_size):
-            chunk = ready[first : first + batch_size]
-            for index, result in zip(chunk, translator.translate_prepared([prepared[i] for i in chunk], batch_size)):
-                results[index] = result
-            bar.update(len(chunk))
+    """Each input's result, or the message saying why it could not be translated.
+
+    Inputs go longest first, so a batch holds similar lengths and little padding;
+    a batch's audio is read only when its turn comes, so memory stays bounded.
+    """
+    order = sorted(range(len(inputs)), key=lambda i: -duration(inputs[i].path))
+    results: Dict[int, Union[TranslationResult, str]] = {}
+    with tqdm(total=len(inputs), unit="file", disable=len(inputs) <= PROGRESS_MIN_INPUTS, file=sys.stderr) as bar:
+        for first in range(0, len(order), batch_size):
+            prepared: Dict[int, PreparedAudio] = {}
+            for index in order[first : first + batch_size]:
+                try:
+                    prepared[index] = translator.prepare(inputs[index].path, name=inputs[index].key)
+                except AudioError as err:
+                    results[index] = str(err)
+            translated = translator.translate_prepared(list(prepared.values()), batch_size)
+            results.update(zip(prepared, translated))
+            bar.update(len(order[first : first + batch_size]))
     return results
 
 
@@ -161,11 +163,8 @@ def write_lines(lines: Iterator[str], output: Optional[str]) -> None:
 # --------------------------------------------------------------------------- command line
 
 
-class _Parser(config_argparse.ArgumentParser):
-    """ESPnet's ``--config`` parser (decode.yaml works as is) whose errors raise."""
-
-    def error(self, message: str) -> NoReturn:
-        raise TranslateError(message)
+class _Parser(ErrorsRaise, config_argparse.ArgumentParser):
+    """ESPnet's ``--config`` parser (decode.yaml works as is); errors end as one ``ERROR:`` line."""
 
 
 def get_parser() -> config_argparse.ArgumentParser:
@@ -215,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except (ModelArchiveError, ValueError) as err:  # ModelLoadError is a ValueError
         raise TranslateError(str(err)) from None
-    results = translate_all(translator, prepare_all(translator, inputs), args.batch_size)
+    results = translate_all(translator, inputs, args.batch_size)
     failed = {i: message for i, message in results.items() if isinstance(message, str)}
     for message in failed.values():
         print(f"ERROR: {message}", file=sys.stderr)
@@ -225,19 +224,16 @@ def run(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
+@command()
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run; returns the exit status (1 with one ``ERROR:`` line on a fatal error)."""
-    try:
-        args = get_parser().parse_args(argv)
-        logging.basicConfig(
-            level=args.log_level,
-            format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
-            stream=sys.stderr,
-        )
-        return run(args)
-    except TranslateError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 1
+    """Exit status 0, 1 (one ``ERROR:`` line on a fatal error) or 2 (some inputs not translated)."""
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return run(args)
 
 
 if __name__ == "__main__":

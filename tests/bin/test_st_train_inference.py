@@ -4,8 +4,6 @@ Training is the ``trained`` fixture (``tests/conftest.py``), shared with the tes
 of translation from a packed model.
 """
 
-from pathlib import Path
-
 import kaldiio
 import numpy as np
 import torch

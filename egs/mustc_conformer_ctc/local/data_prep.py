@@ -45,12 +45,13 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import soundfile as sf
 import yaml
 from espnet2.utils.config_argparse import ArgumentParser
 from espnet2.utils.types import str2bool
+
+from espnet2_ext.utils.cli import CommandError, ErrorsRaise, command
 
 SPLITS = ("train", "dev", "tst-COMMON")
 TRAIN_SPLIT = "train"
@@ -61,8 +62,8 @@ _NON_WORD = re.compile(r"[^\w\s']|_")
 _STRAY_APOSTROPHE = re.compile(r"(?<!\w)'|'(?!\w)")
 
 
-class DataPrepError(Exception):
-    """Bad input or options; ``main`` prints the message as one ``ERROR:`` line."""
+class DataPrepError(CommandError):
+    """Bad corpus files or options."""
 
 
 @dataclass(frozen=True)
@@ -396,11 +397,8 @@ def log_summary(split: str, data: SplitData) -> None:
 # --------------------------------------------------------------------------- command line
 
 
-class _Parser(ArgumentParser):
-    """ESPnet's ``--config`` parser; errors raise and unknown config keys name their line."""
-
-    def error(self, message: str) -> NoReturn:
-        raise DataPrepError(message)
+class _Parser(ErrorsRaise, ArgumentParser):
+    """ESPnet's ``--config`` parser; errors end as one ``ERROR:`` line and unknown config keys name their line."""
 
     def parse_known_args(self, args=None, namespace=None):
         config = argparse.ArgumentParser.parse_known_args(self, args)[0].config
@@ -467,21 +465,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the stage; returns the exit status (1 with one ``ERROR:`` line on bad input)."""
+@command()
+def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    try:
-        args = parse_args(argv)
-        splits = read_all(args)
-    except DataPrepError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 1
+    args = parse_args(argv)
+    splits = read_all(args)
     out = Path(args.out)
     for split, data in splits.items():
         write_dir_atomically(out / split, kaldi_files(data, args.tgt_lang))
         log_summary(split, data)
     logging.info("wrote %s", ", ".join(str(out / split) for split in splits))
-    return 0
 
 
 if __name__ == "__main__":
