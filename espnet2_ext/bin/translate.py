@@ -187,7 +187,9 @@ def get_parser() -> config_argparse.ArgumentParser:
     group.add_argument("--nbest", type=int, default=1, help="hypotheses kept per segment (jsonl shows them)")
     group.add_argument("--maxlen_a", type=float, default=0.0, help="at most maxlen_a * frames + maxlen_b tokens")
     group.add_argument("--maxlen_b", type=int, default=200)
-    group.add_argument("--lang_tag", type=str_or_none, default=None, help="e.g. <lang:de>; default: the model's only one")
+    group.add_argument(
+        "--lang_tag", type=str_or_none, default=None, help="e.g. <lang:de>; default: the model's only one"
+    )
     group.add_argument("--max_segment_seconds", type=float, default=30.0, help="longer audio is cut at pauses")
     group.add_argument("--silence_dbfs", type=float, default=-60.0, help="quieter audio is not translated")
     return parser

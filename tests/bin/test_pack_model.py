@@ -120,13 +120,15 @@ def test_failure_while_writing_keeps_the_previous_zip_and_no_temporaries(tiny_ex
 
     monkeypatch.setattr(pack_model, "copy_archive", crash)
     with pytest.raises(KeyboardInterrupt):
-        pack_model.main(["--exp-dir", str(tiny_exps / "exp_abs"), "--model-file", str(tiny_exps / "exp_abs/1epoch.pth"),
+        exp = tiny_exps / "exp_abs"
+        pack_model.main(["--exp-dir", str(exp), "--model-file", str(exp / "1epoch.pth"),
                          "--outpath", str(out_dir / "model.zip")])
     assert [p.name for p in out_dir.iterdir()] == ["model.zip"]
     assert (out_dir / "model.zip").read_bytes() == b"previous"
 
 
 def test_outpath_must_be_a_zip(tiny_exps, tmp_path, capsys):
-    code, _, err = run(capsys, "--exp-dir", str(tiny_exps / "exp_abs"), "--model-file", str(tiny_exps / "exp_abs/1epoch.pth"),
+    exp = tiny_exps / "exp_abs"
+    code, _, err = run(capsys, "--exp-dir", str(exp), "--model-file", str(exp / "1epoch.pth"),
                        "--outpath", str(tmp_path / "model.tar"))
     assert code == 1 and err.startswith("ERROR: --outpath must end in .zip")

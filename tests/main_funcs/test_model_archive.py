@@ -22,7 +22,8 @@ WEIGHTS = "exp_abs/1epoch.pth"
 def zip_path(tiny_exps, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("archive") / "model.zip"
     exp = tiny_exps / "exp_abs"
-    assert pack_model.main(["--exp-dir", str(exp), "--model-file", str(exp / "1epoch.pth"), "--outpath", str(path)]) == 0
+    argv = ["--exp-dir", str(exp), "--model-file", str(exp / "1epoch.pth"), "--outpath", str(path)]
+    assert pack_model.main(argv) == 0
     return path
 
 
@@ -112,7 +113,9 @@ BAD_ARCHIVES = {
         "the config's src_bpemodel is spm/src.model, which is not in the archive",
     ),
     "newer version": (
-        lambda src, dst: rewrite(src, dst, edit_yaml("meta.yaml", lambda m: m.update(mustc_conformer_ctc=newer_version()))),
+        lambda src, dst: rewrite(
+            src, dst, edit_yaml("meta.yaml", lambda m: m.update(mustc_conformer_ctc=newer_version()))
+        ),
         "newer than and incompatible with the installed",
     ),
 }
