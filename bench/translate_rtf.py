@@ -18,7 +18,7 @@ Two models:
 
 Usage:
     python bench/translate_rtf.py --model egs/mustc_conformer_ctc/exp/st_demo_finetune/packed/model.zip
-    python bench/translate_rtf.py --full-size --clips 20
+    python bench/translate_rtf.py --full-size --clips 20 [--device cuda --batch-sizes 1,10,50]
 """
 
 import argparse
@@ -62,8 +62,10 @@ def full_size_translator(args: argparse.Namespace) -> Speech2Translation:
         normalize=None, normalize_conf={}, init=None,
     )
     torch.manual_seed(0)
-    translator = Speech2Translation(config, None, beam_size=args.beam_size, no_repeat_ngram_size=5,
-                                    maxlen_a=args.tokens_per_second / FRAMES_PER_SECOND, maxlen_b=0)
+    translator = Speech2Translation(
+        config, None, device=args.device, beam_size=args.beam_size, no_repeat_ngram_size=5,
+        maxlen_a=args.tokens_per_second / FRAMES_PER_SECOND, maxlen_b=0,
+    )
     with torch.no_grad():
         translator.model.encoder.ctc_head.bias[0] += args.blank_bias
     return translator
@@ -85,7 +87,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=50)
     parser.add_argument("--batch-sizes", default="1,10")
     parser.add_argument("--beam-size", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--tokens-per-second", type=float, default=4.3)
     parser.add_argument("--blank-bias", type=float, default=2.5)
     args = parser.parse_args()
@@ -96,12 +99,14 @@ def main() -> None:
     if args.full_size:
         translator = full_size_translator(args)
     else:
-        translator = Speech2Translation.from_pretrained(args.model, beam_size=args.beam_size, no_repeat_ngram_size=5)
+        translator = Speech2Translation.from_pretrained(
+            args.model, device=args.device, beam_size=args.beam_size, no_repeat_ngram_size=5
+        )
     clips = read_clips(Path(args.data_dir), args.clips)
     seconds = sum(len(samples) / rate for samples, rate in clips)
     parameters = sum(p.numel() for p in translator.model.parameters()) / 1e6
     print(f"model: {'full size, random weights' if args.full_size else args.model} ({parameters:.1f}M parameters)")
-    print(f"{len(clips)} clips, {seconds:.1f} s of audio, beam {args.beam_size}, {args.threads} threads")
+    print(f"{len(clips)} clips, {seconds:.1f} s of audio, beam {args.beam_size}, {args.threads} threads, {args.device}")
     timed_run(translator, clips[: max(map(int, args.batch_sizes.split(",")))], 10)  # warm-up
 
     reference, first_time = None, None
