@@ -31,6 +31,7 @@ import soundfile as sf
 import torch
 import yaml
 
+from espnet2_ext.bin.make_fbank import read_recordings, sample_range
 from espnet2_ext.bin.st_inference import Speech2Translation
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs" / "mustc_conformer_ctc"
@@ -38,15 +39,13 @@ FRAMES_PER_SECOND = 100
 
 
 def read_clips(data_dir: Path, count: int) -> List[Tuple[np.ndarray, int]]:
-    """The first ``count`` utterances of a Kaldi data dir (``wav.scp`` + ``segments``)."""
-    wavs = dict(line.split(maxsplit=1) for line in (data_dir / "wav.scp").read_text().splitlines())
+    """The first ``count`` utterances of a Kaldi data dir, cut as the feature stage cuts them."""
     clips = []
-    for line in (data_dir / "segments").read_text().splitlines()[:count]:
-        _, recording, start, end = line.split()
-        rate = sf.info(wavs[recording]).samplerate
-        samples, rate = sf.read(wavs[recording], start=round(float(start) * rate), stop=round(float(end) * rate),
-                                dtype="float32")
-        clips.append((samples, rate))
+    for recording in read_recordings(data_dir):
+        info = sf.info(recording.wav)
+        for utt in recording.utterances[: count - len(clips)]:
+            start, stop = sample_range(utt, info.samplerate, info.frames, recording.wav)
+            clips.append((sf.read(recording.wav, start=start, stop=stop, dtype="float32")[0], info.samplerate))
     return clips
 
 

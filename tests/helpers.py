@@ -85,20 +85,19 @@ def cut_segment_clips(data_dir, out_dir) -> dict:
 
     import soundfile as sf
 
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    from espnet2_ext.bin.make_fbank import read_recordings, sample_range
+
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    wavs = dict(line.split(maxsplit=1) for line in (data_dir / "wav.scp").read_text().splitlines())
     clips = {}
-    for line in (data_dir / "segments").read_text().splitlines():
-        utt, recording, start, end = line.split()
-        info = sf.info(wavs[recording])
+    for recording in read_recordings(Path(data_dir)):
+        info = sf.info(recording.wav)
         assert info.subtype == "PCM_16", "integer copies keep the samples exact"
-        samples, rate = sf.read(
-            wavs[recording], start=round(float(start) * info.samplerate), stop=round(float(end) * info.samplerate),
-            dtype="int16",
-        )
-        clips[utt] = out_dir / f"{utt}.wav"
-        sf.write(clips[utt], samples, rate, subtype="PCM_16")
+        for utt in recording.utterances:
+            start, stop = sample_range(utt, info.samplerate, info.frames, recording.wav)
+            samples, rate = sf.read(recording.wav, start=start, stop=stop, dtype="int16")
+            clips[utt.utt_id] = out_dir / f"{utt.utt_id}.wav"
+            sf.write(clips[utt.utt_id], samples, rate, subtype="PCM_16")
     return clips
 
 

@@ -33,11 +33,12 @@ from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2triple_str, str_or_none
 
+from espnet2_ext.asr.encoder.ctc_compress_conformer_encoder import CTCCompressEncoderOutput
 from espnet2_ext.main_funcs.model_archive import open_model
 from espnet2_ext.st.beam_search import UtteranceBatchBeamSearch
 from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask
-from espnet2_ext.utils.audio import AudioError, peak_dbfs, read_audio, split_at_pauses
-from espnet2_ext.utils.fbank import SAMPLE_RATE, compute_fbank, mix_to_mono, num_frames
+from espnet2_ext.utils.audio import AudioError, as_waveform, peak_dbfs, read_audio, split_at_pauses
+from espnet2_ext.utils.fbank import FRAME_LENGTH_MS, FRAME_SHIFT_MS, SAMPLE_RATE, compute_fbank, num_frames
 
 LANG_TAG_PREFIX = "<lang:"
 AudioInput = Union[str, Path, Tuple[np.ndarray, int]]
@@ -116,22 +117,6 @@ def resolve_lang_tag(token_list: Sequence[str], lang_tag: Optional[str]) -> int:
     if lang_tag not in token_list:
         raise ValueError(f"--lang_tag {lang_tag!r} is not in the model's token list (tags: {tags})")
     return token_list.index(lang_tag)
-
-
-def as_waveform(audio: Any, name: str) -> np.ndarray:
-    """Mono float32 samples from an array-like: (samples,), (samples, channels) as
-    soundfile gives, or (channels, samples) as torchaudio gives (the longer axis is time).
-    Integer samples are scaled to [-1, 1)."""
-    waveform = np.asarray(audio)
-    if waveform.ndim == 2 and waveform.shape[0] < waveform.shape[1]:
-        waveform = waveform.T
-    if waveform.ndim not in (1, 2):
-        raise AudioError(f"{name}: expected a waveform (samples,) or (samples, channels), got shape {waveform.shape}")
-    if np.issubdtype(waveform.dtype, np.integer):
-        waveform = waveform / float(np.iinfo(waveform.dtype).max + 1)
-    elif not np.issubdtype(waveform.dtype, np.floating):
-        raise AudioError(f"{name}: expected float or integer samples, got dtype {waveform.dtype}")
-    return mix_to_mono(waveform).astype(np.float32, copy=False)
 
 
 class Speech2Translation:
@@ -265,21 +250,21 @@ class Speech2Translation:
             waveform = as_waveform(audio, name)
         self._check_length(name, len(waveform), sample_rate)
         warnings: List[str] = []
-        peak = peak_dbfs(waveform)
-        if peak < self.silence_dbfs:
-            warnings.append(f"{name}: silent (peak {peak:.1f} dBFS < {self.silence_dbfs:g} dBFS): not translated")
-            return self._log(PreparedAudio(name, [], [], warnings))
         ranges = split_at_pauses(waveform, sample_rate, self.max_segment_seconds)
+        peaks = [peak_dbfs(waveform[start:stop]) for start, stop in ranges]  # the ranges cover the input
+        if max(peaks) < self.silence_dbfs:
+            warnings.append(f"{name}: silent (peak {max(peaks):.1f} dBFS < {self.silence_dbfs:g} dBFS): not translated")
+            return self._log(PreparedAudio(name, [], [], warnings))
         if len(ranges) > 1:
             warnings.append(
                 f"{name}: {len(waveform) / sample_rate:.1f} s is longer than {self.max_segment_seconds:g} s: "
                 f"translated in {len(ranges)} segments cut at pauses"
             )
         features, spans = [], []
-        for start, stop in ranges:
+        for (start, stop), peak in zip(ranges, peaks):
             segment = waveform[start:stop]
             span = (start / sample_rate, stop / sample_rate)
-            if peak_dbfs(segment) < self.silence_dbfs:
+            if peak < self.silence_dbfs:
                 warnings.append(f"{name}: {span[0]:.2f}-{span[1]:.2f} s is silent: not translated")
             elif self._frames(len(segment), sample_rate) < self.model.encoder.min_input_length:
                 warnings.append(f"{name}: {span[0]:.2f}-{span[1]:.2f} s is too short to translate: skipped")
@@ -316,7 +301,7 @@ class Speech2Translation:
         if frames < needed:
             raise AudioError(
                 f"{name}: {1000 * samples / sample_rate:.0f} ms of audio gives {frames} feature frames; "
-                f"the model needs at least {needed} (about {10 * needed + 15} ms)"
+                f"the model needs at least {needed} (about {FRAME_LENGTH_MS + FRAME_SHIFT_MS * (needed - 1):.0f} ms)"
             )
 
     @staticmethod
@@ -331,14 +316,21 @@ class Speech2Translation:
 
     # ------------------------------------------------------------------ features in
 
-    @torch.no_grad()
     def translate_features(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> List[List[Translation]]:
         """N-best translations of each utterance of a padded feature batch (B, T, F)."""
-        return [nbest for nbest, _ in self._decode(speech, speech_lengths)]
+        return self._search(speech, speech_lengths)[1]
 
-    @torch.no_grad()
     def _decode(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> List[Tuple[List[Translation], str]]:
         """(n-best, CTC source transcript) of each utterance of a padded batch."""
+        enc, nbests = self._search(speech, speech_lengths)
+        sources = [self._ctc_transcript(enc.ctc_logits[i, : enc.ctc_lengths[i]]) for i in range(len(nbests))]
+        return list(zip(nbests, sources))
+
+    @torch.no_grad()
+    def _search(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Tuple[CTCCompressEncoderOutput, List[List[Translation]]]:
+        """The encoder's output and each utterance's n-best translations."""
         batch = to_device(
             {"speech": speech.to(getattr(torch, self.dtype)), "speech_lengths": speech_lengths},
             self.device,
@@ -346,13 +338,7 @@ class Speech2Translation:
         enc = self.model.encode_with_ctc(**batch)
         maxlens = [max(1, int(self.maxlen_a * int(n) + self.maxlen_b)) for n in speech_lengths]
         nbests = self.beam_search(enc.hidden, enc.lengths, maxlens)
-        return [
-            (
-                [self._to_translation(yseq, score) for yseq, score in nbests[i][: self.nbest]],
-                self._ctc_transcript(enc.ctc_logits[i, : enc.ctc_lengths[i]]),
-            )
-            for i in range(enc.hidden.size(0))
-        ]
+        return enc, [[self._to_translation(yseq, score) for yseq, score in hyps[: self.nbest]] for hyps in nbests]
 
     def _to_translation(self, yseq: List[int], score: float) -> Translation:
         token_ids = yseq[len(self.primer) :]

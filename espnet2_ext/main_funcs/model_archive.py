@@ -23,7 +23,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import yaml
 
@@ -102,43 +102,77 @@ def open_model(path: Union[str, Path], cache_dir: Optional[Union[str, Path]] = N
     """
     path = Path(path)
     if path.is_dir():
-        return read_unpacked(path, source=path)
+        meta, config, model_name = _check(path, _DirectoryMembers(path), "directory")
+        return _resolve(path, path, meta, config, model_name)
     if not path.is_file():
         raise ModelArchiveError(f"model {path} not found")
     with _open_zip(path) as archive:
-        names = set(archive.namelist())
-        meta = _read_meta(path, lambda: archive.read("meta.yaml") if "meta.yaml" in names else None)
-        config_name, model_name = _meta_members(path, meta)
-        for name in (config_name, model_name):
-            if name not in names:
-                raise ModelArchiveError(f"{path}: meta.yaml names {name}, which is not in the archive")
-        config = _parse_config(path, config_name, archive.read(config_name))
-        for keys, value in _references(config).items():
-            if value not in names:
-                raise ModelArchiveError(
-                    f"{path}: the config's {'.'.join(keys)} is {value}, which is not in the archive"
-                )
+        meta, config, model_name = _check(path, _ZipMembers(archive), "archive")
     root = extract(path, Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    return read_unpacked(root, source=path)
+    return _resolve(root, path, meta, config, model_name)
 
 
-def read_unpacked(root: Path, source: Path) -> PackedModel:
-    """Contents of an unpacked archive; config paths may be member names or absolute."""
-    meta_path = root / "meta.yaml"
-    meta = _read_meta(source, lambda: meta_path.read_bytes() if meta_path.is_file() else None)
+class _ZipMembers:
+    """The members of an open zip, by name."""
+
+    def __init__(self, archive: zipfile.ZipFile):
+        self.archive = archive
+        self.names = set(archive.namelist())
+
+    def has(self, name: str) -> bool:
+        return name in self.names
+
+    def read(self, name: str) -> bytes:
+        return self.archive.read(name)
+
+
+class _DirectoryMembers:
+    """The files of an unpacked archive; config paths may be member names or absolute (ESPnet's ``unpack``)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, name: str) -> Path:
+        return Path(name) if Path(name).is_absolute() else self.root / name
+
+    def has(self, name: str) -> bool:
+        return self.path(name).is_file()
+
+    def read(self, name: str) -> bytes:
+        return self.path(name).read_bytes()
+
+
+def _check(
+    source: Path, members: Union[_ZipMembers, _DirectoryMembers], kind: str
+) -> Tuple[Dict[str, Any], Dict[str, Any], str]:
+    """``meta.yaml``, the training config and the weights' member name, every reference checked."""
+    meta = _read_meta(source, members.read("meta.yaml") if members.has("meta.yaml") else None)
     config_name, model_name = _meta_members(source, meta)
-    config_path, model_file = root / config_name, root / model_name
-    for member in (config_path, model_file):
-        if not member.is_file():
-            raise ModelArchiveError(f"{source}: meta.yaml names {member.relative_to(root)}, which is missing")
-    config = _parse_config(source, config_name, config_path.read_bytes())
+    for name in (config_name, model_name):
+        if not members.has(name):
+            raise ModelArchiveError(f"{source}: meta.yaml names {name}, which is not in the {kind}")
+    config = _parse_config(source, config_name, members.read(config_name))
     for keys, value in _references(config).items():
-        resolved = Path(value) if Path(value).is_absolute() else root / value
-        if not resolved.is_file():
-            raise ModelArchiveError(f"{source}: the config's {'.'.join(keys)} is {value}, which is missing")
+        if not members.has(value):
+            raise ModelArchiveError(
+                f"{source}: the config's {'.'.join(keys)} is {value}, which is not in the {kind}"
+            )
+    return meta, config, model_name
+
+
+def _resolve(root: Path, source: Path, meta: Dict[str, Any], config: Dict[str, Any], model_name: str) -> PackedModel:
+    """Point the checked config's file references at the files under ``root``.
+
+    The files are checked to be there, because a cached extraction could have lost some since.
+    """
+    files = _DirectoryMembers(root)
+    for name in [model_name, *_references(config).values()]:
+        if not files.has(name):
+            raise ModelArchiveError(f"{source}: {files.path(name)} is missing; delete {root} and retry")
+    for keys, value in _references(config).items():
         parent = lookup(config, keys[:-1]) if len(keys) > 1 else config
-        parent[keys[-1]] = str(resolved)
-    return PackedModel(source=source, config=config, model_file=model_file, meta=meta)
+        parent[keys[-1]] = str(files.path(value))
+    return PackedModel(source=source, config=config, model_file=files.path(model_name), meta=meta)
 
 
 def extract(zip_path: Path, cache_dir: Path) -> Path:
@@ -180,8 +214,7 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         raise ModelArchiveError(f"{path} is not a readable zip archive (truncated or corrupt?): {err}") from None
 
 
-def _read_meta(source: Path, read: Callable[[], Optional[bytes]]) -> Dict[str, Any]:
-    text = read()
+def _read_meta(source: Path, text: Optional[bytes]) -> Dict[str, Any]:
     if text is None:
         raise ModelArchiveError(f"{source} has no meta.yaml: not a model packed by ESPnet's pack (recipe stage 8)")
     meta = _yaml_mapping(source, "meta.yaml", text)

@@ -7,14 +7,14 @@ one definition of them and resamples to the model's rate.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Tuple, Union
+from typing import Any, List, Tuple, Union
 
 import numpy as np
 import soundfile as sf
 
 from espnet2_ext.utils.fbank import mix_to_mono
 
-__all__ = ["AudioError", "peak_dbfs", "read_audio", "split_at_pauses"]
+__all__ = ["AudioError", "as_waveform", "peak_dbfs", "read_audio", "split_at_pauses"]
 
 PAUSE_HOP_SECONDS = 0.01
 
@@ -37,6 +37,22 @@ def read_audio(path: Union[str, Path]) -> Tuple[np.ndarray, int]:
     except (sf.SoundFileError, RuntimeError, OSError) as err:  # libsndfile reports decode errors as RuntimeError
         raise AudioError(f"{path}: not readable as audio: {err}") from None
     return mix_to_mono(samples).astype(np.float32, copy=False), int(sample_rate)
+
+
+def as_waveform(audio: Any, name: str) -> np.ndarray:
+    """Mono float32 samples from an array-like: (samples,), (samples, channels) as
+    soundfile gives, or (channels, samples) as torchaudio gives (the longer axis is time).
+    Integer samples are scaled to [-1, 1)."""
+    waveform = np.asarray(audio)
+    if waveform.ndim == 2 and waveform.shape[0] < waveform.shape[1]:
+        waveform = waveform.T
+    if waveform.ndim not in (1, 2):
+        raise AudioError(f"{name}: expected a waveform (samples,) or (samples, channels), got shape {waveform.shape}")
+    if np.issubdtype(waveform.dtype, np.integer):
+        waveform = waveform / float(np.iinfo(waveform.dtype).max + 1)
+    elif not np.issubdtype(waveform.dtype, np.floating):
+        raise AudioError(f"{name}: expected float or integer samples, got dtype {waveform.dtype}")
+    return mix_to_mono(waveform).astype(np.float32, copy=False)
 
 
 def peak_dbfs(waveform: np.ndarray) -> float:
