@@ -112,9 +112,13 @@ fi
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     log "Stage 5: train: ${conf_dir}/train.yaml on ${ngpu} GPU(s) -> ${train_exp}/"
     read -r -a batch_args <<<"$(python local/batch_settings.py --config "${conf_dir}/train.yaml" --ngpu "${ngpu}")"
+    normalize_args=()   # global CMVN needs stage 4's statistics; utterance CMVN (FBK's) needs none
+    if grep -Eq '^normalize:[[:space:]]*global_mvn' "${conf_dir}/train.yaml"; then
+        normalize_args=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
+    fi
     run_step train "${train_exp}" python -m espnet2_ext.bin.st_train --config "${conf_dir}/train.yaml" \
         "${tokens_args[@]}" "${data_args[@]}" "${shape_args[@]}" "${batch_args[@]}" \
-        --normalize global_mvn --normalize_conf "stats_file=${stats}/train/feats_stats.npz" \
+        "${normalize_args[@]}" \
         --ngpu "${ngpu}" "${dist_args[@]}" "${extra_train_args[@]}" --resume true --output_dir "${train_exp}"
 fi
 

@@ -6,9 +6,10 @@
 :meth:`Speech2Translation.from_pretrained` from a packed ``model.zip``), then call
 it on a file or a waveform. Utterances are encoded and searched in batches (the
 encoder and the search are padding-invariant, so batching never changes a
-result): ESPnet's decoder scores all utterances' hypotheses at each step
-(:class:`~espnet2_ext.st.beam_search.UtteranceBatchBeamSearch`), with fairseq's
-no-repeat n-gram rule and stopping rule, and a forced language tag after <sos>.
+result): the decoder scores all utterances' hypotheses at each step, by
+fairseq's search rules as FBK decodes (:class:`~espnet2_ext.st.beam_search.FairseqBeamSearch`,
+``search: fairseq``) or ESPnet's (``search: espnet``), with the language tag
+forced after <sos> and no repeated n-grams.
 The intermediate CTC head's greedy transcript of the source comes with every
 translation.
 
@@ -35,12 +36,13 @@ from espnet2.utils.types import str2triple_str, str_or_none
 
 from espnet2_ext.asr.encoder.ctc_compress_conformer_encoder import CTCCompressEncoderOutput
 from espnet2_ext.main_funcs.model_archive import open_model
-from espnet2_ext.st.beam_search import UtteranceBatchBeamSearch
+from espnet2_ext.st.beam_search import SEARCHES, FairseqBeamSearch, UtteranceBatchBeamSearch
 from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask
 from espnet2_ext.utils.audio import AudioError, as_waveform, peak_dbfs, read_audio, split_at_pauses
 from espnet2_ext.utils.fbank import FRAME_LENGTH_MS, FRAME_SHIFT_MS, SAMPLE_RATE, compute_fbank, num_frames
 
 LANG_TAG_PREFIX = "<lang:"
+BLANK = "<blank>"  # ESPnet's id 0, never a target (an imported FBK model's fairseq <pad>)
 AudioInput = Union[str, Path, Tuple[np.ndarray, int]]
 
 
@@ -104,19 +106,19 @@ class PreparedAudio(NamedTuple):
     warnings: List[str]
 
 
-def resolve_lang_tag(token_list: Sequence[str], lang_tag: Optional[str]) -> int:
-    """Id of the language tag to force; the model's only tag when none is given."""
+def resolve_lang_tag(token_list: Sequence[str], lang_tag: Optional[str]) -> List[int]:
+    """Ids forced after <sos>: the language tag asked for, the model's only tag, or
+    none for a model without tags (FBK's published models have none)."""
     tags = [t for t in token_list if t.startswith(LANG_TAG_PREFIX)]
     if lang_tag is None:
-        if len(tags) != 1:
+        if len(tags) > 1:
             raise ValueError(
-                f"the model knows {len(tags)} language tags ({', '.join(tags) or 'none'}); "
-                "choose one with --lang_tag"
+                f"the model knows {len(tags)} language tags ({', '.join(tags)}); choose one with --lang_tag"
             )
-        lang_tag = tags[0]
+        return [token_list.index(tag) for tag in tags]
     if lang_tag not in token_list:
-        raise ValueError(f"--lang_tag {lang_tag!r} is not in the model's token list (tags: {tags})")
-    return token_list.index(lang_tag)
+        raise ValueError(f"--lang_tag {lang_tag!r} is not in the model's token list (tags: {tags or 'none'})")
+    return [token_list.index(lang_tag)]
 
 
 class Speech2Translation:
@@ -134,6 +136,8 @@ class Speech2Translation:
         st_model_file: model weights (e.g. the averaged checkpoint), loaded strictly;
             None leaves the weights random (benchmarks).
         device: ``cpu`` or ``cuda``.
+        search: ``fairseq`` (FBK's decoding, fairseq's ``SequenceGenerator`` rules)
+            or ``espnet`` (ESPnet's beam search with fairseq's stopping rule).
         beam_size: beam width (FBK: 5).
         no_repeat_ngram_size: forbid repeating n-grams of this size (0: off; FBK: 5).
         maxlen_a, maxlen_b: at most ``maxlen_a * input_frames + maxlen_b`` tokens.
@@ -151,6 +155,7 @@ class Speech2Translation:
         st_train_config: Union[Path, str, Dict[str, Any]],
         st_model_file: Optional[Union[Path, str]],
         device: str = "cpu",
+        search: str = "fairseq",
         beam_size: int = 5,
         no_repeat_ngram_size: int = 5,
         maxlen_a: float = 0.0,
@@ -161,6 +166,8 @@ class Speech2Translation:
         max_segment_seconds: float = 30.0,
         silence_dbfs: float = -60.0,
     ):
+        if search not in SEARCHES:
+            raise ValueError(f"search: unknown {search!r}, expected one of {SEARCHES}")
         if nbest > beam_size:
             raise ValueError(f"nbest ({nbest}) cannot exceed beam_size ({beam_size})")
         if max_segment_seconds <= 0:
@@ -186,16 +193,29 @@ class Speech2Translation:
         self.src_tokenizer = build_tokenizer(
             token_type=train_args.src_token_type, bpemodel=train_args.src_bpemodel
         )
-        self.primer = [model.sos, resolve_lang_tag(token_list, lang_tag)]
-        self.beam_search = UtteranceBatchBeamSearch(
-            model.decoder,
-            vocab_size=len(token_list),
-            sos=model.sos,
-            eos=model.eos,
-            primer=self.primer,
-            beam_size=beam_size,
-            no_repeat_ngram_size=no_repeat_ngram_size,
-        ).eval()
+        prefix = resolve_lang_tag(token_list, lang_tag)
+        self.primer = [model.sos] + prefix
+        if search == "fairseq":
+            self.beam_search = FairseqBeamSearch(
+                model.decoder,
+                vocab_size=len(token_list),
+                sos=model.sos,
+                eos=model.eos,
+                prefix=prefix,
+                beam_size=beam_size,
+                no_repeat_ngram_size=no_repeat_ngram_size,
+                never=[token_list.index(BLANK)] if BLANK in token_list else [],
+            ).eval()
+        else:
+            self.beam_search = UtteranceBatchBeamSearch(
+                model.decoder,
+                vocab_size=len(token_list),
+                sos=model.sos,
+                eos=model.eos,
+                primer=self.primer,
+                beam_size=beam_size,
+                no_repeat_ngram_size=no_repeat_ngram_size,
+            ).eval()
 
     @classmethod
     def from_pretrained(
@@ -427,6 +447,7 @@ def get_parser() -> argparse.ArgumentParser:
     group.add_argument("--st_train_config", required=True)
     group.add_argument("--st_model_file", required=True)
     group = parser.add_argument_group("Search")
+    group.add_argument("--search", default="fairseq", choices=SEARCHES, help="fairseq: FBK's decoding rules")
     group.add_argument("--beam_size", type=int, default=5)
     group.add_argument("--no_repeat_ngram_size", type=int, default=5)
     group.add_argument("--maxlen_a", type=float, default=0.0)

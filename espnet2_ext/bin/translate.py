@@ -43,6 +43,7 @@ with contextlib.redirect_stdout(sys.stderr):
     from espnet2_ext.bin.st_inference import PreparedAudio, Speech2Translation, TranslationResult
     from espnet2_ext.fileio.kaldi_table import TableError, read_wav_scp
     from espnet2_ext.main_funcs.model_archive import ModelArchiveError
+    from espnet2_ext.st.beam_search import SEARCHES
     from espnet2_ext.utils.audio import AudioError
     from espnet2_ext.utils.cli import CommandError, ErrorsRaise, command
     from espnet2_ext.utils.fileio import atomic_path
@@ -182,13 +183,15 @@ def get_parser() -> config_argparse.ArgumentParser:
     parser.add_argument("--cache_dir", type=str_or_none, default=None, help="where zips are extracted")
     parser.add_argument("--log_level", default="WARNING", choices=("ERROR", "WARNING", "INFO", "DEBUG"))
     group = parser.add_argument_group("Search")
+    group.add_argument("--search", default="fairseq", choices=SEARCHES, help="fairseq: FBK's decoding rules")
     group.add_argument("--beam_size", type=int, default=5)
     group.add_argument("--no_repeat_ngram_size", type=int, default=5, help="0: off")
     group.add_argument("--nbest", type=int, default=1, help="hypotheses kept per segment (jsonl shows them)")
     group.add_argument("--maxlen_a", type=float, default=0.0, help="at most maxlen_a * frames + maxlen_b tokens")
     group.add_argument("--maxlen_b", type=int, default=200)
     group.add_argument(
-        "--lang_tag", type=str_or_none, default=None, help="e.g. <lang:de>; default: the model's only one"
+        "--lang_tag", type=str_or_none, default=None,
+        help="e.g. <lang:de>; default: the model's only one (none for a model without tags)",
     )
     group.add_argument("--max_segment_seconds", type=float, default=30.0, help="longer audio is cut at pauses")
     group.add_argument("--silence_dbfs", type=float, default=-60.0, help="quieter audio is not translated")
@@ -205,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
             args.model,
             cache_dir=args.cache_dir,
             device=args.device,
+            search=args.search,
             beam_size=args.beam_size,
             no_repeat_ngram_size=args.no_repeat_ngram_size,
             nbest=args.nbest,

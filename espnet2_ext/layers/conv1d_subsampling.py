@@ -5,6 +5,8 @@ from typing import Tuple
 import torch
 from torch import nn
 
+from espnet2_ext.layers.masks import make_valid_mask
+
 
 class Conv1dSubsampling(nn.Module):
     """Stack of Conv1d (stride 2) + GLU layers over time, as in FBK's speech models.
@@ -62,12 +64,9 @@ class Conv1dSubsampling(nn.Module):
         """Subsample (B, T, F) features to (B, T', D); padded output frames are zero."""
         x = xs.transpose(1, 2)
         for conv in self.convs:
-            x = x.masked_fill(_padding(lengths, x.size(2))[:, None, :], 0.0)
+            x = x.masked_fill(~make_valid_mask(lengths, x.size(2))[:, None, :], 0.0)
             x = nn.functional.glu(conv(x), dim=1)
             lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
-        x = x.masked_fill(_padding(lengths, x.size(2))[:, None, :], 0.0)
+        x = x.masked_fill(~make_valid_mask(lengths, x.size(2))[:, None, :], 0.0)
         return x.transpose(1, 2), lengths
 
-
-def _padding(lengths: torch.Tensor, time: int) -> torch.Tensor:
-    return torch.arange(time, device=lengths.device)[None, :] >= lengths[:, None]

@@ -9,6 +9,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from espnet2_ext.layers.masks import make_valid_mask
+
 COMPRESSION_STRATEGIES = ("none", "avg", "weighted", "softmax", "fixed")
 
 
@@ -68,7 +70,7 @@ def ctc_compress(
     batch, time, _ = states.shape
     with torch.no_grad():
         frame = torch.arange(time, device=states.device)
-        valid = frame[None, :] < lengths[:, None]
+        valid = make_valid_mask(lengths, time)
         if strategy == "fixed":
             if fixed_ratio < 1:
                 raise ValueError(f"fixed_ratio must be >= 1, got {fixed_ratio}")

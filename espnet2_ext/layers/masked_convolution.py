@@ -24,8 +24,8 @@ class MaskedConvolutionModule(nn.Module):
         if kernel_size % 2 != 1:
             raise ValueError(f"cnn_module_kernel must be odd, got {kernel_size}")
         self.pointwise_in = nn.Linear(channels, 2 * channels)
-        self.depthwise = nn.Conv1d(
-            channels, channels, kernel_size, padding=kernel_size // 2, groups=channels
+        self.depthwise = nn.Conv1d(  # no bias: BatchNorm follows (FBK's module has none either)
+            channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=False
         )
         self.norm = nn.BatchNorm1d(channels)
         self.activation = nn.SiLU()

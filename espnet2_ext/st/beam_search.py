@@ -1,10 +1,27 @@
-"""What FBK's decoding has and ESPnet's beam search lacks, as pieces that plug into it."""
+"""Beam searches over batches of utterances: fairseq's rules (FBK's decoding) or ESPnet's.
 
-from typing import Any, List, Tuple
+Both score the hypotheses of every utterance of a batch in one decoder step
+(:mod:`espnet2_ext.st.incremental_decoding`), with padded encoder states masked,
+so an utterance gets the same hypotheses alone or in any batch. Both return, per
+utterance, ``(token ids, score)`` best first, the ids starting with <sos> (which
+fairseq calls ``</s>``) and ending with <eos>.
+
+- :class:`FairseqBeamSearch` (default): FBK decodes with fairseq's
+  ``SequenceGenerator``, and these are its rules.
+- :class:`UtteranceBatchBeamSearch`: ESPnet's ``BatchBeamSearch`` with a
+  language-tag primer and fairseq's stopping rule.
+"""
+
+import math
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
-from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 from espnet.nets.scorer_interface import BatchScorerInterface
+
+from espnet2_ext.st.incremental_decoding import incremental
+
+Hypotheses = List[List[Tuple[List[int], float]]]
+SEARCHES = ("fairseq", "espnet")
 
 
 class NoRepeatNGramScorer(BatchScorerInterface):
@@ -40,24 +57,164 @@ class NoRepeatNGramScorer(BatchScorerInterface):
         return scores, states
 
 
-class UtteranceBatchBeamSearch(torch.nn.Module):
-    """Beam search over several utterances at once: FBK's (fairseq's) decoding on ESPnet's decoder.
+class _BatchedSearch(torch.nn.Module):
+    """What both searches share: the decoder, the tokens never emitted, the n-gram rule."""
 
-    ESPnet's ``BatchBeamSearch`` batches the hypotheses of one utterance; on a CPU
-    its per-step overhead then dominates, and batching utterances only helps the
-    encoder. Here the decoder scores all utterances' hypotheses in one
-    ``forward_one_step`` call, with a memory mask so padded encoder frames are
-    never attended to: an utterance gets the same hypotheses alone or in a batch.
+    def __init__(
+        self,
+        decoder: torch.nn.Module,
+        vocab_size: int,
+        sos: int,
+        eos: int,
+        beam_size: int,
+        no_repeat_ngram_size: int = 0,
+        never: Sequence[int] = (),
+    ):
+        super().__init__()
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        self.decoder = decoder
+        self.vocab_size = vocab_size
+        self.sos = sos
+        self.eos = eos
+        self.beam_size = beam_size
+        self.never = list(never)
+        self.no_repeat = NoRepeatNGramScorer(no_repeat_ngram_size, vocab_size) if no_repeat_ngram_size > 0 else None
+
+    def _ban(self, logp: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        """-inf for NaNs, never-emitted tokens and tokens closing a seen n-gram."""
+        logp = logp.masked_fill(torch.isnan(logp), float("-inf"))
+        if self.never:
+            logp[:, self.never] = float("-inf")
+        if self.no_repeat is not None:
+            logp = logp + self.no_repeat.batch_score(ys, [], ys)[0]
+        return logp
+
+
+class FairseqBeamSearch(_BatchedSearch):
+    """fairseq's ``SequenceGenerator`` (beam search, as FBK decodes) over utterance batches.
+
+    Its rules, which decide FBK's n-best:
+
+    - decoding starts from <sos> (fairseq's ``</s>``); the ``prefix`` tokens (the
+      language tag) are forced one per step, and their log-probabilities count
+      in the score; without a prefix, <eos> is forbidden at the first step
+      (``min_len`` 1);
+    - each step takes the best ``2 * beam`` candidates of all the beam's
+      extensions (at the first step, of the first hypothesis only); the <eos>
+      candidates among the best ``beam`` end their hypotheses, scored by the sum
+      of log-probabilities (the <eos> included) over the number of tokens after
+      <sos> (prefix and <eos> included); the best ``beam`` other candidates go
+      on, so the beam stays full;
+    - an utterance is done when ``beam`` hypotheses have ended or when it reaches
+      its maximum length, where only <eos> may follow (``maxlen`` counts the
+      prefix);
+    - ``never`` tokens (fairseq's ``<pad>``, our ``<blank>``) are never chosen.
+
+    fairseq sets the maximum length from the padded length of the whole batch;
+    here it is each utterance's own (the same with ``maxlen_a`` 0, FBK's setting).
+
+    Args:
+        decoder: a decoder :func:`~espnet2_ext.st.incremental_decoding.incremental` can step.
+        vocab_size, sos, eos: the target vocabulary.
+        prefix: tokens forced after <sos> (the language tag, or none).
+        beam_size: hypotheses per utterance (at most ``vocab_size - 1``, as in fairseq).
+        no_repeat_ngram_size: forbid repeating n-grams of this size (0: off).
+        never: token ids never emitted.
+    """
+
+    def __init__(
+        self,
+        decoder: torch.nn.Module,
+        vocab_size: int,
+        sos: int,
+        eos: int,
+        prefix: Sequence[int],
+        beam_size: int,
+        no_repeat_ngram_size: int = 0,
+        never: Sequence[int] = (),
+    ):
+        super().__init__(decoder, vocab_size, sos, eos, min(beam_size, vocab_size - 1), no_repeat_ngram_size, never)
+        self.prefix = list(prefix)
+
+    @torch.no_grad()
+    def forward(self, memory: torch.Tensor, memory_lengths: torch.Tensor, maxlens: Sequence[int]) -> Hypotheses:
+        """N-best ``(<sos> + tokens + <eos>, score)`` per utterance, best first.
+
+        Args:
+            memory: encoder states (B, T, D), padded.
+            memory_lengths: valid states per utterance (B,).
+            maxlens: most tokens per utterance after <sos>, not counting <eos>.
+        """
+        batch, beam, vocab = memory.size(0), self.beam_size, self.vocab_size
+        device = memory.device
+        decoder = incremental(self.decoder)
+        state = decoder.start(memory, memory_lengths, beam)
+        finalized: Hypotheses = [[] for _ in range(batch)]
+        utts = torch.arange(batch, device=device)  # the utterances still searching
+        limits = torch.tensor(list(maxlens), device=device)
+        ys = torch.full((batch * beam, 1), self.sos, dtype=torch.long, device=device)
+        scores = torch.zeros(batch * beam, device=device)
+        step = 0
+        while utts.numel() > 0:
+            logp, state = decoder.step(ys, state)
+            logp = self._ban(logp, ys)
+            at_limit = (limits[utts] <= step).repeat_interleave(beam)
+            logp[at_limit] = self._only(logp[at_limit], self.eos)
+            if step < len(self.prefix):
+                logp[~at_limit] = self._only(logp[~at_limit], self.prefix[step])
+            elif step == 0:
+                logp[:, self.eos] = float("-inf")
+            active = utts.numel()
+            if step == 0:  # every hypothesis is <sos> alone: extend the first
+                candidates = logp.view(active, beam, vocab)[:, 0]
+            else:
+                candidates = (logp + scores.unsqueeze(1)).view(active, beam * vocab)
+            cand_scores, cand_ids = candidates.topk(min(2 * beam, candidates.size(1) - 1), dim=1)
+            cand_rows = torch.arange(active, device=device).unsqueeze(1) * beam + cand_ids // vocab
+            cand_tokens = cand_ids % vocab
+            ends = (cand_tokens == self.eos) & (cand_scores != float("-inf"))
+
+            for u, c in torch.nonzero(ends[:, :beam]).tolist():
+                hyps = finalized[int(utts[u])]
+                if len(hyps) < beam:
+                    hyps.append((ys[cand_rows[u, c]].tolist() + [self.eos], float(cand_scores[u, c]) / (step + 1)))
+            counts = torch.tensor([len(finalized[u]) for u in utts.tolist()], device=device)
+            keep = (counts < beam) & (limits[utts] > step)
+
+            # the first `beam` candidates that do not end go on (fairseq's active_hypos)
+            order = ends.long() * ends.size(1) + torch.arange(ends.size(1), device=device)
+            chosen = order.topk(beam, dim=1, largest=False).indices[keep]
+            rows = cand_rows[keep].gather(1, chosen).view(-1)
+            ys = torch.cat([ys[rows], cand_tokens[keep].gather(1, chosen).view(-1, 1)], dim=1)
+            scores = cand_scores[keep].gather(1, chosen).view(-1)
+            kept = torch.nonzero(keep).flatten()
+            state = state.select(rows, None if bool(keep.all()) else kept)
+            utts = utts[kept]
+            step += 1
+        return [sorted(hyps, key=lambda h: h[1], reverse=True) for hyps in finalized]
+
+    @staticmethod
+    def _only(logp: torch.Tensor, token: int) -> torch.Tensor:
+        """Rows of ``logp`` with -inf everywhere but ``token``."""
+        forced = torch.full_like(logp, float("-inf"))
+        forced[:, token] = logp[:, token]
+        return forced
+
+
+class UtteranceBatchBeamSearch(_BatchedSearch):
+    """ESPnet's beam search over several utterances at once.
 
     Per utterance it is ESPnet's ``BatchBeamSearch`` with full scorers decoder +
     :class:`NoRepeatNGramScorer` (weights 1), a ``hyp_primer`` (<sos>, language
     tag), ``normalize_length`` and a constant maximum length, and with fairseq's
     stopping rule: stop once ``beam_size`` hypotheses have ended. As in ESPnet,
-    hypotheses still running at the maximum length get <eos> appended, and the
-    n-best are sorted by score / (length - 1).
+    the beam shrinks as hypotheses end, hypotheses still running at the maximum
+    length get <eos> appended (unscored), and the n-best are sorted by
+    score / (length - 1).
 
     Args:
-        decoder: an ESPnet decoder with ``forward_one_step`` (Transformer).
+        decoder: a decoder :func:`~espnet2_ext.st.incremental_decoding.incremental` can step.
         vocab_size, sos, eos: as in ESPnet's beam search.
         primer: the tokens every hypothesis starts with.
         beam_size: hypotheses kept per utterance.
@@ -70,25 +227,15 @@ class UtteranceBatchBeamSearch(torch.nn.Module):
         vocab_size: int,
         sos: int,
         eos: int,
-        primer: List[int],
+        primer: Sequence[int],
         beam_size: int,
         no_repeat_ngram_size: int = 0,
     ):
-        super().__init__()
-        if beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-        self.decoder = decoder
-        self.vocab_size = vocab_size
-        self.sos = sos
-        self.eos = eos
+        super().__init__(decoder, vocab_size, sos, eos, beam_size, no_repeat_ngram_size)
         self.primer = list(primer)
-        self.beam_size = beam_size
-        self.no_repeat = NoRepeatNGramScorer(no_repeat_ngram_size, vocab_size) if no_repeat_ngram_size > 0 else None
 
     @torch.no_grad()
-    def forward(
-        self, memory: torch.Tensor, memory_lengths: torch.Tensor, maxlens: List[int]
-    ) -> List[List[Tuple[List[int], float]]]:
+    def forward(self, memory: torch.Tensor, memory_lengths: torch.Tensor, maxlens: Sequence[int]) -> Hypotheses:
         """N-best ``(token ids incl. primer and <eos>, score)`` per utterance, best first.
 
         Args:
@@ -98,31 +245,25 @@ class UtteranceBatchBeamSearch(torch.nn.Module):
         """
         batch, beam, vocab = memory.size(0), self.beam_size, self.vocab_size
         device = memory.device
-        ended: List[List[Tuple[List[int], float]]] = [[] for _ in range(batch)]
-        # The running state covers the utterances still searching, beam rows each.
+        decoder = incremental(self.decoder)
+        state = decoder.start(memory, memory_lengths, beam)
+        ended: Hypotheses = [[] for _ in range(batch)]
         utts = torch.arange(batch, device=device)
         ys = torch.tensor(self.primer, device=device).repeat(batch * beam, 1)
-        scores = torch.full((batch, beam), float("-inf"), dtype=memory.dtype, device=device)
+        scores = torch.full((batch, beam), float("-inf"), device=device)
         scores[:, 0] = 0.0  # one initial hypothesis per utterance
         scores = scores.view(-1)
-        rows_memory = memory.repeat_interleave(beam, dim=0)
-        rows_mask = (torch.arange(memory.size(1), device=device)[None, :] < memory_lengths[:, None].to(device))
-        rows_mask = rows_mask.repeat_interleave(beam, dim=0).unsqueeze(1)
-        limits = torch.tensor(maxlens, device=device)
-        cache = None
+        limits = torch.tensor(list(maxlens), device=device)
         step = 0
         while utts.numel() > 0:
-            ys_mask = subsequent_mask(ys.size(1), device=device).unsqueeze(0)
-            logp, cache = self.decoder.forward_one_step(ys, ys_mask, rows_memory, rows_mask, cache=cache)
-            weighted = logp.to(scores.dtype) + scores.unsqueeze(1)
-            if self.no_repeat is not None:
-                weighted = weighted + self.no_repeat.batch_score(ys, [], rows_memory)[0].to(scores.dtype)
+            logp, state = decoder.step(ys, state)
+            weighted = self._ban(logp, ys) + scores.unsqueeze(1)
             top_scores, top_ids = weighted.view(utts.numel(), beam * vocab).topk(beam, dim=1)
             rows = (torch.arange(utts.numel(), device=device) * beam).unsqueeze(1) + top_ids // vocab
             rows = rows.view(-1)
             ys = torch.cat([ys[rows], (top_ids % vocab).view(-1, 1)], dim=1)
             scores = top_scores.view(-1)
-            cache = [layer[rows] for layer in cache]
+            state = state.select(rows)
 
             last = (limits[utts] - 1 == step).repeat_interleave(beam)
             ended_rows = (ys[:, -1] == self.eos) | last
@@ -136,8 +277,9 @@ class UtteranceBatchBeamSearch(torch.nn.Module):
             keep = running & (counts < beam) & ~last.view(-1, beam)[:, 0]
             if not bool(keep.all()):
                 keep_rows = keep.repeat_interleave(beam)
-                utts, ys, scores = utts[keep], ys[keep_rows], scores[keep_rows]
-                rows_memory, rows_mask = rows_memory[keep_rows], rows_mask[keep_rows]
-                cache = [layer[keep_rows] for layer in cache]
+                kept = torch.nonzero(keep).flatten()
+                ys, scores = ys[keep_rows], scores[keep_rows]
+                state = state.select(torch.nonzero(keep_rows).flatten(), kept)
+                utts = utts[kept]
             step += 1
         return [sorted(hyps, key=lambda h: h[1] / (len(h[0]) - 1), reverse=True) for hyps in ended]

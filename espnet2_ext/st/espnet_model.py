@@ -25,6 +25,7 @@ class UtteranceLosses(NamedTuple):
     tokens: torch.Tensor  # scored target tokens (language tag excluded, <eos> included)
     correct: torch.Tensor  # argmax hits among the scored tokens
     ctc: torch.Tensor  # CTC loss on the source transcript (0 where infeasible)
+    src_tokens: torch.Tensor  # source transcript tokens (no <eos>; 0 without a transcript)
     ctc_feasible: torch.Tensor  # False where the transcript cannot fit the CTC input
     encoder_lengths: torch.Tensor  # frames entering the CTC (after subsampling)
     compressed_lengths: torch.Tensor  # frames leaving the encoder
@@ -63,11 +64,29 @@ def ctc_min_input_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -
 class ESPnetSTCTCCompressModel(AbsESPnetModel):
     """Speech translation with a CTC-compressing encoder, as FBK's IWSLT 2022 system.
 
-    Loss convention (FBK's ``ctc_multi_loss``, not ESPnet's interpolation): both
-    terms are summed over the batch and divided by the number of scored target
-    tokens, ``loss = (CE_sum + ctc_weight * CTC_sum) / n_tokens``. Keeping the
-    CE weight at 1 means the CTC weight adds source supervision without
-    shrinking the translation loss.
+    Loss (FBK's ``ctc_multi_loss`` over ``label_smoothed_cross_entropy``, not
+    ESPnet's interpolation): both terms are summed over the mini-batch, added
+    with the CTC weighted, and divided by the CTC's sample size, which fairseq's
+    ``CtcCriterion`` hands the trainer: the source transcript tokens counted with
+    their ``</s>``::
+
+        loss = (CE_sum + ctc_weight * CTC_sum) / sum_utts(source tokens + 1)
+
+    That is the loss back-propagated (without CTC, ``ctc_weight`` 0, it is
+    ``CE_sum`` over the scored target tokens, the plain criterion's). The logged ``loss``, ``loss_ce`` and
+    ``loss_ctc`` are per scored target token (``loss = loss_ce + ctc_weight *
+    loss_ctc``), and ``valid.loss`` picks the best checkpoints.
+
+    fairseq divides the summed gradients of all GPUs and accumulated
+    mini-batches by their summed sample size once per update. ESPnet normalises
+    each mini-batch by its own sample size, averages over accumulation steps
+    (``accum_grad``) and over GPUs (data-parallel gradient averaging): a mean of
+    per-mini-batch ratios instead of one ratio of sums. With FBK's batches of
+    tens of utterances the two differ by the spread of tokens per mini-batch
+    (a weighting, not a scale).
+
+    Features are normalised (``normalize``, FBK: utterance CMVN), then
+    augmented (``specaug``, in training), as FBK's data transforms do.
 
     The first ``ignore_prefix_size`` target tokens (the ``<lang:xx>`` tag) are
     fed to the decoder but excluded from loss and accuracy; decoding forces them.
@@ -77,7 +96,7 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
         token_list: target tokens.
         frontend: feature extractor, or None when features come precomputed.
         specaug: SpecAugment, applied in training only.
-        normalize: feature normalisation (global CMVN).
+        normalize: feature normalisation (utterance or global CMVN).
         encoder: the CTC-compressing Conformer.
         decoder: attention decoder over the compressed states.
         src_token_list: source tokens of the CTC head (blank = index 0).
@@ -141,15 +160,14 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
         losses = self.utterance_losses(
             speech, speech_lengths, text, text_lengths, src_text, src_text_lengths
         )
+        total = losses.ce.sum() + self.ctc_weight * losses.ctc.sum()
         tokens = losses.tokens.sum().clamp(min=1)
-        ce = losses.ce.sum()
-        ctc = losses.ctc.sum()
-        loss = (ce + self.ctc_weight * ctc) / tokens
+        loss = total / (losses.src_tokens + 1).sum() if self.ctc_weight > 0 else total / tokens
         batch_size = speech.size(0)
         stats = dict(
-            loss=loss.detach(),
-            loss_ce=(ce / tokens).detach(),
-            loss_ctc=(ctc / batch_size).detach(),
+            loss=(total / tokens).detach(),
+            loss_ce=(losses.ce.sum() / tokens).detach(),
+            loss_ctc=(losses.ctc.sum() / tokens).detach(),
             acc=(losses.correct.sum() / tokens).detach(),
             compression_ratio=(
                 losses.compressed_lengths.sum() / losses.encoder_lengths.sum().clamp(min=1)
@@ -177,11 +195,13 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
                 raise ValueError("ctc_weight > 0 needs src_text (the source transcript) in the data")
             src_text = src_text[:, : int(src_text_lengths.max())]
             ctc, feasible = self._ctc_terms(enc, src_text, src_text_lengths)
+            src_tokens = src_text_lengths
         else:
             ctc = torch.zeros_like(ce)
             feasible = torch.ones_like(text_lengths, dtype=torch.bool)
+            src_tokens = torch.zeros_like(text_lengths)
         return UtteranceLosses(
-            ce, tokens, correct, ctc, feasible, enc.ctc_lengths, enc.lengths
+            ce, tokens, correct, ctc, src_tokens, feasible, enc.ctc_lengths, enc.lengths
         )
 
     def _translation_terms(
@@ -217,16 +237,16 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
     def encode_with_ctc(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
     ) -> CTCCompressEncoderOutput:
-        """Features -> (augmented in training) normalised features -> encoder.
+        """Features -> normalised features -> (augmented in training) -> encoder.
 
         Padded frames need no zeroing here: the encoder never reads them.
         """
         speech = speech[:, : int(speech_lengths.max())]
         feats, feats_lengths = self._extract_feats(speech, speech_lengths)
-        if self.specaug is not None and self.training:
-            feats, feats_lengths = self.specaug(feats, feats_lengths)
         if self.normalize is not None:
             feats, feats_lengths = self.normalize(feats, feats_lengths)
+        if self.specaug is not None and self.training:
+            feats, feats_lengths = self.specaug(feats, feats_lengths)
         return self.encoder.encode(feats, feats_lengths)
 
     def encode(

@@ -10,22 +10,22 @@ import torch
 import torch.distributed as dist
 import yaml
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
-from espnet2.tasks.st import (
-    STTask,
-    decoder_choices,
-    frontend_choices,
-    normalize_choices,
-    preprocessor_choices,
-    specaug_choices,
-)
+from espnet2.asr.decoder.abs_decoder import AbsDecoder
+from espnet2.layers.abs_normalize import AbsNormalize
+from espnet2.tasks.st import STTask
+from espnet2.tasks.st import decoder_choices as espnet_decoder_choices
+from espnet2.tasks.st import frontend_choices, preprocessor_choices, specaug_choices
+from espnet2.tasks.st import normalize_choices as espnet_normalize_choices
 from espnet2.torch_utils.initialize import initialize
 from espnet2.train.class_choices import ClassChoices
 from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.types import str2bool
 
+from espnet2_ext.asr.decoder.fbk_transformer_decoder import FBKTransformerDecoder
 from espnet2_ext.asr.encoder.ctc_compress_conformer_encoder import (
     CTCCompressConformerEncoder,
 )
+from espnet2_ext.layers.utterance_cmvn import UtteranceCMVN
 from espnet2_ext.st.espnet_model import ESPnetSTCTCCompressModel
 from espnet2_ext.train.preprocessor import SpeechLengthCheck
 
@@ -34,6 +34,19 @@ encoder_choices = ClassChoices(
     classes=dict(ctc_compress_conformer=CTCCompressConformerEncoder),
     type_check=AbsEncoder,
     default="ctc_compress_conformer",
+)
+decoder_choices = ClassChoices(
+    "decoder",
+    classes=dict(espnet_decoder_choices.classes, fbk_transformer=FBKTransformerDecoder),
+    type_check=AbsDecoder,
+    default="fbk_transformer",
+)
+normalize_choices = ClassChoices(
+    "normalize",
+    classes=dict(espnet_normalize_choices.classes, utterance_cmvn=UtteranceCMVN),
+    type_check=AbsNormalize,
+    default="utterance_cmvn",
+    optional=True,
 )
 
 
@@ -44,8 +57,12 @@ class ModelLoadError(ValueError):
 class STCTCCompressTask(STTask):
     """ESPnet's ST task with the CTC-compressing encoder and FBK's multi-loss model.
 
-    Everything else (data, iterators, trainer, tokenisation, CMVN, SpecAugment,
-    decoders) is ESPnet's. The source token list feeds the encoder's CTC head.
+    Added to ESPnet's choices: the encoder ``ctc_compress_conformer``, the
+    decoder ``fbk_transformer`` (fairseq's arithmetic, the default) and the
+    normalisation ``utterance_cmvn`` (fairseq's, padding-exact, the default).
+    Everything else (data, iterators, trainer, tokenisation, SpecAugment, ESPnet's
+    decoders and global CMVN) is ESPnet's. The source token list feeds the
+    encoder's CTC head.
     """
 
     class_choices_list = [

@@ -14,7 +14,7 @@ def test_finetune_changes_only_what_it_names(tmp_path):
     base.write_text(yaml.safe_dump({
         "encoder_conf": {"output_size": 512, "num_blocks": 12},
         "optim": "adam", "optim_conf": {"lr": 0.002, "betas": [0.9, 0.98]},
-        "scheduler": "warmuplr", "seed": 1, "required": ["output_dir"], "version": "202511", "distributed": False,
+        "scheduler": "warmuplr", "seed": 7, "patience": 5, "required": ["output_dir"], "version": "202511", "distributed": False,
     }))
     result = subprocess.run(
         [sys.executable, "local/merge_configs.py", str(base), str(RECIPE / "conf" / "finetune.yaml")],
@@ -23,5 +23,6 @@ def test_finetune_changes_only_what_it_names(tmp_path):
     merged = yaml.safe_load(result.stdout)
     assert merged["encoder_conf"] == {"output_size": 512, "num_blocks": 12}
     assert merged["optim_conf"] == {"lr": 0.001, "betas": [0.9, 0.98]}
-    assert merged["scheduler"] is None and merged["seed"] == 2
+    assert merged["scheduler"] is None
+    assert (merged["seed"], merged["patience"], merged["max_epoch"]) == (1, 30, 200)  # FBK: seed 1, patience 30, 200k updates
     assert not {"required", "version", "distributed"} & set(merged)  # ESPnet bookkeeping, no options

@@ -69,18 +69,34 @@ def test_language_tag_is_fed_but_not_scored():
 
 
 @torch.no_grad()
-def test_forward_combines_terms_with_fbk_convention():
+def test_gradient_is_normalised_by_source_tokens_plus_one_and_logs_per_target_token():
     model = small_model(ctc_weight=0.5).eval()
-    batch = batch_of(make_examples(4, seed=2))
+    examples = make_examples(3, seed=2)
+    sources = [[1, 2, 3], [4], [5, 6, 7, 8, 9]]  # 3 + 1 + 5 tokens, each with its </s>: 12
+    examples = [(speech, target, source) for (speech, target, _), source in zip(examples, sources)]
+    batch = batch_of(examples)
     losses = model.utterance_losses(**batch)
     loss, stats, weight = model(**batch)
-    tokens = losses.tokens.sum()
-    assert loss.item() == pytest.approx(((losses.ce.sum() + 0.5 * losses.ctc.sum()) / tokens).item(), rel=1e-5)
-    assert stats["loss_ce"].item() == pytest.approx((losses.ce.sum() / tokens).item(), rel=1e-5)
-    assert stats["loss_ctc"].item() == pytest.approx(losses.ctc.mean().item(), rel=1e-5)
+    total = losses.ce.sum() + 0.5 * losses.ctc.sum()
+    assert loss.item() == pytest.approx(total.item() / 12, rel=1e-6)
+    targets = sum(len(t) for _, t, _ in examples)  # tag not scored, </s> scored: one each
+    assert losses.tokens.sum().item() == targets
+    assert stats["loss"].item() == pytest.approx(total.item() / targets, rel=1e-6)
+    assert stats["loss_ce"].item() == pytest.approx(losses.ce.sum().item() / targets, rel=1e-6)
+    assert stats["loss_ctc"].item() == pytest.approx(losses.ctc.sum().item() / targets, rel=1e-6)
+    assert stats["loss"].item() == pytest.approx(stats["loss_ce"].item() + 0.5 * stats["loss_ctc"].item(), rel=1e-6)
     assert 0 < stats["compression_ratio"].item() <= 1
     assert 0 <= stats["acc"].item() <= 1
-    assert weight.item() == 4
+    assert weight.item() == 3
+
+
+@torch.no_grad()
+def test_without_ctc_the_loss_is_per_target_token():
+    model = small_model(ctc_weight=0.0).eval()
+    batch = batch_of(make_examples(3, seed=2))
+    losses = model.utterance_losses(**batch)
+    loss, stats, _ = model(**batch)
+    assert loss.item() == pytest.approx((losses.ce.sum() / losses.tokens.sum()).item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("batch_size", [10, 100])

@@ -1,7 +1,8 @@
 """FBK's Conformer encoder with an intermediate CTC that compresses the sequence."""
 
 import inspect
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+import math
+from typing import Any, Dict, NamedTuple, Optional, Tuple, Union
 
 import torch
 from espnet.nets.pytorch_backend.transformer.attention import (
@@ -16,7 +17,15 @@ from torch import nn
 
 from espnet2_ext.layers.conv1d_subsampling import Conv1dSubsampling
 from espnet2_ext.layers.ctc_compression import COMPRESSION_STRATEGIES, ctc_compress
+from espnet2_ext.layers.fbk_rel_attention import (
+    FBKRelativePositions,
+    FBKRelPositionMultiHeadedAttention,
+)
 from espnet2_ext.layers.masked_convolution import MaskedConvolutionModule
+from espnet2_ext.layers.masks import make_valid_mask
+
+REL_POS_TYPES = ("fbk", "latest")
+Positions = Union[FBKRelativePositions, torch.Tensor]
 
 
 class CTCCompressEncoderOutput(NamedTuple):
@@ -38,7 +47,8 @@ class ConformerBlock(nn.Module):
 
     Pre-norm residual sub-layers. ``valid`` masks are booleans (True = frame),
     passed to attention as keys mask and to the conv module, so no padded frame
-    reaches a valid one.
+    reaches a valid one. ``rel_pos_type`` picks FBK's relative attention or
+    ESPnet's (see :class:`CTCCompressConformerEncoder`).
     """
 
     def __init__(
@@ -49,10 +59,12 @@ class ConformerBlock(nn.Module):
         cnn_module_kernel: int,
         dropout_rate: float,
         attention_dropout_rate: float,
+        rel_pos_type: str = "fbk",
     ):
         super().__init__()
+        attention = FBKRelPositionMultiHeadedAttention if rel_pos_type == "fbk" else RelPositionMultiHeadedAttention
         self.ffn_macaron = PositionwiseFeedForward(size, linear_units, dropout_rate, nn.SiLU())
-        self.self_attn = RelPositionMultiHeadedAttention(attention_heads, size, attention_dropout_rate)
+        self.self_attn = attention(attention_heads, size, attention_dropout_rate)
         self.conv = MaskedConvolutionModule(size, cnn_module_kernel)
         self.ffn = PositionwiseFeedForward(size, linear_units, dropout_rate, nn.SiLU())
         self.norm_ffn_macaron = nn.LayerNorm(size)
@@ -62,8 +74,8 @@ class ConformerBlock(nn.Module):
         self.norm_final = nn.LayerNorm(size)
         self.dropout = nn.Dropout(dropout_rate)
 
-    def forward(self, x: torch.Tensor, pos_emb: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) -> (B, T, D); ``pos_emb`` (1, 2T-1, D), ``valid`` (B, T)."""
+    def forward(self, x: torch.Tensor, pos_emb: Positions, valid: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, T, D); ``pos_emb`` as the attention needs it, ``valid`` (B, T)."""
         x = x + 0.5 * self.dropout(self.ffn_macaron(self.norm_ffn_macaron(x)))
         h = self.norm_attn(x)
         x = x + self.dropout(self.self_attn(h, h, h, pos_emb, valid.unsqueeze(1)))
@@ -75,16 +87,54 @@ class ConformerBlock(nn.Module):
 class CTCCompressConformerEncoder(AbsEncoder):
     """Conformer encoder that shortens its own sequence with an intermediate CTC.
 
-    Features (B, T, F) go through a Conv1d subsampler (4x with two layers), then
-    ``num_blocks`` Conformer blocks. After block ``ctc_block`` (1-based) a linear
-    CTC head over the source vocabulary predicts a label per frame; its argmax
-    splits each utterance into runs of equal labels and ``ctc_compress`` turns
-    every run into one vector. The remaining blocks run on that shorter sequence.
-    Defaults are FBK's IWSLT 2022 sizes.
+    Features (B, T, F) go through a Conv1d subsampler (4x with two layers),
+    are scaled by sqrt(D), then pass ``num_blocks`` Conformer blocks. After block
+    ``ctc_block`` (1-based) a linear CTC head over the source vocabulary predicts
+    a label per frame; its argmax splits each utterance into runs of equal labels
+    and ``ctc_compress`` turns every run into one vector. The remaining blocks run
+    on that shorter sequence. Defaults are FBK's IWSLT 2022 sizes.
 
-    The output is padding-invariant: an utterance gives the same states alone or
-    in any padded batch (in eval mode; in training, BatchNorm statistics are
-    taken over valid frames only).
+    ``rel_pos_type`` chooses the self-attention:
+
+    - ``fbk`` (default): FBK-fairseq's, so that a model trained here and one of
+      FBK's checkpoints compute the same thing: scores over sqrt(D), FBK's
+      absolute sinusoid table shifted per utterance over its own length
+      (:mod:`espnet2_ext.layers.fbk_rel_attention`), no dropout on positions.
+    - ``latest``: ESPnet's ``RelPositionMultiHeadedAttention`` with
+      ``RelPositionalEncoding`` (relative positions -(T-1)..T-1, scores over
+      sqrt(d_k), dropout on the position embeddings).
+
+    Both have the same parameters. The output is padding-invariant: an utterance
+    gives the same states alone or in any padded batch (in eval mode; in
+    training, BatchNorm statistics are taken over valid frames only).
+
+    Parameters map one to one onto FBK-fairseq's ``ConformerEncoder``
+    (``encoder.`` prefix there):
+
+    ========================================  ==============================================
+    FBK-fairseq                               here
+    ========================================  ==============================================
+    ``subsample.conv_layers.i``               ``subsampling.convs.i``
+    ``conformer_layers.n.first_feed_forward``  ``blocks.n.norm_ffn_macaron`` (``layernorm``),
+                                              ``blocks.n.ffn_macaron.w_1/w_2``
+                                              (``first_linear/second_linear``)
+    ``...attention.layer_norm``               ``blocks.n.norm_attn``
+    ``...attention.attention.{query,key,      ``blocks.n.self_attn.linear_{q,k,v,out}``,
+    value,out}_proj``, ``pos_proj``,          ``linear_pos``, ``pos_bias_u``, ``pos_bias_v``
+    ``u_bias``, ``v_bias``
+    ``...conv_module.layernorm``              ``blocks.n.norm_conv``
+    ``...conv_module.first_pointwise_conv1d``  ``blocks.n.conv.pointwise_in`` (kernel (O, I, 1)
+                                              is the Linear weight (O, I))
+    ``...conv_module.depthwise_conv1d``       ``blocks.n.conv.depthwise`` (no bias in either)
+    ``...conv_module.batchnorm``              ``blocks.n.conv.norm``
+    ``...conv_module.second_pointwise_conv1d`` ``blocks.n.conv.pointwise_out`` (as above)
+    ``...second_feed_forward``                ``blocks.n.norm_ffn``, ``blocks.n.ffn``
+    ``...layernorm``                          ``blocks.n.norm_final``
+    ``ctc_fc``                                ``ctc_head``
+    ========================================  ==============================================
+
+    FBK's position table (``attention.positional_encoding.pe``) is a constant
+    buffer, computed here instead.
 
     Args:
         input_size: input feature dimension (80 for fbank).
@@ -95,7 +145,8 @@ class CTCCompressConformerEncoder(AbsEncoder):
         num_blocks: Conformer blocks.
         cnn_module_kernel: depthwise kernel of the conv module (odd).
         dropout_rate: dropout after sub-layers and inside the feed-forwards.
-        positional_dropout_rate: dropout on the scaled input and position embeddings.
+        positional_dropout_rate: dropout on the scaled input (and, for
+            ``latest``, on the position embeddings).
         attention_dropout_rate: dropout on attention weights.
         subsampling_channels: hidden channels of the subsampler.
         subsampling_kernel_size: kernel of each subsampling Conv1d (odd).
@@ -104,6 +155,7 @@ class CTCCompressConformerEncoder(AbsEncoder):
         compression: ``none``, ``avg``, ``weighted``, ``softmax`` or ``fixed``.
         compression_fixed_ratio: group size of ``fixed``.
         compression_max_out_size: cap on the compressed length (<= 0: none).
+        rel_pos_type: ``fbk`` or ``latest`` (see above).
     """
 
     def __init__(
@@ -125,6 +177,7 @@ class CTCCompressConformerEncoder(AbsEncoder):
         compression: str = "avg",
         compression_fixed_ratio: int = 4,
         compression_max_out_size: int = -1,
+        rel_pos_type: str = "fbk",
     ):
         super().__init__()
         if output_size % attention_heads != 0:
@@ -141,11 +194,17 @@ class CTCCompressConformerEncoder(AbsEncoder):
             raise ValueError(f"compression_fixed_ratio must be >= 1, got {compression_fixed_ratio}")
         if ctc_vocab_size < 2:
             raise ValueError(f"ctc_vocab_size must be >= 2 (blank + tokens), got {ctc_vocab_size}")
+        if rel_pos_type not in REL_POS_TYPES:
+            raise ValueError(f"rel_pos_type: unknown {rel_pos_type!r}, expected one of {REL_POS_TYPES}")
         self._output_size = output_size
+        self.rel_pos_type = rel_pos_type
         self.subsampling = Conv1dSubsampling(
             input_size, output_size, subsampling_channels, subsampling_kernel_size, subsampling_layers
         )
-        self.pos_enc = RelPositionalEncoding(output_size, positional_dropout_rate)
+        if rel_pos_type == "latest":
+            self.pos_enc = RelPositionalEncoding(output_size, positional_dropout_rate)
+        else:
+            self.input_dropout = nn.Dropout(positional_dropout_rate)
         self.blocks = nn.ModuleList(
             ConformerBlock(
                 output_size,
@@ -154,6 +213,7 @@ class CTCCompressConformerEncoder(AbsEncoder):
                 cnn_module_kernel,
                 dropout_rate,
                 attention_dropout_rate,
+                rel_pos_type,
             )
             for _ in range(num_blocks)
         )
@@ -197,8 +257,8 @@ class CTCCompressConformerEncoder(AbsEncoder):
                 f"batch utterance {details}"
             )
         x, lengths = self.subsampling(xs_pad, ilens)
-        x, pos_emb = self.pos_enc(x)
-        valid = _valid_mask(lengths, x.size(1))
+        x, pos_emb = self._scale_and_position(x, lengths)
+        valid = make_valid_mask(lengths, x.size(1))
         for block in self.blocks[: self.ctc_block]:
             x = block(x, pos_emb, valid)
         ctc_logits = self.ctc_head(x)
@@ -212,21 +272,27 @@ class CTCCompressConformerEncoder(AbsEncoder):
                 self.compression_fixed_ratio,
                 self.compression_max_out_size,
             )
-            pos_emb = self._relative_positions(x)
-            valid = _valid_mask(lengths, x.size(1))
+            pos_emb = self._positions(x, lengths)
+            valid = make_valid_mask(lengths, x.size(1))
         for block in self.blocks[self.ctc_block :]:
             x = block(x, pos_emb, valid)
         x = x.masked_fill(~valid.unsqueeze(-1), 0.0)
         return CTCCompressEncoderOutput(x, lengths, ctc_logits, ctc_lengths)
 
-    def _relative_positions(self, x: torch.Tensor) -> torch.Tensor:
-        """Position embeddings (1, 2T-1, D) for ``x`` without rescaling ``x`` again.
+    def _scale_and_position(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, Positions]:
+        """Subsampler output scaled by sqrt(D) (with dropout), and its positions."""
+        if self.rel_pos_type == "latest":
+            return self.pos_enc(x)
+        x = self.input_dropout(x * math.sqrt(self._output_size))
+        return x, self._positions(x, lengths)
 
-        ESPnet's encoding returns the scaled input with the embeddings; given a
-        feature-less view of ``x`` that scaling costs nothing.
+    def _positions(self, x: torch.Tensor, lengths: torch.Tensor) -> Positions:
+        """Positions for the attention of every block over ``x`` (B, T, D), built once.
+
+        For ``latest`` these are ESPnet's (1, 2T-1, D) embeddings; a feature-less
+        view of ``x`` keeps ESPnet's module from rescaling ``x`` again.
         """
-        return self.pos_enc(x[..., :0])[1]
+        if self.rel_pos_type == "latest":
+            return self.pos_enc(x[..., :0])[1]
+        return FBKRelativePositions.build(lengths, x.size(1), self._output_size, x.dtype)
 
-
-def _valid_mask(lengths: torch.Tensor, time: int) -> torch.Tensor:
-    return torch.arange(time, device=lengths.device)[None, :] < lengths[:, None]

@@ -1,0 +1,313 @@
+"""fairseq's Transformer decoder (as FBK's models use it) behind ESPnet's decoder interface.
+
+ESPnet's ``TransformerDecoder`` has the same layers but not the same numbers:
+measured against fairseq's decoder with the same weights, log-probabilities
+differ by up to 1.6. What fairseq (hence FBK) computes, and this decoder too:
+
+- token embeddings scaled by sqrt(D), plus fairseq's sinusoids: the first half
+  of the channels sin(p w_k), the second half cos(p w_k), w_k =
+  10000^(-k / (D/2 - 1)), positions numbered from 2 (padding index + 1);
+- pre-norm layers with LayerNorm eps 1e-5 (ESPnet's: 1e-12), queries scaled by
+  d_k^-0.5 before the dot product, softmax in float32;
+- a final LayerNorm and an output projection without bias;
+- decoding starts from ``</s>`` (ESPnet's ``<sos/eos>``, the same id here).
+
+Decoding is incremental (:meth:`FBKTransformerDecoder.start` and
+:meth:`FBKTransformerDecoder.step`): the encoder states are projected to
+cross-attention keys and values once per utterance, not at every step, and
+shared by its hypotheses; self-attention keeps the keys and values of earlier
+tokens, so a step projects only the new one.
+
+Parameters map one to one onto fairseq's ``TransformerDecoder`` (``decoder.``
+prefix there): ``embed_tokens`` -> ``embed``, ``layers.n.self_attn.{q,k,v,out}_proj``
+-> ``decoders.n.self_attn.linear_{q,k,v,out}``, ``encoder_attn`` -> ``src_attn``,
+``self_attn_layer_norm`` / ``encoder_attn_layer_norm`` / ``final_layer_norm`` ->
+``norm1`` / ``norm2`` / ``norm3``, ``fc1`` / ``fc2`` -> ``feed_forward.w_1`` /
+``w_2``, ``layer_norm`` -> ``after_norm``, ``output_projection`` -> ``output_layer``.
+"""
+
+import math
+from typing import Any, List, NamedTuple, Optional, Tuple
+
+import torch
+from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
+from espnet.nets.pytorch_backend.transformer.positionwise_feed_forward import (
+    PositionwiseFeedForward,
+)
+from espnet.nets.scorer_interface import BatchScorerInterface
+from espnet2.asr.decoder.abs_decoder import AbsDecoder
+from torch import nn
+
+from espnet2_ext.layers.masks import make_valid_mask
+
+FAIRSEQ_FIRST_POSITION = 2  # fairseq numbers positions from padding_idx (1) + 1
+LAYER_NORM_EPS = 1e-5
+
+
+def fairseq_sinusoids(first: int, count: int, size: int, device: torch.device) -> torch.Tensor:
+    """fairseq's ``SinusoidalPositionalEmbedding`` rows ``first..first+count-1`` (count, size).
+
+    Computed with fairseq's float32 operations, element by element the same.
+    """
+    half = size // 2
+    rate = math.log(10000) / (half - 1)
+    freqs = torch.exp(torch.arange(half, dtype=torch.float, device=device) * -rate)
+    angles = torch.arange(first, first + count, dtype=torch.float, device=device).unsqueeze(1) * freqs.unsqueeze(0)
+    table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+    if size % 2 == 1:
+        table = torch.cat([table, torch.zeros(count, 1, device=device)], dim=1)
+    return table
+
+
+class FBKDecoderState(NamedTuple):
+    """Incremental decoding state of ``rows`` hypotheses over ``utts`` utterances.
+
+    Rows are grouped by utterance (``rows = utts * beam``). Cross-attention keys
+    and values are per utterance, self-attention ones per row.
+    """
+
+    memory_keys: List[torch.Tensor]  # per layer (utts, H, T, d_k)
+    memory_values: List[torch.Tensor]
+    memory_valid: torch.Tensor  # (utts, 1, 1, T)
+    self_keys: List[torch.Tensor]  # per layer (rows, H, L, d_k)
+    self_values: List[torch.Tensor]
+    beam: int
+
+    def select(self, rows: torch.Tensor, utts: Optional[torch.Tensor] = None) -> "FBKDecoderState":
+        """Keep hypotheses ``rows`` (old row of each new one) of utterances ``utts`` (None: all)."""
+        memory_keys, memory_values, memory_valid = self.memory_keys, self.memory_values, self.memory_valid
+        if utts is not None:
+            memory_keys = [k.index_select(0, utts) for k in memory_keys]
+            memory_values = [v.index_select(0, utts) for v in memory_values]
+            memory_valid = memory_valid.index_select(0, utts)
+        return FBKDecoderState(
+            memory_keys,
+            memory_values,
+            memory_valid,
+            [k.index_select(0, rows) for k in self.self_keys],
+            [v.index_select(0, rows) for v in self.self_values],
+            self.beam,
+        )
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(N, L, D) -> (N, H, L, D / H)."""
+    return x.view(x.size(0), x.size(1), heads, -1).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(N, H, L, d_k) -> (N, L, H * d_k)."""
+    return x.transpose(1, 2).reshape(x.size(0), x.size(2), -1)
+
+
+def _attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor, dropout: nn.Module
+) -> torch.Tensor:
+    """fairseq's attention on pre-scaled queries: -inf where not ``allowed``, float32 softmax."""
+    scores = torch.matmul(q, k.transpose(-2, -1)).masked_fill(~allowed, float("-inf"))
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    return torch.matmul(dropout(weights), v)
+
+
+class FBKDecoderLayer(nn.Module):
+    """Pre-norm layer: self-attention, cross-attention, ReLU feed-forward (fairseq's)."""
+
+    def __init__(
+        self,
+        size: int,
+        attention_heads: int,
+        linear_units: int,
+        dropout_rate: float,
+        self_attention_dropout_rate: float,
+        src_attention_dropout_rate: float,
+    ):
+        super().__init__()
+        self.heads = attention_heads
+        self.scaling = (size // attention_heads) ** -0.5
+        self.self_attn = MultiHeadedAttention(attention_heads, size, self_attention_dropout_rate)
+        self.src_attn = MultiHeadedAttention(attention_heads, size, src_attention_dropout_rate)
+        self.feed_forward = PositionwiseFeedForward(size, linear_units, dropout_rate, nn.ReLU())
+        self.norm1 = nn.LayerNorm(size, eps=LAYER_NORM_EPS)
+        self.norm2 = nn.LayerNorm(size, eps=LAYER_NORM_EPS)
+        self.norm3 = nn.LayerNorm(size, eps=LAYER_NORM_EPS)
+        self.dropout = nn.Dropout(dropout_rate)
+
+    def memory_keys_values(self, memory: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention keys and values (B, H, T, d_k) of encoder states (B, T, D)."""
+        attn = self.src_attn
+        return _split_heads(attn.linear_k(memory), self.heads), _split_heads(attn.linear_v(memory), self.heads)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        past_keys: torch.Tensor,
+        past_values: torch.Tensor,
+        self_allowed: torch.Tensor,
+        memory_keys: torch.Tensor,
+        memory_values: torch.Tensor,
+        memory_valid: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Inputs (N, L, D) -> outputs (N, L, D), and the self-attention keys and values
+        (N, H, L' + L, d_k) of the earlier tokens (``past_*``, L' of them) and these.
+
+        ``memory_keys`` may hold one utterance for several rows (N = utts * beam):
+        the beam's queries then attend together to their utterance's states.
+        """
+        h = self.norm1(x)
+        attn = self.self_attn
+        keys = torch.cat([past_keys, _split_heads(attn.linear_k(h), self.heads)], dim=2)
+        values = torch.cat([past_values, _split_heads(attn.linear_v(h), self.heads)], dim=2)
+        q = _split_heads(attn.linear_q(h) * self.scaling, self.heads)
+        context = _attend(q, keys, values, self_allowed, attn.dropout)
+        x = x + self.dropout(attn.linear_out(_merge_heads(context)))
+
+        h = self.norm2(x)
+        q = _split_heads(self.src_attn.linear_q(h) * self.scaling, self.heads)
+        utts, rows, length = memory_keys.size(0), q.size(0), q.size(2)
+        beam = rows // utts
+        if beam > 1:  # (utts * beam, H, L, d_k) -> (utts, H, beam * L, d_k)
+            q = q.view(utts, beam, self.heads, length, -1).transpose(1, 2).reshape(utts, self.heads, beam * length, -1)
+        context = _attend(q, memory_keys, memory_values, memory_valid, self.src_attn.dropout)
+        if beam > 1:
+            context = context.view(utts, self.heads, beam, length, -1).transpose(1, 2).reshape(rows, self.heads, length, -1)
+        x = x + self.dropout(self.src_attn.linear_out(_merge_heads(context)))
+
+        return x + self.dropout(self.feed_forward(self.norm3(x))), keys, values
+
+
+class FBKTransformerDecoder(AbsDecoder, BatchScorerInterface):
+    """Transformer decoder with fairseq's arithmetic (see the module docstring).
+
+    Args:
+        vocab_size: target vocabulary size.
+        encoder_output_size: model dimension D (the encoder's).
+        attention_heads: heads of both attentions.
+        linear_units: hidden size of the feed-forward.
+        num_blocks: layers.
+        dropout_rate: dropout after sub-layers and after the ReLU.
+        positional_dropout_rate: dropout on the embedded input.
+        self_attention_dropout_rate: dropout on self-attention weights.
+        src_attention_dropout_rate: dropout on cross-attention weights.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder_output_size: int,
+        attention_heads: int = 8,
+        linear_units: int = 2048,
+        num_blocks: int = 6,
+        dropout_rate: float = 0.1,
+        positional_dropout_rate: float = 0.1,
+        self_attention_dropout_rate: float = 0.1,
+        src_attention_dropout_rate: float = 0.1,
+    ):
+        super().__init__()
+        if encoder_output_size % attention_heads != 0:
+            raise ValueError(
+                f"attention_heads ({attention_heads}) must divide the encoder output size ({encoder_output_size})"
+            )
+        size = encoder_output_size
+        self.size = size
+        self.embed = nn.Embedding(vocab_size, size)
+        nn.init.normal_(self.embed.weight, mean=0.0, std=size**-0.5)  # fairseq's initialisation
+        self.embed_scale = math.sqrt(size)
+        self.embed_dropout = nn.Dropout(positional_dropout_rate)
+        self.decoders = nn.ModuleList(
+            FBKDecoderLayer(
+                size,
+                attention_heads,
+                linear_units,
+                dropout_rate,
+                self_attention_dropout_rate,
+                src_attention_dropout_rate,
+            )
+            for _ in range(num_blocks)
+        )
+        self.after_norm = nn.LayerNorm(size, eps=LAYER_NORM_EPS)
+        self.output_layer = nn.Linear(size, vocab_size, bias=False)
+        nn.init.normal_(self.output_layer.weight, mean=0.0, std=size**-0.5)
+
+    def _embed(self, tokens: torch.Tensor, first_position: int) -> torch.Tensor:
+        """Scaled embeddings plus positions (N, L, D) of tokens (N, L) starting at index ``first_position``."""
+        positions = fairseq_sinusoids(
+            FAIRSEQ_FIRST_POSITION + first_position, tokens.size(1), self.size, tokens.device
+        )
+        x = self.embed_scale * self.embed(tokens) + positions.to(self.embed.weight.dtype)
+        return self.embed_dropout(x)
+
+    def _memory(self, memory: torch.Tensor, memory_lengths: torch.Tensor):
+        keys, values = zip(*(layer.memory_keys_values(memory) for layer in self.decoders))
+        valid = make_valid_mask(memory_lengths.to(memory.device), memory.size(1))[:, None, None, :]
+        return list(keys), list(values), valid
+
+    def forward(
+        self,
+        hs_pad: torch.Tensor,
+        hlens: torch.Tensor,
+        ys_in_pad: torch.Tensor,
+        ys_in_lens: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced logits (B, L, V) of target prefixes (B, L) over encoder states (B, T, D)."""
+        memory_keys, memory_values, memory_valid = self._memory(hs_pad, hlens)
+        length = ys_in_pad.size(1)
+        causal = torch.ones(length, length, dtype=torch.bool, device=ys_in_pad.device).tril()
+        allowed = causal[None, None] & make_valid_mask(ys_in_lens, length)[:, None, None, :]
+        x = self._embed(ys_in_pad, 0)
+        for layer, keys, values in zip(self.decoders, memory_keys, memory_values):
+            past = x.new_zeros(x.size(0), layer.heads, 0, self.size // layer.heads)
+            x, _, _ = layer(x, past, past, allowed, keys, values, memory_valid)
+        return self.output_layer(self.after_norm(x)), ys_in_lens
+
+    # ------------------------------------------------------------ incremental decoding
+
+    def start(self, memory: torch.Tensor, memory_lengths: torch.Tensor, beam: int) -> FBKDecoderState:
+        """State for ``beam`` hypotheses per utterance of encoder states (B, T, D); no token yet."""
+        keys, values, valid = self._memory(memory, memory_lengths)
+        rows = memory.size(0) * beam
+        empty = [memory.new_zeros(rows, layer.heads, 0, self.size // layer.heads) for layer in self.decoders]
+        return FBKDecoderState(keys, values, valid, empty, list(empty), beam)
+
+    def step(self, ys: torch.Tensor, state: FBKDecoderState) -> Tuple[torch.Tensor, FBKDecoderState]:
+        """Log-probabilities (N, V) in float32 of the token after prefixes ``ys`` (N, L).
+
+        Only the tokens the state has not seen are computed (one per step; the
+        whole prefix at the first step); the state holds the others' keys and values.
+        """
+        seen, total = state.self_keys[0].size(2), ys.size(1)
+        x = self._embed(ys[:, seen:], seen)
+        positions = torch.arange(total, device=ys.device)
+        allowed = (positions[None, :] <= positions[seen:, None])[None, None]
+        self_keys, self_values = [], []
+        for n, layer in enumerate(self.decoders):
+            x, keys, values = layer(
+                x,
+                state.self_keys[n],
+                state.self_values[n],
+                allowed,
+                state.memory_keys[n],
+                state.memory_values[n],
+                state.memory_valid,
+            )
+            self_keys.append(keys)
+            self_values.append(values)
+        logits = self.output_layer(self.after_norm(x[:, -1]))
+        new_state = state._replace(self_keys=self_keys, self_values=self_values)
+        return torch.log_softmax(logits, dim=-1, dtype=torch.float32), new_state
+
+    # ------------------------------------------------------------ ESPnet's scorer interface
+
+    def score(self, ys: torch.Tensor, state: Any, x: torch.Tensor) -> Tuple[torch.Tensor, Any]:
+        """ESPnet's ``ScorerInterface``: log-probabilities (V,) after prefix ``ys`` (L,) over ``x`` (T, D)."""
+        logp, states = self.batch_score(ys.unsqueeze(0), [state], x.unsqueeze(0))
+        return logp[0], states[0]
+
+    def batch_score(
+        self, ys: torch.Tensor, states: List[Any], xs: torch.Tensor
+    ) -> Tuple[torch.Tensor, List[Any]]:
+        """ESPnet's ``BatchScorerInterface``, recomputing the prefix (ESPnet's searches keep
+        no per-utterance memory state; ours use :meth:`start` / :meth:`step`)."""
+        lengths = torch.full((xs.size(0),), xs.size(1), dtype=torch.long, device=xs.device)
+        ys_lens = torch.full((ys.size(0),), ys.size(1), dtype=torch.long, device=ys.device)
+        logits, _ = self.forward(xs, lengths, ys, ys_lens)
+        return torch.log_softmax(logits[:, -1], dim=-1, dtype=torch.float32), [None] * ys.size(0)
