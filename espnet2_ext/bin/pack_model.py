@@ -1,26 +1,7 @@
 #!/usr/bin/env python3
-"""Last recipe stage: pack a trained model with ESPnet's ``pack`` into a self-contained zip.
+"""Last recipe stage: pack a trained model into a self-contained zip.
 
-The archive holds ESPnet's ``st`` contents (``st_train_config``: ``<exp>/config.yaml``,
-``st_model_file``: the model), the files inference needs that the config refers to
-(``bpemodel``, ``src_bpemodel``, ``normalize_conf.stats_file``), and ESPnet's
-``meta.yaml`` with our version added as ``mustc_conformer_ctc``.
-``espnet2.main_funcs.pack_funcs.unpack(zip, dir)`` gives back the keyword arguments
-of :class:`espnet2_ext.bin.st_inference.Speech2Translation`.
-
-Two things ESPnet's ``pack`` does not do are done here, on a copy of its archive:
-
-- ``unpack`` points the config at the unpacked files only where a config value
-  equals a member's name, and ``pack`` names members by their path relative to the
-  current directory. Absolute or symlinked paths in the config would keep pointing
-  at the original files, so the packed config's references are set to the member names.
-- ``pack`` has no way to add fields to ``meta.yaml``.
-
-Members are named relative to the deepest directory holding all packed files
-(ESPnet: the current one), so files outside the recipe dir get relative names too.
-Relative paths in the config are read from the current directory, as in training.
-The zip is built under temporary names and renamed at the end: a killed run leaves
-no partial ``--outpath``.
+See :mod:`espnet2_ext.main_funcs.model_packing` for what the archive holds.
 
 Usage:
     python -m espnet2_ext.bin.pack_model --exp-dir exp/st_train \
@@ -28,175 +9,12 @@ Usage:
 """
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
-import zipfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
-import yaml
-from espnet2.main_funcs.pack_funcs import pack
-from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
-
-from espnet2_ext.main_funcs.model_archive import (
-    META_KEY,
-    REFERENCED_KEYS,
-    ConfigKey,
-    ModelArchiveError,
-    installed_version,
-    lookup,
-)
-from espnet2_ext.utils.cli import CommandError, ErrorsRaise, command
-
-
-
-class PackError(CommandError):
-    """A missing or bad experiment file, or bad options."""
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def read_config(path: Path) -> dict:
-    if not path.is_file():
-        raise PackError(f"training config {path} not found")
-    with path.open(encoding="utf-8") as stream:
-        config = yaml.safe_load(stream)
-    if not isinstance(config, dict):
-        raise PackError(f"{path} is not a YAML mapping: not a config.yaml written by ESPnet")
-    return config
-
-
-def referenced_files(config: dict, config_path: Path) -> Dict[ConfigKey, Path]:
-    """The inference files the config names (unset keys skipped), each checked to exist."""
-    files = {}
-    for keys in REFERENCED_KEYS:
-        value = lookup(config, keys)
-        if value is None:
-            continue
-        path = Path(value)
-        if not path.is_file():
-            raise PackError(f"{config_path}: {'.'.join(keys)} is {value}, which is not a file")
-        files[keys] = path
-    return files
-
-
-def project_version() -> str:
-    try:
-        return installed_version()
-    except ModelArchiveError as err:
-        raise PackError(f"{err}; meta.yaml records its version") from None
-
-
-# --------------------------------------------------------------------------- archive
-
-
-def archive_root(paths: Iterable[Path]) -> Path:
-    """The deepest directory holding all (symlink-resolved) ``paths``."""
-    return Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
-
-
-def member_name(path: Path, root: Path) -> str:
-    """The name ESPnet's ``pack`` gives ``path`` when run from ``root``."""
-    return path.resolve().relative_to(root).as_posix()
-
-
-@contextmanager
-def working_directory(path: Path) -> Iterator[None]:
-    """ESPnet's ``pack`` names members relative to the current directory."""
-    previous = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
-
-
-def add_version(version: str) -> Callable[[bytes], bytes]:
-    """Add our version to ESPnet's ``meta.yaml``, which ``pack`` gives no way to extend."""
-
-    def edit(meta: bytes) -> bytes:
-        data = yaml.safe_load(meta)
-        data[META_KEY] = version
-        return yaml.safe_dump(data).encode()
-
-    return edit
-
-
-def point_config_at(members: Dict[ConfigKey, str]) -> Callable[[bytes], bytes]:
-    """Set each referenced path to its member name, which ``unpack`` then rewrites."""
-
-    def edit(config_text: bytes) -> bytes:
-        config = yaml.safe_load(config_text)
-        for keys, name in members.items():
-            parent = config
-            for key in keys[:-1]:
-                parent = parent[key]
-            parent[keys[-1]] = name
-        return yaml_no_alias_safe_dump(config, indent=4, sort_keys=False).encode()
-
-    return edit
-
-
-def copy_archive(source: Path, target: Path, edits: Dict[str, Callable[[bytes], bytes]]) -> None:
-    """Copy a zip member by member, passing the members named in ``edits`` through them."""
-    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
-        names = set(zin.namelist())
-        missing = sorted(set(edits) - names)
-        if missing:
-            raise PackError(f"ESPnet's pack wrote no member {missing[0]} (members: {', '.join(sorted(names))})")
-        for info in zin.infolist():
-            copy = zipfile.ZipInfo(info.filename, info.date_time)
-            copy.compress_type, copy.external_attr = info.compress_type, info.external_attr
-            if info.filename in edits:
-                zout.writestr(copy, edits[info.filename](zin.read(info)))
-                continue
-            copy.file_size = info.file_size  # lets zipfile choose ZIP64 for files over 2 GiB
-            with zin.open(info) as reader, zout.open(copy, "w") as writer:
-                shutil.copyfileobj(reader, writer, 1 << 20)
-
-
-def pack_model(exp_dir: Path, model_file: Path, outpath: Path) -> Dict[str, str]:
-    """Write the archive; returns its ``meta.yaml`` ``files`` and ``yaml_files`` member names."""
-    if outpath.suffix != ".zip":
-        raise PackError(f"--outpath must end in .zip, got {outpath}")
-    config_path = exp_dir / "config.yaml"
-    config = read_config(config_path)
-    if not model_file.is_file():
-        raise PackError(f"model file {model_file} not found")
-    references = referenced_files(config, config_path)
-    root = archive_root([config_path, model_file, *references.values()])
-    members = {keys: member_name(path, root) for keys, path in references.items()}
-    contents = {"st_train_config": member_name(config_path, root), "st_model_file": member_name(model_file, root)}
-    edits = {"meta.yaml": add_version(project_version()), contents["st_train_config"]: point_config_at(members)}
-
-    # Absolute before changing directory: relative paths are relative to the caller's.
-    files = {"st_model_file": model_file.resolve()}
-    yaml_files = {"st_train_config": config_path.resolve()}
-    option = list(dict.fromkeys(path.resolve() for path in references.values()))
-    outpath.parent.mkdir(parents=True, exist_ok=True)
-    temporaries = [_temporary_zip(outpath) for _ in range(2)]
-    raw, final = temporaries
-    try:
-        with working_directory(root):
-            pack(files=files, yaml_files=yaml_files, option=option, outpath=raw)
-        copy_archive(raw, final, edits)
-        os.replace(final, outpath)
-    finally:
-        for path in temporaries:
-            path.unlink(missing_ok=True)
-    return contents
-
-
-def _temporary_zip(outpath: Path) -> Path:
-    """An absolute hidden name next to ``outpath``; ESPnet picks the format from the ``.zip`` suffix."""
-    fd, name = tempfile.mkstemp(prefix=f".{outpath.stem}.", suffix=".zip", dir=outpath.parent.resolve())
-    os.close(fd)
-    return Path(name)
-
+from espnet2_ext.main_funcs.model_packing import PackError, pack_model
+from espnet2_ext.utils.cli import ErrorsRaise, command
 
 # --------------------------------------------------------------------------- command line
 
@@ -213,7 +31,7 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@command()
+@command(PackError)
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = get_parser().parse_args(argv)
     contents = pack_model(Path(args.exp_dir), Path(args.model_file), Path(args.outpath))

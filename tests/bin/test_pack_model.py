@@ -14,6 +14,7 @@ import yaml
 from espnet2.main_funcs.pack_funcs import pack, unpack
 
 from espnet2_ext.bin import pack_model
+from espnet2_ext.main_funcs import model_packing
 from espnet2_ext.bin.st_inference import Speech2Translation
 
 SEARCH = dict(beam_size=2, no_repeat_ngram_size=0, maxlen_b=8)
@@ -118,7 +119,7 @@ def test_failure_while_writing_keeps_the_previous_zip_and_no_temporaries(tiny_ex
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pack_model, "copy_archive", crash)
+    monkeypatch.setattr(model_packing, "copy_archive", crash)
     with pytest.raises(KeyboardInterrupt):
         exp = tiny_exps / "exp_abs"
         pack_model.main(["--exp-dir", str(exp), "--model-file", str(exp / "1epoch.pth"),
@@ -131,4 +132,4 @@ def test_outpath_must_be_a_zip(tiny_exps, tmp_path, capsys):
     exp = tiny_exps / "exp_abs"
     code, _, err = run(capsys, "--exp-dir", str(exp), "--model-file", str(exp / "1epoch.pth"),
                        "--outpath", str(tmp_path / "model.tar"))
-    assert code == 1 and err.startswith("ERROR: --outpath must end in .zip")
+    assert code == 1 and err.startswith("ERROR: the archive must be a .zip file")
