@@ -25,6 +25,7 @@ def random_utterances(n, min_len, max_len, dim, seed):
         (dict(cnn_module_kernel=8), "cnn_module_kernel"),
         (dict(subsampling_kernel_size=4), "subsampling_kernel_size"),
         (dict(compression_fixed_ratio=0), "compression_fixed_ratio"),
+        (dict(rel_pos_type="legacy"), "rel_pos_type"),
     ],
 )
 def test_invalid_settings_fail_at_construction_naming_the_key(overrides, key):
@@ -74,20 +75,43 @@ def assert_invariant(encoder, utterances, batch_sizes):
                 assert torch.count_nonzero(out.hidden[i, n:]) == 0
 
 
-@pytest.mark.parametrize("compression", ["avg", "weighted", "softmax", "fixed", "none"])
+@pytest.mark.parametrize(
+    "compression, rel_pos_type",
+    [(strategy, "fbk") for strategy in ("avg", "weighted", "softmax", "fixed", "none")]
+    + [("avg", "latest"), ("none", "latest")],
+)
 @torch.no_grad()
-def test_padding_never_changes_the_output_at_batch_1_10_100(compression):
-    encoder = small_encoder(compression=compression).eval()
+def test_padding_never_changes_the_output_at_batch_1_10_100(compression, rel_pos_type):
+    encoder = small_encoder(compression=compression, rel_pos_type=rel_pos_type).eval()
     utterances = random_utterances(100, 5, 160, 20, seed=7)
     assert_invariant(encoder, utterances, batch_sizes=[10, 100])
 
 
+@pytest.mark.parametrize("rel_pos_type", ["fbk", "latest"])
 @torch.no_grad()
-def test_full_size_encoder_is_padding_invariant():
+def test_full_size_encoder_is_padding_invariant(rel_pos_type):
     torch.manual_seed(0)
-    encoder = CTCCompressConformerEncoder(input_size=80, ctc_vocab_size=5000).eval()
+    encoder = CTCCompressConformerEncoder(input_size=80, ctc_vocab_size=5000, rel_pos_type=rel_pos_type).eval()
     utterances = random_utterances(10, 5, 120, 80, seed=3)
     assert_invariant(encoder, utterances, batch_sizes=[10])
+
+
+def test_full_size_parameters_with_fbk_vocabularies_are_fbks_count():
+    """FBK's en-de model: 114,894,730 parameters with 8000 target and 5002 source entries."""
+    from espnet2_ext.asr.decoder.fbk_transformer_decoder import FBKTransformerDecoder
+
+    encoder = CTCCompressConformerEncoder(input_size=80, ctc_vocab_size=5002)
+    decoder = FBKTransformerDecoder(vocab_size=8000, encoder_output_size=512)
+    count = sum(p.numel() for module in (encoder, decoder) for p in module.parameters())
+    assert count == 114_894_730
+
+
+def test_fbk_and_latest_attention_have_the_same_parameters():
+    shapes = [
+        {name: tuple(p.shape) for name, p in small_encoder(rel_pos_type=kind).state_dict().items()}
+        for kind in ("fbk", "latest")
+    ]
+    assert shapes[0] == shapes[1]
 
 
 def test_training_batchnorm_statistics_ignore_padding():
