@@ -30,6 +30,10 @@ Every variable at the top of $0 is an option (--foo-bar sets foo_bar)."
 . ./path.sh
 . utils/parse_options.sh
 [ $# -eq 0 ] || { echo "$0: unexpected arguments: $*" >&2; exit 1; }
+for option in nj average_num; do
+    [ "${!option}" -ge 1 ] || { echo "$0: option --${option//_/-} expects an integer >= 1, got ${!option}" >&2
+                                exit 1; }
+done
 
 tag=${tag:-st_$(basename "${conf_dir}")}
 train_exp=${exp}/${tag}
@@ -124,9 +128,15 @@ fi
 
 if "${finetune}" && [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
     log "Stage 6: finetune: ${conf_dir}/finetune.yaml from ${train_exp}/valid.loss.best.pth -> ${finetune_exp}/"
+    for input in "${train_exp}/config.yaml" "${train_exp}/valid.loss.best.pth"; do
+        [ -e "${input}" ] || { echo "$0: stage 6 needs stage 5's ${input}, which is missing: run stage 5 first" >&2
+                               exit 1; }
+    done
     mkdir -p "${finetune_exp}"
-    python local/merge_configs.py "${train_exp}/config.yaml" "${conf_dir}/finetune.yaml" \
-        >"${finetune_exp}/finetune_config.yaml"
+    tmp_config=${finetune_exp}/.finetune_config.yaml.tmp    # renamed when complete: never an empty config
+    python local/merge_configs.py "${train_exp}/config.yaml" "${conf_dir}/finetune.yaml" >"${tmp_config}" \
+        || { rm -f "${tmp_config}"; exit 1; }
+    mv "${tmp_config}" "${finetune_exp}/finetune_config.yaml"
     read -r -a batch_args <<<"$(python local/batch_settings.py --config "${finetune_exp}/finetune_config.yaml" --ngpu "${ngpu}")"
     run_step finetune "${finetune_exp}" python -m espnet2_ext.bin.st_train \
         --config "${finetune_exp}/finetune_config.yaml" "${batch_args[@]}" \

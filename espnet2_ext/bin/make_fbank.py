@@ -4,21 +4,27 @@ Reads ``wav.scp`` (plain file paths, no Kaldi pipes) and ``segments`` (without
 ``segments`` every recording is one utterance), computes :func:`espnet2_ext.utils.fbank.compute_fbank` for each utterance
 and writes, under ``--out-dir``:
 
-- ``split/feats.<job>.{ark,scp}``, ``split/utt2num_frames.<job>``, ``split/done.<job>``:
-  one set per parallel job; a job works on temp names, renames them when complete and
-  writes its done marker last, so a re-run after a kill skips finished jobs and redoes
-  the others from scratch. The marker holds a hash of the job's input (recordings,
-  wav paths, segment times, feature settings): a changed data dir or ``--nj`` is
-  recomputed instead of reused.
+- ``split/feats.<chunk>.{ark,scp}``, ``split/utt2num_frames.<chunk>``, ``split/done.<chunk>``:
+  one set per chunk, the unit of work and of resumption. A chunk is a run of whole
+  recordings holding about ``CHUNK_SECONDS`` (an hour) of audio, a few seconds to a
+  minute of work, and there are at least ``MIN_CHUNKS`` of them (fewer only with
+  fewer recordings) so that small sets keep every job busy. Chunks never depend on
+  ``--nj``: the ``--nj`` worker processes take chunks in turn, and a re-run with
+  another ``--nj`` reuses every finished one. A chunk is computed under temp names,
+  renamed when complete, and its done marker is written last, so a kill loses at
+  most the chunks in progress. The marker holds a hash of the chunk's input
+  (recordings, wav paths, segment times, feature settings): a chunk whose input
+  changed is recomputed instead of reused. Temp files of unfinished chunks are
+  removed on Ctrl-C or SIGTERM, and by the next run after a SIGKILL.
 - ``feats.scp`` and ``utt2num_frames`` of the utterances with ``--min-frames`` to
   ``--max-frames`` frames, sorted by utterance id (ark paths are absolute);
   ``dropped``: ``<utt-id> <frames>`` of the others. Changing the limits only redoes
-  this merge: jobs keep every utterance.
+  this merge: chunks keep every utterance.
 - the data dir's ``text*``, ``utt2spk``, ``segments``, ``wav.scp`` and ``spk2utt``
   restricted to the kept utterances, so training reads one dir with consistent keys.
 
-Recordings are split into contiguous groups of about equal utterance count, and each
-recording is opened once, reading only its segments' samples.
+Each recording is opened once, reading only its segments' samples. Features take
+about as much disk as the 16-bit audio: 115 MB per hour (51 GB for MuST-C en-de).
 
 Usage:
     python -m espnet2_ext.bin.make_fbank --data-dir data/train --out-dir dump/fbank/train \
@@ -32,6 +38,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import math
 import multiprocessing
 import multiprocessing.queues
 import os
@@ -65,9 +72,13 @@ from espnet2_ext.utils.fbank import (
     mix_to_mono,
 )
 
+CHUNK_SECONDS = 3600.0
+MIN_CHUNKS = 32
 _FEATURE_SETTINGS = f"kaldi-fbank bins={NUM_MEL_BINS} len={FRAME_LENGTH_MS} shift={FRAME_SHIFT_MS} sr={SAMPLE_RATE}"
 _COPIED_FILES = ("utt2spk", "segments")
-_JOB_FILE = re.compile(r"(?:feats|utt2num_frames|done)\.(\d+)(?:\.ark|\.scp)?(?:\.tmp)?")
+_CHUNK_FILE = re.compile(r"(?:feats|utt2num_frames|done)\.(\d+)(?:\.ark|\.scp)?(?:\.tmp)?")
+_BYTES_PER_SECOND = 2 * SAMPLE_RATE  # 16-bit mono at 16 kHz: how a whole recording's length is estimated
+HOW_TO_RESUME = "features of finished chunks are kept; run the same command again to resume"
 
 
 class FbankError(CommandError):
@@ -91,10 +102,20 @@ class Recording:
     wav: str
     utterances: tuple[Utterance, ...]
 
+    def seconds(self) -> float:
+        """Audio to compute: segment lengths, or for a whole recording an estimate from its file size."""
+        total = 0.0
+        for utt in self.utterances:
+            if utt.end is not None:
+                total += utt.end - utt.start
+            elif os.path.isfile(self.wav):
+                total += os.path.getsize(self.wav) / _BYTES_PER_SECOND
+        return total
+
 
 @dataclass(frozen=True)
-class Job:
-    """The recordings one worker processes, and the names of its files in ``split_dir``."""
+class Chunk:
+    """A run of recordings computed as one unit, and the names of its files in ``split_dir``."""
 
     index: int
     split_dir: Path
@@ -121,7 +142,7 @@ class Job:
         return self.split_dir / f"done.{self.index}"
 
     def fingerprint(self) -> str:
-        """Hash of everything the job's output depends on."""
+        """Hash of everything the chunk's output depends on."""
         digest = hashlib.sha256(_FEATURE_SETTINGS.encode())
         for recording in self.recordings:
             digest.update(f"\n{recording.recording_id} {recording.wav}".encode())
@@ -174,16 +195,24 @@ def read_recordings(data_dir: Path) -> list[Recording]:
     ]
 
 
-def make_jobs(recordings: Sequence[Recording], nj: int, split_dir: Path) -> list[Job]:
-    """At most ``nj`` jobs of contiguous recordings with about equal utterance counts."""
-    total = sum(len(r.utterances) for r in recordings)
-    groups: list[list[Recording]] = [[] for _ in range(min(nj, len(recordings)))]
-    done = 0
-    for recording in recordings:
-        groups[min(done * len(groups) // total, len(groups) - 1)].append(recording)
-        done += len(recording.utterances)
+def make_chunks(recordings: Sequence[Recording], split_dir: Path) -> list[Chunk]:
+    """Contiguous runs of recordings of about equal audio, at most ``CHUNK_SECONDS`` each
+    (plus one recording), at least ``MIN_CHUNKS`` of them where there are enough recordings.
+
+    They depend on the data only, never on ``--nj``, so any run reuses any other's chunks.
+    """
+    seconds = [recording.seconds() for recording in recordings]
+    if sum(seconds) <= 0:
+        seconds = [1.0] * len(recordings)
+    total = sum(seconds)
+    count = min(len(recordings), max(MIN_CHUNKS, math.ceil(total / CHUNK_SECONDS)))
+    groups: list[list[Recording]] = [[] for _ in range(count)]
+    done = 0.0
+    for recording, length in zip(recordings, seconds):
+        groups[min(int(done * count / total), count - 1)].append(recording)
+        done += length
     non_empty = [group for group in groups if group]
-    return [Job(index, split_dir, tuple(group)) for index, group in enumerate(non_empty, 1)]
+    return [Chunk(index, split_dir, tuple(group)) for index, group in enumerate(non_empty, 1)]
 
 
 # --------------------------------------------------------------------------- features
@@ -222,26 +251,37 @@ def sample_range(utt: Utterance, sample_rate: int, length: int, wav: str) -> tup
     return start, stop
 
 
-def run_job(job: Job, report: Callable[[int], object]) -> None:
-    """Compute one job's features into temp files, publish them, write the marker last.
+def temp_path(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
 
-    ``report`` receives the number of utterances finished, once per recording.
+
+def run_chunk(chunk: Chunk, report: Callable[[int], object]) -> None:
+    """Compute one chunk's features into temp files, publish them, write the marker last.
+
+    ``report`` receives the number of utterances finished, once per recording. On
+    any exception (an error, Ctrl-C, a parent gone) the temp files are removed.
     """
-    job.marker.unlink(missing_ok=True)
-    tmp = {path: path.with_name(path.name + ".tmp") for path in (job.ark, job.scp, job.num_frames)}
-    lengths = []
-    with WriteHelper(f"ark,scp:{tmp[job.ark]},{tmp[job.scp]}") as writer:
-        for recording in job.recordings:
-            for utt_id, features in recording_features(recording):
-                writer(utt_id, features)
-                lengths.append(f"{utt_id} {len(features)}")
-            report(len(recording.utterances))
-    scp_lines = tmp[job.scp].read_text(encoding="utf-8").splitlines()
-    write_lines(tmp[job.scp], [line.replace(f" {tmp[job.ark]}:", f" {job.ark}:", 1) for line in scp_lines])
-    write_lines(tmp[job.num_frames], lengths)
-    for final, temporary in ((job.ark, tmp[job.ark]), (job.scp, tmp[job.scp]), (job.num_frames, tmp[job.num_frames])):
-        os.replace(temporary, final)
-    write_text_atomically(job.marker, job.fingerprint())
+    chunk.marker.unlink(missing_ok=True)
+    outputs = (chunk.ark, chunk.scp, chunk.num_frames)
+    try:
+        lengths = []
+        with WriteHelper(f"ark,scp:{temp_path(chunk.ark)},{temp_path(chunk.scp)}") as writer:
+            for recording in chunk.recordings:
+                for utt_id, features in recording_features(recording):
+                    writer(utt_id, features)
+                    lengths.append(f"{utt_id} {len(features)}")
+                report(len(recording.utterances))
+        scp_lines = temp_path(chunk.scp).read_text(encoding="utf-8").splitlines()
+        old, new = f" {temp_path(chunk.ark)}:", f" {chunk.ark}:"
+        write_lines(temp_path(chunk.scp), [line.replace(old, new, 1) for line in scp_lines])
+        write_lines(temp_path(chunk.num_frames), lengths)
+    except BaseException:
+        for path in outputs:
+            temp_path(path).unlink(missing_ok=True)
+        raise
+    for path in outputs:
+        os.replace(temp_path(path), path)
+    write_text_atomically(chunk.marker, chunk.fingerprint())
 
 
 @contextmanager
@@ -259,67 +299,96 @@ def single_threaded_torch() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _worker(job: Job, messages: multiprocessing.queues.Queue, parent: int) -> None:
-    """Body of a worker process: one single-threaded job, reporting through ``messages``.
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while inside: processes started here inherit it, even across exec.
 
-    Ctrl-C is left to the parent, which terminates its workers. A worker whose parent
-    was killed (SIGKILL/SIGTERM skip the parent's cleanup) stops at its next report
-    instead of racing a re-run for the same job files.
+    Ctrl-C then reaches the parent only, which stops its workers itself, and a worker
+    still importing torch prints no traceback of its own.
+    """
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _worker(tasks: multiprocessing.queues.Queue, messages: multiprocessing.queues.Queue, parent: int) -> None:
+    """Body of a worker process: single-threaded chunks from ``tasks`` until ``None``.
+
+    A worker whose parent was killed (SIGKILL skips the parent's cleanup) stops at its
+    next report instead of racing a re-run for the same chunk files.
     """
 
     def report(count: int) -> None:
         if os.getppid() != parent:
-            raise SystemExit(f"fbank job {job.index}: parent process {parent} is gone")
+            raise SystemExit(f"fbank worker: parent process {parent} is gone")
         messages.put(("progress", count))
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
-    try:
-        run_job(job, report)
-    except FbankError as err:
-        messages.put(("error", str(err)))
-        return
-    messages.put(("done", job.index))
+    for chunk in iter(tasks.get, None):
+        try:
+            run_chunk(chunk, report)
+        except FbankError as err:
+            messages.put(("error", str(err)))
+            return
+        messages.put(("done", chunk.index))
 
 
-def run_jobs(jobs: Sequence[Job], nj: int, progress: tqdm) -> None:
-    """Run ``jobs`` in-process (``nj=1``) or each in its own worker process.
+def run_chunks(chunks: Sequence[Chunk], nj: int, progress: tqdm) -> None:
+    """Run ``chunks`` in ``nj`` worker processes that take them in turn, or in-process
+    when only one would work (starting a worker costs seconds of imports).
 
     Workers are spawned, not forked (forking after torch's thread pool ran can hang);
-    on the first error the others are terminated (their unfinished jobs are redone by
-    the next run) and the error is raised.
+    on the first error, Ctrl-C or SIGTERM the workers are terminated (their chunks are
+    redone by the next run) and the exception propagates.
     """
-    if nj == 1:
+    if min(nj, len(chunks)) <= 1:
         with single_threaded_torch():
-            for job in jobs:
-                run_job(job, progress.update)
+            for chunk in chunks:
+                run_chunk(chunk, progress.update)
         return
     context = multiprocessing.get_context("spawn")
-    messages = context.Queue()
-    workers = [context.Process(target=_worker, args=(job, messages, os.getpid()), daemon=True) for job in jobs]
-    for worker in workers:
-        worker.start()
+    tasks, messages = context.Queue(), context.Queue()
+    workers = [
+        context.Process(target=_worker, args=(tasks, messages, os.getpid()), daemon=True)
+        for _ in range(min(nj, len(chunks)))
+    ]
+    for chunk in [*chunks, *[None] * len(workers)]:
+        tasks.put(chunk)
     try:
-        remaining = len(workers)
-        while remaining:
-            try:
-                kind, value = messages.get(timeout=1.0)
-            except queue.Empty:
-                crashed = [w for w in workers if w.exitcode not in (None, 0)]
-                if crashed:
-                    raise RuntimeError(f"fbank worker {crashed[0].name} died (exit code {crashed[0].exitcode})")
-                continue
-            if kind == "error":
-                raise FbankError(value)
-            if kind == "progress":
-                progress.update(value)
-            else:
-                remaining -= 1
+        with sigint_ignored():
+            for worker in workers:
+                worker.start()
+        wait_for_workers(workers, messages, len(chunks), progress)
     finally:
         for worker in workers:
             if worker.is_alive():
                 worker.terminate()
-            worker.join()
+            if worker.pid is not None:
+                worker.join()
+        tasks.cancel_join_thread()
+
+
+def wait_for_workers(
+    workers: Sequence[multiprocessing.Process], messages: multiprocessing.queues.Queue, chunks: int, progress: tqdm
+) -> None:
+    """Follow the workers' messages until ``chunks`` are done; raise the first error."""
+    remaining = chunks
+    while remaining:
+        try:
+            kind, value = messages.get(timeout=1.0)
+        except queue.Empty:
+            crashed = [w for w in workers if w.exitcode not in (None, 0)]
+            if crashed:
+                raise RuntimeError(f"fbank worker {crashed[0].name} died (exit code {crashed[0].exitcode})")
+            continue
+        if kind == "error":
+            raise FbankError(value)
+        if kind == "progress":
+            progress.update(value)
+        else:
+            remaining -= 1
 
 
 # --------------------------------------------------------------------------- output
@@ -330,25 +399,27 @@ def write_lines(path: Path, lines: Sequence[str]) -> None:
         stream.writelines(f"{line}\n" for line in lines)
 
 
-def read_job_outputs(job: Job) -> tuple[dict[str, str], dict[str, int]]:
-    """A finished job's scp entries and frame counts, checked to cover exactly its utterances."""
-    with job.scp.open(encoding="utf-8") as stream:
+def read_chunk_outputs(chunk: Chunk) -> tuple[dict[str, str], dict[str, int]]:
+    """A finished chunk's scp entries and frame counts, checked to cover exactly its utterances."""
+    with chunk.scp.open(encoding="utf-8") as stream:
         scp = dict(line.rstrip("\n").split(" ", 1) for line in stream)
-    frames = {fields[0]: int(fields[1]) for _, fields in read_table(job.num_frames)}
-    expected = set(job.utt_ids)
+    frames = {fields[0]: int(fields[1]) for _, fields in read_table(chunk.num_frames)}
+    expected = set(chunk.utt_ids)
     if set(scp) != expected or set(frames) != expected:
-        raise FbankError(f"outputs of job {job.index} do not match its utterances; delete {job.marker} and re-run")
+        raise FbankError(
+            f"outputs of chunk {chunk.index} do not match its utterances; delete {chunk.marker} and re-run"
+        )
     return scp, frames
 
 
-def merge_outputs(jobs: Sequence[Job], out_dir: Path, min_frames: int, max_frames: int | None) -> set[str]:
+def merge_outputs(chunks: Sequence[Chunk], out_dir: Path, min_frames: int, max_frames: int | None) -> set[str]:
     """Write the sorted ``feats.scp``, ``utt2num_frames`` and ``dropped``; return the kept ids."""
     scp: dict[str, str] = {}
     frames: dict[str, int] = {}
-    for job in jobs:
-        job_scp, job_frames = read_job_outputs(job)
-        scp.update(job_scp)
-        frames.update(job_frames)
+    for chunk in chunks:
+        chunk_scp, chunk_frames = read_chunk_outputs(chunk)
+        scp.update(chunk_scp)
+        frames.update(chunk_frames)
     keep = sorted(u for u, n in frames.items() if min_frames <= n and (max_frames is None or n <= max_frames))
     dropped = sorted(set(frames) - set(keep))
     write_text_atomically(out_dir / "dropped", "".join(f"{u} {frames[u]}\n" for u in dropped))
@@ -387,33 +458,38 @@ def copy_data_dir(data_dir: Path, out_dir: Path, recordings: Sequence[Recording]
         write_text_atomically(out_dir / "spk2utt", text)
 
 
-def remove_stale_job_files(split_dir: Path, job_count: int) -> None:
-    """Delete job files numbered above ``job_count``, left by a run with a larger ``--nj``."""
+def remove_stale_files(split_dir: Path, chunk_count: int) -> None:
+    """Delete temp files (a killed run's) and files of chunks numbered above ``chunk_count``."""
     for path in split_dir.iterdir():
-        match = _JOB_FILE.fullmatch(path.name)
-        if match and int(match.group(1)) > job_count:
+        match = _CHUNK_FILE.fullmatch(path.name)
+        if match and (path.suffix == ".tmp" or int(match.group(1)) > chunk_count):
             path.unlink()
 
 
 def make_fbank(data_dir: Path, out_dir: Path, nj: int, min_frames: int, max_frames: int | None) -> None:
-    """The whole stage: jobs (skipping finished ones), merge, filtered data dir copy."""
+    """The whole stage: chunks (skipping finished ones), merge, filtered data dir copy."""
     split_dir = Path(os.path.abspath(out_dir / "split"))
     if "," in str(split_dir):
         raise FbankError(f"--out-dir must not contain ',' (kaldiio's 'ark,scp:' specifier): {split_dir}")
     recordings = read_recordings(data_dir)
-    jobs = make_jobs(recordings, nj, split_dir)
+    chunks = make_chunks(recordings, split_dir)
     split_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_job_files(split_dir, len(jobs))
-    todo = [job for job in jobs if not job.is_done()]
-    total = sum(len(job.utt_ids) for job in jobs)
-    logging.info("%s: %d utterances in %d jobs, %d already done", data_dir, total, len(jobs), len(jobs) - len(todo))
+    remove_stale_files(split_dir, len(chunks))
+    todo = [chunk for chunk in chunks if not chunk.is_done()]
+    total = sum(len(chunk.utt_ids) for chunk in chunks)
+    hours = sum(recording.seconds() for recording in recordings) / 3600
+    logging.info("%s: %d utterances, %.1f h, in %d chunks, %d already done; %d jobs", data_dir, total, hours,
+                 len(chunks), len(chunks) - len(todo), min(nj, len(todo)))
     started = time.perf_counter()
-    with tqdm(total=total, initial=total - sum(len(job.utt_ids) for job in todo), unit="utt", desc="fbank") as bar:
-        run_jobs(todo, nj, bar)
+    try:
+        with tqdm(total=total, initial=total - sum(len(c.utt_ids) for c in todo), unit="utt", desc="fbank") as bar:
+            run_chunks(todo, nj, bar)
+    finally:
+        remove_stale_files(split_dir, len(chunks))
     seconds = time.perf_counter() - started
-    keep = merge_outputs(jobs, out_dir, min_frames, max_frames)
+    keep = merge_outputs(chunks, out_dir, min_frames, max_frames)
     copy_data_dir(data_dir, out_dir, recordings, keep)
-    computed = sum(len(job.utt_ids) for job in todo)
+    computed = sum(len(chunk.utt_ids) for chunk in todo)
     logging.info("computed %d utterances in %.1f s (%.1f utt/s); %s: %d utterances kept",
                  computed, seconds, computed / max(seconds, 1e-9), out_dir / "feats.scp", len(keep))
 
@@ -444,7 +520,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-@command(TableError)
+@command(TableError, on_interrupt=HOW_TO_RESUME)
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     args = parse_args(argv)

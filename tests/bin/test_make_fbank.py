@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import kaldiio
@@ -138,7 +140,7 @@ def test_min_max_frames_filter(data_dir: Path, tmp_path: Path, options: list[str
     }
 
 
-def test_changing_limits_reuses_computed_jobs(data_dir: Path, tmp_path: Path):
+def test_changing_limits_reuses_computed_chunks(data_dir: Path, tmp_path: Path):
     out = tmp_path / "dump"
     run(data_dir, out)
     ark = out / "split" / "feats.1.ark"
@@ -148,10 +150,12 @@ def test_changing_limits_reuses_computed_jobs(data_dir: Path, tmp_path: Path):
     assert "utt_b2" in load_feats(out) and read(out / "dropped") == {}
 
 
-def test_nj1_and_nj2_give_identical_features(data_dir: Path, tmp_path: Path):
+def test_nj1_and_nj2_give_identical_files(data_dir: Path, tmp_path: Path):
     assert run(data_dir, tmp_path / "nj1", "--nj", "1") == 0
     assert run(data_dir, tmp_path / "nj2", "--nj", "2") == 0
-    assert len(list((tmp_path / "nj2" / "split").glob("done.*"))) == 2
+    arks = {nj: sorted((tmp_path / nj / "split").glob("feats.*.ark")) for nj in ("nj1", "nj2")}
+    assert len(arks["nj1"]) == len(arks["nj2"]) > 1
+    assert [p.read_bytes() for p in arks["nj1"]] == [p.read_bytes() for p in arks["nj2"]]
     one, two = load_feats(tmp_path / "nj1"), load_feats(tmp_path / "nj2")
     assert list(one) == list(two)
     for utt in one:
@@ -160,14 +164,47 @@ def test_nj1_and_nj2_give_identical_features(data_dir: Path, tmp_path: Path):
         assert (tmp_path / "nj1" / name).read_text() == (tmp_path / "nj2" / name).read_text()
 
 
-def test_smaller_nj_removes_files_of_jobs_that_no_longer_exist(data_dir: Path, tmp_path: Path):
+def test_rerun_with_another_nj_reuses_every_chunk(data_dir: Path, tmp_path: Path):
+    out = tmp_path / "dump"
+    assert run(data_dir, out, "--nj", "1") == 0
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "split").iterdir()}
+    assert run(data_dir, out, "--nj", "3") == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "split").iterdir()} == stamps
+
+
+def test_chunks_bound_the_work_a_kill_loses_whatever_nj(tmp_path: Path):
+    """MuST-C en-de's shape: 2500 talks of 100 segments of 6.5 s (450 h)."""
+    talks = [
+        make_fbank.Recording(f"ted_{t}", f"/nowhere/ted_{t}.wav", tuple(
+            make_fbank.Utterance(f"ted_{t}-{i}", i * 6.5, i * 6.5 + 6.5) for i in range(100)))
+        for t in range(2500)
+    ]
+    chunks = make_fbank.make_chunks(talks, tmp_path)
+    hours = [sum(r.seconds() for r in chunk.recordings) / 3600 for chunk in chunks]
+    assert len(chunks) >= 450 and max(hours) <= make_fbank.CHUNK_SECONDS / 3600 + 650 / 3600
+    assert [r for chunk in chunks for r in chunk.recordings] == talks
+    assert [chunk.index for chunk in chunks] == list(range(1, len(chunks) + 1))
+
+
+def test_small_sets_get_enough_chunks_for_every_job(tmp_path: Path):
+    talks = [
+        make_fbank.Recording(f"ted_{t}", "", (make_fbank.Utterance(f"u{t}", 0.0, 60.0),)) for t in range(100)
+    ]
+    assert len(make_fbank.make_chunks(talks, tmp_path)) == make_fbank.MIN_CHUNKS
+    assert len(make_fbank.make_chunks(talks[:5], tmp_path)) == 5
+
+
+def test_stale_chunk_files_and_temp_files_are_removed(data_dir: Path, tmp_path: Path):
     out = tmp_path / "dump"
     split = out / "split"
     split.mkdir(parents=True)
-    for name in ("feats.3.ark", "feats.3.scp", "utt2num_frames.3", "done.3", "feats.4.ark.tmp"):
-        (split / name).write_text("from a run with --nj 4\n")
+    stale = ("feats.40.ark", "feats.40.scp", "utt2num_frames.40", "done.40", "feats.41.ark.tmp", "feats.1.ark.tmp")
+    for name in stale:
+        (split / name).write_text("from another run\n")
     assert run(data_dir, out) == 0
-    assert sorted(p.name for p in split.iterdir()) == ["done.1", "feats.1.ark", "feats.1.scp", "utt2num_frames.1"]
+    chunks = make_fbank.make_chunks(make_fbank.read_recordings(data_dir), split)
+    expected = [p.name for c in chunks for p in (c.ark, c.scp, c.num_frames, c.marker)]
+    assert sorted(p.name for p in split.iterdir()) == sorted(expected)
 
 
 def test_whole_recordings_without_segments_file(data_dir: Path, tmp_path: Path):
@@ -182,28 +219,82 @@ def test_whole_recordings_without_segments_file(data_dir: Path, tmp_path: Path):
 # --------------------------------------------------------------------------- resuming
 
 
-def test_resume_after_kill_skips_finished_jobs_and_loses_nothing(data_dir: Path, tmp_path: Path):
+def test_resume_after_kill_skips_finished_chunks_and_loses_nothing(data_dir: Path, tmp_path: Path):
     out = tmp_path / "dump"
-    jobs = make_fbank.make_jobs(make_fbank.read_recordings(data_dir), 2, (out / "split").absolute())
-    assert [len(job.recordings) for job in jobs] == [1, 2]
-    jobs[0].split_dir.mkdir(parents=True)
-    make_fbank.run_job(jobs[0], lambda count: None)
-    finished = jobs[0].ark.stat()
-    # What a job killed mid-way leaves: temp files, and no done marker.
+    chunks = make_fbank.make_chunks(make_fbank.read_recordings(data_dir), (out / "split").absolute())
+    assert [len(chunk.recordings) for chunk in chunks] == [1, 2]
+    chunks[0].split_dir.mkdir(parents=True)
+    make_fbank.run_chunk(chunks[0], lambda count: None)
+    finished = chunks[0].ark.stat()
+    # What a chunk killed mid-way leaves: temp files, and no done marker.
     for name in ("feats.2.ark.tmp", "feats.2.scp.tmp", "utt2num_frames.2.tmp"):
-        (jobs[1].split_dir / name).write_text("utt_b1 garbage from a killed job\n")
+        (chunks[1].split_dir / name).write_text("utt_b1 garbage from a killed job\n")
 
     assert run(data_dir, out, "--nj", "2", "--min-frames", "0") == 0
 
-    assert jobs[0].ark.stat().st_mtime_ns == finished.st_mtime_ns and jobs[0].ark.stat().st_ino == finished.st_ino
-    assert jobs[1].is_done()
-    assert not list(jobs[0].split_dir.glob("*.tmp"))
+    assert chunks[0].ark.stat().st_mtime_ns == finished.st_mtime_ns and chunks[0].ark.stat().st_ino == finished.st_ino
+    assert chunks[1].is_done()
+    assert not list(chunks[0].split_dir.glob("*.tmp"))
     scp_keys = [line.split()[0] for line in (out / "feats.scp").read_text().splitlines()]
     assert scp_keys == sorted(SEGMENTS)
     assert run(data_dir, tmp_path / "clean", "--min-frames", "0") == 0
     clean = load_feats(tmp_path / "clean")
     for utt, features in load_feats(out).items():
         np.testing.assert_array_equal(features, clean[utt])
+
+
+def test_failed_chunk_leaves_no_temp_files(data_dir: Path, tmp_path: Path):
+    missing_wav(data_dir)
+    chunks = make_fbank.make_chunks(make_fbank.read_recordings(data_dir), tmp_path / "split")
+    (tmp_path / "split").mkdir()
+    with pytest.raises(make_fbank.FbankError, match="rec_b.wav"):
+        make_fbank.run_chunk(chunks[1], lambda count: None)
+    assert list((tmp_path / "split").iterdir()) == []
+
+
+@pytest.mark.parametrize(("signal_name", "to_group"), [("SIGINT", True), ("SIGTERM", False)],
+                         ids=["ctrl-c", "kill"])
+def test_interrupt_says_how_to_resume_and_the_rerun_resumes(
+    data_dir: Path, tmp_path: Path, signal_name: str, to_group: bool
+):
+    """Ctrl-C (to the process group, as a terminal sends it) or SIGTERM (to the parent) while
+    chunk 2 waits on a FIFO: one line, no traceback, no temp files; the re-run keeps chunk 1."""
+    wav = Path(read(data_dir / "wav.scp")["rec_c"])
+    audio = wav.read_bytes()
+    wav.unlink()
+    os.mkfifo(wav)
+    out = tmp_path / "dump"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "espnet2_ext.bin.make_fbank", "--data-dir", str(data_dir), "--out-dir", str(out),
+         "--nj", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "split" / "done.1").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        signum = getattr(signal, signal_name)
+        os.killpg(process.pid, signum) if to_group else os.kill(process.pid, signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL) if process.poll() is None else None
+    assert process.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr and "leaked" not in stderr, stderr
+    interrupted = [line for line in stderr.splitlines() if line.startswith("INTERRUPTED")]
+    assert interrupted == [f"INTERRUPTED by {signal_name}{' (Ctrl-C)' if to_group else ''}: "
+                           f"{make_fbank.HOW_TO_RESUME}"], stderr
+    split = out / "split"
+    assert sorted(p.name for p in split.iterdir()) == ["done.1", "feats.1.ark", "feats.1.scp", "utt2num_frames.1"]
+    stamp = (split / "feats.1.ark").stat().st_mtime_ns
+
+    wav.unlink()
+    wav.write_bytes(audio)
+    assert run(data_dir, out, "--nj", "2") == 0
+    assert (split / "feats.1.ark").stat().st_mtime_ns == stamp
+    assert run(data_dir, tmp_path / "clean") == 0
+    for name in ("feats.1.ark", "feats.2.ark"):
+        assert (split / name).read_bytes() == (tmp_path / "clean" / "split" / name).read_bytes()
 
 
 def test_changed_data_dir_redoes_the_affected_job(data_dir: Path, tmp_path: Path):

@@ -274,18 +274,24 @@ def test_rerun_replaces_output_and_cleans_leftover_temp_dirs(corpus: Path, tmp_p
     assert sorted(p.name for p in out.iterdir()) == sorted(SPLITS)
 
 
-def test_failed_write_keeps_previous_dir(tmp_path: Path):
-    final = tmp_path / "train"
-    data_prep.write_dir_atomically(final, {"segments": ["old"]})
+def test_failed_write_keeps_previous_output(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    out = tmp_path / "data"
+    assert run(corpus, out) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    written = []
 
-    class Exploding(list):
-        def __iter__(self):
+    def disk_full_at_second_talk(*args):
+        written.append(args[0])
+        if len(written) == 2:
             raise OSError("disk full")
+        return kaldi_lines(*args)
 
+    kaldi_lines = data_prep.kaldi_lines
+    monkeypatch.setattr(data_prep, "kaldi_lines", disk_full_at_second_talk)
     with pytest.raises(OSError):
-        data_prep.write_dir_atomically(final, {"segments": ["new"], "text.src": Exploding()})
-    assert (final / "segments").read_text() == "old\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["train"]
+        run(corpus, out, "--char-ratio-filter", "false")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in out.iterdir()) == sorted(SPLITS)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -349,6 +355,12 @@ def empty_sentence(root: Path) -> list[str]:
     return []
 
 
+def text_not_utf8(root: Path) -> list[str]:
+    (txt(root) / "train.de").write_bytes("\n".join(s.de for s in TRAIN).replace("Welt", "W\udcfclt").encode(
+        "utf-8", "surrogateescape") + b"\n")
+    return []
+
+
 def segment_past_wav_end(root: Path) -> list[str]:
     replace_line(txt(root, "dev") / "dev.yaml", 3, yaml_line(Seg("ted_2.wav", 19.5, 1.0, "", "")))
     return []
@@ -391,6 +403,7 @@ def min_above_max(root: Path) -> list[str]:
         (yaml_entry_with_text_duration, ["train.yaml: entry 5", "duration must be a number"]),
         (line_counts_disagree, ["train.yaml: 6 entries", "train.en: 6 lines", "train.de: 2 lines"]),
         (empty_sentence, ["dev.en:2: empty sentence"]),
+        (text_not_utf8, ["train.de:1: not UTF-8"]),
         (segment_past_wav_end, ["dev.yaml entry 3", "ted_2-0001950-0002050", "past the end", "20.000 s"]),
         (unknown_config_key, ["data.yaml:2: unknown key 'char_ratio_mx'", "char_ratio_max"]),
         (extra_corpus_given_twice, ["is given twice"]),

@@ -1,6 +1,8 @@
 """The recipe, every stage, on a tiny generated corpus with a tiny model."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import zipfile
@@ -132,3 +134,78 @@ def test_unknown_option_fails(recipe):
     _, run = recipe
     result = run("--stgae", "1")
     assert result.returncode != 0 and "unknown option --stgae" in result.stderr
+
+
+# --------------------------------------------------------------------------- options (no stage runs)
+
+
+def run_sh_quickly(tmp_path: Path, *args: str, timeout: float = 30) -> tuple[int, str]:
+    """(status, stderr) of run.sh ending before stage 1 (``--stage 9``), its stdout discarded.
+
+    ``--finetune yes`` used to run the ``yes`` command: gigabytes on stdout, never ending,
+    so the whole process group is killed at ``timeout``.
+    """
+    command = ["./run.sh", "--stage", "9", "--exp", str(tmp_path / "exp"), *args]
+    process = subprocess.Popen(command, cwd=RECIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"run.sh {' '.join(args)} still running after {timeout} s")
+    return process.returncode, stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--finetune", "yes", "expects true or false, got 'yes'"),
+        ("--finetune", "True", "expects true or false, got 'True'"),
+        ("--stage", "abc", "expects a non-negative integer, got 'abc'"),
+        ("--stop-stage", "", "expects a non-negative integer, got ''"),
+        ("--ngpu", "-1", "expects a non-negative integer, got '-1'"),
+        ("--average-num", "2.5", "expects a non-negative integer, got '2.5'"),
+        ("--nj", "0", "expects an integer >= 1, got 0"),
+    ],
+)
+def test_mistyped_option_is_one_line_and_exit_1(tmp_path: Path, option: str, value: str, expected: str):
+    args = [f"{option}={value}"] if value == "" else [option, value]
+    status, stderr = run_sh_quickly(tmp_path, *args)
+    assert status == 1 and stderr == f"./run.sh: option {option} {expected}\n"
+    assert not (tmp_path / "exp").exists()  # nothing ran
+
+
+def test_well_typed_options_are_accepted(tmp_path: Path):
+    status, stderr = run_sh_quickly(tmp_path, "--finetune", "false", "--ngpu", "0", "--nj=2", "--stop-stage", "08")
+    assert status == 0 and stderr == ""
+
+
+def stage6_without(tmp_path: Path, missing: str) -> tuple[int, str, Path]:
+    """Stage 6 with stage 5's exp dir lacking ``missing`` (or complete when ``missing`` is empty)."""
+    train_exp = tmp_path / "exp" / "t"
+    train_exp.mkdir(parents=True)
+    for name in {"config.yaml", "valid.loss.best.pth"} - {missing}:
+        (train_exp / name).write_text("encoder: ctc_compress_conformer\n")
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "finetune.yaml").write_text("optim_conf: [lr: 0.001\n")  # malformed: the merge fails
+    command = ["./run.sh", "--stage", "6", "--stop-stage", "6", "--exp", str(tmp_path / "exp"), "--tag", "t",
+               "--conf-dir", str(conf)]
+    result = subprocess.run(command, cwd=RECIPE, capture_output=True, text=True, timeout=120)
+    return result.returncode, result.stderr, tmp_path / "exp" / "t_finetune"
+
+
+@pytest.mark.parametrize("missing", ["config.yaml", "valid.loss.best.pth"])
+def test_stage6_without_stage5_names_what_is_missing_and_writes_nothing(tmp_path: Path, missing: str):
+    status, stderr, finetune_exp = stage6_without(tmp_path, missing)
+    assert status == 1
+    assert stderr == f"./run.sh: stage 6 needs stage 5's {tmp_path}/exp/t/{missing}, which is missing: " \
+                     "run stage 5 first\n"
+    assert not finetune_exp.exists()
+
+
+def test_failed_config_merge_leaves_no_finetune_config(tmp_path: Path):
+    status, _, finetune_exp = stage6_without(tmp_path, "")
+    assert status != 0
+    assert list(finetune_exp.iterdir()) == []

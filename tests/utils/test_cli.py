@@ -1,6 +1,9 @@
 """The one way our programs fail: an ``ERROR:`` line and exit status 1."""
 
 import argparse
+import os
+import signal
+import time
 
 import pytest
 
@@ -45,3 +48,44 @@ def test_other_exceptions_are_not_hidden():
 
     with pytest.raises(KeyError):
         crash()
+
+
+def test_interrupt_is_one_line_saying_how_to_resume(capsys):
+    cleaned = []
+
+    @command(on_interrupt="run it again to resume")
+    def long_job(argv=None):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            cleaned.append(True)
+
+    assert long_job() == 130
+    assert capsys.readouterr().err == "INTERRUPTED by SIGINT (Ctrl-C): run it again to resume\n"
+    assert cleaned == [True]
+
+
+def test_sigterm_unwinds_like_ctrl_c_and_the_handler_is_restored(capsys):
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned = []
+
+    @command(on_interrupt="run it again to resume")
+    def long_job(argv=None):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        finally:
+            cleaned.append(True)
+
+    assert long_job() == 143
+    assert capsys.readouterr().err == "INTERRUPTED by SIGTERM: run it again to resume\n"
+    assert cleaned == [True] and signal.getsignal(signal.SIGTERM) == before
+
+
+def test_without_on_interrupt_ctrl_c_propagates():
+    @command()
+    def long_job(argv=None):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        long_job()

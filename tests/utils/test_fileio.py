@@ -1,0 +1,47 @@
+"""Atomic writes: a failed or killed writer leaves the previous file or dir."""
+
+from pathlib import Path
+
+import pytest
+
+from espnet2_ext.utils.fileio import atomic_dir, write_text_atomically
+
+
+def test_write_text_atomically_replaces_the_file(tmp_path: Path):
+    path = tmp_path / "sub" / "a.txt"
+    write_text_atomically(path, "old")
+    write_text_atomically(path, "new")
+    assert path.read_text() == "new" and [p.name for p in path.parent.iterdir()] == ["a.txt"]
+
+
+def test_atomic_dir_swaps_in_the_complete_dir(tmp_path: Path):
+    final = tmp_path / "train"
+    with atomic_dir(final) as tmp:
+        (tmp / "segments").write_text("old\n")
+    with atomic_dir(final) as tmp:
+        assert list(tmp.iterdir()) == []
+        (tmp / "text").write_text("new\n")
+        assert (final / "segments").read_text() == "old\n"
+    assert [p.name for p in final.iterdir()] == ["text"]
+    assert [p.name for p in tmp_path.iterdir()] == ["train"]
+
+
+def test_failed_atomic_dir_keeps_previous_dir(tmp_path: Path):
+    final = tmp_path / "train"
+    with atomic_dir(final) as tmp:
+        (tmp / "segments").write_text("old\n")
+    with pytest.raises(OSError):
+        with atomic_dir(final) as tmp:
+            (tmp / "segments").write_text("new\n")
+            raise OSError("disk full")
+    assert (final / "segments").read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["train"]
+
+
+def test_atomic_dir_removes_a_killed_run_s_leftovers(tmp_path: Path):
+    for leftover in (".train.tmp", ".train.old"):
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "junk").write_text("from a killed run")
+    with atomic_dir(tmp_path / "train") as tmp:
+        (tmp / "segments").write_text("new\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["train"]
