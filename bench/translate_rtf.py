@@ -32,7 +32,7 @@ import torch
 import yaml
 
 from espnet2_ext.bin.make_fbank import read_recordings, sample_range
-from espnet2_ext.bin.st_inference import Speech2Translation
+from espnet2_ext.inference.speech2translation import Speech2Translation
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs" / "mustc_conformer_ctc"
 FRAMES_PER_SECOND = 100

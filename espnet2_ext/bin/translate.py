@@ -26,142 +26,22 @@ Usage:
 
 import argparse
 import contextlib
-import json
 import logging
 import sys
-from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Union
+from typing import Optional, Sequence
 
-import soundfile as sf
-from tqdm import tqdm
+from espnet2.utils import config_argparse
+from espnet2.utils.types import str_or_none
 
-# Translations go to stdout; ESPnet prints notices there while importing (no flash_attn).
-with contextlib.redirect_stdout(sys.stderr):
-    from espnet2.utils import config_argparse
-    from espnet2.utils.types import str_or_none
-
-    from espnet2_ext.bin.st_inference import PreparedAudio, Speech2Translation, TranslationResult
-    from espnet2_ext.fileio.kaldi_table import TableError, read_wav_scp
-    from espnet2_ext.main_funcs.model_archive import ModelArchiveError
-    from espnet2_ext.st.beam_search import SEARCHES
-    from espnet2_ext.utils.audio import AudioError
-    from espnet2_ext.utils.cli import CommandError, ErrorsRaise, command
-    from espnet2_ext.utils.fileio import atomic_path
-
-# soundfile's formats, except headerless RAW, which needs its parameters given.
-AUDIO_EXTENSIONS = frozenset({fmt.lower() for fmt in sf.available_formats()} - {"raw"} | {"aif", "opus", "oga"})
-FORMATS = ("tsv", "text", "jsonl")
-PROGRESS_MIN_INPUTS = 5
+from espnet2_ext.inference.file_inputs import InputListError, expand_inputs, translate_inputs
+from espnet2_ext.inference.output_formats import FORMATS, format_line, write_lines
+from espnet2_ext.main_funcs.model_archive import ModelArchiveError
+from espnet2_ext.st import SEARCHES
+from espnet2_ext.utils.cli import CommandError, ErrorsRaise, command
 
 
 class TranslateError(CommandError):
     """A fatal problem: options, model or input list (a bad audio file is not fatal)."""
-
-
-class Input(NamedTuple):
-    """One thing to translate: its output id and its audio file."""
-
-    key: str
-    path: str
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def expand_inputs(arguments: Sequence[str]) -> List[Input]:
-    """Files as given, directories' audio files (sorted), ``wav.scp`` entries in file order."""
-    inputs: List[Input] = []
-    for argument in arguments:
-        path = Path(argument)
-        if path.is_dir():
-            found = sorted(
-                str(f) for f in path.rglob("*") if f.is_file() and f.suffix.lower().lstrip(".") in AUDIO_EXTENSIONS
-            )
-            if not found:
-                raise TranslateError(
-                    f"directory {path} holds no audio files (extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})"
-                )
-            inputs += [Input(f, f) for f in found]
-        elif path.suffix == ".scp":
-            try:
-                inputs += [Input(key, wav) for key, wav in read_wav_scp(path).items()]
-            except TableError as err:
-                raise TranslateError(str(err)) from None
-        else:  # a missing file is that input's error, not a reason to stop the others
-            inputs.append(Input(argument, argument))
-    return inputs
-
-
-def duration(path: str) -> float:
-    """Seconds of audio from the file header; 0 where soundfile cannot open it (the error comes on reading)."""
-    try:
-        return sf.info(path).duration
-    except (sf.SoundFileError, RuntimeError, OSError):
-        return 0.0
-
-
-def translate_all(
-    translator: Speech2Translation, inputs: Sequence[Input], batch_size: int
-) -> Dict[int, Union[TranslationResult, str]]:
-    """Each input's result, or the message saying why it could not be translated.
-
-    Inputs go longest first, so a batch holds similar lengths and little padding;
-    a batch's audio is read only when its turn comes, so memory stays bounded.
-    """
-    order = sorted(range(len(inputs)), key=lambda i: -duration(inputs[i].path))
-    results: Dict[int, Union[TranslationResult, str]] = {}
-    with tqdm(total=len(inputs), unit="file", disable=len(inputs) <= PROGRESS_MIN_INPUTS, file=sys.stderr) as bar:
-        for first in range(0, len(order), batch_size):
-            prepared: Dict[int, PreparedAudio] = {}
-            for index in order[first : first + batch_size]:
-                try:
-                    prepared[index] = translator.prepare(inputs[index].path, name=inputs[index].key)
-                except AudioError as err:
-                    results[index] = str(err)
-            translated = translator.translate_prepared(list(prepared.values()), batch_size)
-            results.update(zip(prepared, translated))
-            bar.update(len(order[first : first + batch_size]))
-    return results
-
-
-# --------------------------------------------------------------------------- output
-
-
-def format_line(key: str, result: Union[TranslationResult, str], fmt: str) -> str:
-    """One output line; ``result`` is a message for inputs that failed."""
-    failed = isinstance(result, str)
-    if fmt == "text":
-        return "" if failed else result.text
-    if fmt == "tsv":
-        return f"{key}\t{'' if failed else result.text}"
-    if failed:
-        return json.dumps({"id": key, "translation": "", "error": result}, ensure_ascii=False)
-    record = {
-        "id": key,
-        "translation": result.text,
-        "source": result.source,
-        "nbest": [{"text": h.text, "score": h.score} for h in result.nbest] if len(result.segments) == 1 else None,
-        "segments": [
-            {"start": s.start, "end": s.end, "translation": s.nbest[0].text if s.nbest else "", "source": s.source}
-            for s in result.segments
-        ],
-        "warnings": result.warnings,
-    }
-    return json.dumps(record, ensure_ascii=False)
-
-
-def write_lines(lines: Iterator[str], output: Optional[str]) -> None:
-    """To ``output`` (written whole, then renamed into place) or to stdout."""
-    if output is None:
-        for line in lines:
-            print(line)
-        return
-    with atomic_path(output) as tmp, tmp.open("w", encoding="utf-8") as stream:
-        for line in lines:
-            stream.write(line + "\n")
-
-
-# --------------------------------------------------------------------------- command line
 
 
 class _Parser(ErrorsRaise, config_argparse.ArgumentParser):
@@ -202,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
     """Translate; returns the exit status (2 when some inputs could not be translated)."""
     if args.batch_size < 1:
         raise TranslateError(f"--batch_size must be >= 1, got {args.batch_size}")
-    inputs = expand_inputs(args.inputs)
+    try:
+        inputs = expand_inputs(args.inputs)
+    except InputListError as err:
+        raise TranslateError(str(err)) from None
+    with contextlib.redirect_stdout(sys.stderr):  # ESPnet prints notices on stdout while importing
+        from espnet2_ext.inference import Speech2Translation
     try:
         translator = Speech2Translation.from_pretrained(
             args.model,
@@ -220,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except (ModelArchiveError, ValueError) as err:  # ModelLoadError is a ValueError
         raise TranslateError(str(err)) from None
-    results = translate_all(translator, inputs, args.batch_size)
+    results = translate_inputs(translator, inputs, args.batch_size)
     failed = {i: message for i, message in results.items() if isinstance(message, str)}
     for message in failed.values():
         print(f"ERROR: {message}", file=sys.stderr)

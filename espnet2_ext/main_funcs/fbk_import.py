@@ -44,6 +44,7 @@ from espnet2_ext.fileio.fairseq_checkpoint import (
     read_fairseq_dictionary,
 )
 from espnet2_ext.main_funcs.model_packing import pack_model
+from espnet2_ext.tasks.model_building import ModelLoadError, load_st_model
 
 FBK_ARCHS = ("conformer", "conformer_s")
 TARGET_SPECIALS = ("<blank>", "<unk>", "<s>", "<sos/eos>")
@@ -342,7 +343,7 @@ def convert_weights(
 
 def _training_config(settings: Dict[str, Any]) -> Dict[str, Any]:
     """A complete ESPnet training config: every default of our task, then ``settings``."""
-    from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask
+    from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask  # heavy: ESPnet's whole registry
 
     config = vars(STCTCCompressTask.get_parser().parse_args([]))
     config.update(settings)
@@ -364,8 +365,6 @@ def import_fbk(
         FBKImportError: anything that keeps the import from giving FBK's model;
             nothing is written then.
     """
-    from espnet2_ext.tasks.st_ctc_compress import ModelLoadError, STCTCCompressTask
-
     checkpoint, out = Path(checkpoint), Path(out)
     if out.suffix != ".zip":
         raise FBKImportError(f"the output must be a .zip file, got {out}")
@@ -408,8 +407,8 @@ def import_fbk(
         training_config = _training_config(settings)
         try:  # the weights must fit the model the config describes, strictly
             torch.save(weights, exp / "model.pth")
-            STCTCCompressTask.load_model(argparse.Namespace(**training_config), exp / "model.pth")
-        except (ModelLoadError, ValueError) as err:
+            load_st_model(argparse.Namespace(**training_config), exp / "model.pth")
+        except ModelLoadError as err:
             raise FBKImportError(f"{checkpoint}: {err}") from None
         (exp / "config.yaml").write_text(yaml_no_alias_safe_dump(training_config, indent=4, sort_keys=False))
         pack_model(exp, exp / "model.pth", out)

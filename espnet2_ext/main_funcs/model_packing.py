@@ -5,7 +5,7 @@ The archive holds ESPnet's ``st`` contents (``st_train_config``: ``<exp>/config.
 (``bpemodel``, ``src_bpemodel``, ``normalize_conf.stats_file``), and ESPnet's
 ``meta.yaml`` with our version added as ``mustc_conformer_ctc``.
 ``espnet2.main_funcs.pack_funcs.unpack(zip, dir)`` gives back the keyword arguments
-of :class:`espnet2_ext.bin.st_inference.Speech2Translation`;
+of :class:`espnet2_ext.inference.Speech2Translation`;
 :mod:`espnet2_ext.main_funcs.model_archive` opens and checks it.
 
 Two things ESPnet's ``pack`` does not do are done here, on a copy of its archive:

@@ -21,7 +21,7 @@ from espnet.nets.scorer_interface import BatchScorerInterface
 from espnet2_ext.st.incremental_decoding import incremental
 
 Hypotheses = List[List[Tuple[List[int], float]]]
-SEARCHES = ("fairseq", "espnet")
+from espnet2_ext.st import SEARCHES  # noqa: F401 (re-exported)
 
 
 class NoRepeatNGramScorer(BatchScorerInterface):

@@ -15,7 +15,7 @@ from espnet2.main_funcs.pack_funcs import pack, unpack
 
 from espnet2_ext.bin import pack_model
 from espnet2_ext.main_funcs import model_packing
-from espnet2_ext.bin.st_inference import Speech2Translation
+from espnet2_ext.inference.speech2translation import Speech2Translation
 
 SEARCH = dict(beam_size=2, no_repeat_ngram_size=0, maxlen_b=8)
 

@@ -10,7 +10,7 @@ import torch
 import yaml
 from espnet2.train.reporter import Reporter
 
-from espnet2_ext.bin.st_inference import Speech2Translation
+from espnet2_ext.inference.speech2translation import Speech2Translation
 from tests.helpers import DECODE_SEARCH, decode_dump
 
 

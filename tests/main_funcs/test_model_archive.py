@@ -10,7 +10,7 @@ import yaml
 from espnet2.main_funcs.pack_funcs import unpack
 
 from espnet2_ext.bin import pack_model, translate
-from espnet2_ext.bin.st_inference import Speech2Translation
+from espnet2_ext.inference.speech2translation import Speech2Translation
 from espnet2_ext.main_funcs.model_archive import ModelArchiveError, breaking_part, installed_version, open_model
 
 SEARCH = dict(beam_size=2, no_repeat_ngram_size=0, maxlen_b=8)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from espnet2_ext.utils.audio import AudioError, peak_dbfs, read_audio, split_at_pauses
+from espnet2_ext.inference.audio import AudioError, peak_dbfs, read_audio, split_at_pauses
 
 
 def tone(seconds: float, rate: int = 16000, amplitude: float = 0.5) -> np.ndarray:
