@@ -148,18 +148,18 @@ def trained(tmp_path_factory):
     work = tmp_path_factory.mktemp("tiny_recipe")
     corpus, data, dump = work / "corpus", work / "data", work / "dump"
     run_script(
-        "local/make_mini_corpus.py", "--out", str(corpus), "--n-train", "24", "--n-dev", "4",
-        "--n-test", "12", "--talk-size", "4", "--seed", "3",
+        "local/make_mini_corpus.py", "--out", str(corpus), "--n_train", "24", "--n_dev", "4",
+        "--n_test", "12", "--talk_size", "4", "--seed", "3",
     )
     run_script(
-        "local/data_prep.py", "--mustc-root", str(corpus), "--tgt-lang", "de", "--out", str(data),
-        "--char-ratio-filter", "false",
+        "local/data_prep.py", "--mustc_root", str(corpus), "--tgt_lang", "de", "--out", str(data),
+        "--char_ratio_filter", "false",
     )
     for split in ("train", "dev", "tst-COMMON"):
-        run_script("-m", "espnet2_ext.bin.make_fbank", "--data-dir", str(data / split), "--out-dir", str(dump / split))
+        run_script("-m", "espnet2_ext.bin.make_fbank", "--data_dir", str(data / split), "--out_dir", str(dump / split))
     run_script(
-        "local/train_bpe.py", "--data-dir", str(dump / "train"), "--out-dir", str(work / "spm"),
-        "--tgt-vocab-size", "120", "--src-vocab-size", "80",
+        "local/train_bpe.py", "--data_dir", str(dump / "train"), "--out_dir", str(work / "spm"),
+        "--tgt_vocab_size", "120", "--src_vocab_size", "80",
     )
     config = work / "train.yaml"
     config.write_text(yaml.safe_dump(TRAIN_CONFIG))
@@ -194,7 +194,7 @@ def packed_trained(trained) -> Path:
     """The trained exp packed by recipe stage 8's program."""
     work, exp, _ = trained
     zip_path = work / "packed" / "model.zip"
-    code = pack_model.main(["--exp-dir", str(exp), "--model-file", str(exp / "valid.loss.best.pth"),
+    code = pack_model.main(["--exp_dir", str(exp), "--model_file", str(exp / "valid.loss.best.pth"),
                             "--outpath", str(zip_path)])
     assert code == 0
     return zip_path

@@ -1,10 +1,12 @@
 """Shared test helpers: small models and padded batches."""
 
-from typing import List
+from pathlib import Path
 
 import torch
 
 from espnet2_ext.asr.encoder.ctc_compress_conformer_encoder import CTCCompressConformerEncoder
+
+RECIPE_LOCAL = Path(__file__).resolve().parents[1] / "egs" / "mustc_conformer_ctc" / "local"
 
 SMALL_ENCODER = dict(
     output_size=64,
@@ -22,7 +24,7 @@ def small_encoder(**overrides) -> CTCCompressConformerEncoder:
     return CTCCompressConformerEncoder(input_size=20, ctc_vocab_size=12, **{**SMALL_ENCODER, **overrides})
 
 
-def pad_batch(utterances: List[torch.Tensor]) -> tuple:
+def pad_batch(utterances: list[torch.Tensor]) -> tuple:
     """Right-pad (T_i, F) utterances with large noise: padding must never matter."""
     lengths = torch.tensor([len(u) for u in utterances])
     batch = torch.randn(len(utterances), int(lengths.max()), utterances[0].size(1)) * 50
@@ -53,7 +55,7 @@ def small_model(ctc_weight: float = 0.5, vocab_size: int = 15, **encoder_overrid
     )
 
 
-def pad_tokens(sequences: List[List[int]]) -> tuple:
+def pad_tokens(sequences: list[list[int]]) -> tuple:
     lengths = torch.tensor([len(s) for s in sequences])
     batch = torch.full((len(sequences), int(lengths.max())), -1, dtype=torch.long)
     for i, s in enumerate(sequences):
@@ -62,13 +64,18 @@ def pad_tokens(sequences: List[List[int]]) -> tuple:
 
 
 def load_recipe_script(name: str):
-    """Import ``egs/mustc_conformer_ctc/local/<name>.py`` by path: recipe 'local/' dirs are not packages."""
+    """Import ``egs/mustc_conformer_ctc/local/<name>.py`` by path: recipe 'local/' dirs are not packages.
+
+    ``local/`` goes on ``sys.path`` first, as when Python runs the script, so the
+    script's own imports of its helpers there (``mini_corpus``) resolve.
+    """
     import importlib.util
     import sys
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "egs" / "mustc_conformer_ctc" / "local" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
+    local = str(RECIPE_LOCAL)
+    if local not in sys.path:
+        sys.path.insert(0, local)
+    spec = importlib.util.spec_from_file_location(name, RECIPE_LOCAL / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -85,7 +92,7 @@ def cut_segment_clips(data_dir, out_dir) -> dict:
 
     import soundfile as sf
 
-    from espnet2_ext.bin.make_fbank import read_recordings, sample_range
+    from espnet2_ext.fileio.data_dir import read_recordings, sample_range
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -105,8 +112,9 @@ def read_hypotheses(path) -> dict:
     """utt id -> text of an ESPnet ``text`` file (``<utt> <text>``, text possibly empty)."""
     from pathlib import Path
 
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return dict(line.split(" ", 1) if " " in line else (line, "") for line in lines)
+    from espnet2_ext.fileio.kaldi_table import read_text
+
+    return read_text(Path(path))
 
 
 # Search settings of the tests that decode the trained tiny model (``trained`` fixture).

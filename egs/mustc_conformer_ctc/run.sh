@@ -7,7 +7,8 @@ set -euo pipefail
 
 stage=1                 # first stage to run
 stop_stage=8            # last stage to run
-conf_dir=conf           # data, fbank, bpe, train, finetune, decode .yaml (conf/demo: the mini corpus)
+conf_dir=conf           # data, fbank, bpe, train, finetune, decode .yaml (conf/demo: the mini corpus);
+                        # conf links to the project's top-level conf/, as utils/ to its utils/
 mustc_root=             # MuST-C root holding en-<tgt>/data/{train,dev,tst-COMMON}
 tgt_lang=de             # target language
 extra_train=            # comma-separated roots of more corpora in MuST-C layout (train split)
@@ -87,23 +88,23 @@ done
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "Stage 1: data: MuST-C en-${tgt_lang} from ${mustc_root:?--mustc-root is required} -> ${data}/"
     run_step data "${data}" python local/data_prep.py --config "${conf_dir}/data.yaml" \
-        --mustc-root "${mustc_root}" --tgt-lang "${tgt_lang}" --extra-train "${extra_train}" --out "${data}"
+        --mustc_root "${mustc_root}" --tgt_lang "${tgt_lang}" --extra_train "${extra_train}" --out "${data}"
 fi
 
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     log "Stage 2: fbank: 80-dim Kaldi fbank, ${nj} jobs -> ${dump}/"
     run_step fbank_train "${dump}" python -m espnet2_ext.bin.make_fbank --config "${conf_dir}/fbank.yaml" \
-        --data-dir "${data}/train" --out-dir "${dump}/train" --nj "${nj}"
+        --data_dir "${data}/train" --out_dir "${dump}/train" --nj "${nj}"
     for set in dev ${test_sets}; do
         run_step "fbank_${set}" "${dump}" python -m espnet2_ext.bin.make_fbank \
-            --data-dir "${data}/${set}" --out-dir "${dump}/${set}" --nj "${nj}" --min-frames 0 --max-frames none
+            --data_dir "${data}/${set}" --out_dir "${dump}/${set}" --nj "${nj}" --min_frames 0 --max_frames none
     done
 fi
 
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     log "Stage 3: bpe: SentencePiece target and source models -> ${spm}/"
     run_step bpe "${data}" python local/train_bpe.py --config "${conf_dir}/bpe.yaml" \
-        --data-dir "${dump}/train" --out-dir "${spm}"
+        --data_dir "${dump}/train" --out_dir "${spm}"
 fi
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
@@ -115,7 +116,7 @@ fi
 
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     log "Stage 5: train: ${conf_dir}/train.yaml on ${ngpu} GPU(s) -> ${train_exp}/"
-    read -r -a batch_args <<<"$(python local/batch_settings.py --config "${conf_dir}/train.yaml" --ngpu "${ngpu}")"
+    read -r -a batch_args <<<"$(python local/batch_settings.py --train_config "${conf_dir}/train.yaml" --ngpu "${ngpu}")"
     normalize_args=()   # global CMVN needs stage 4's statistics; utterance CMVN (FBK's) needs none
     if grep -Eq '^normalize:[[:space:]]*global_mvn' "${conf_dir}/train.yaml"; then
         normalize_args=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
@@ -133,11 +134,9 @@ if "${finetune}" && [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
                                exit 1; }
     done
     mkdir -p "${finetune_exp}"
-    tmp_config=${finetune_exp}/.finetune_config.yaml.tmp    # renamed when complete: never an empty config
-    python local/merge_configs.py "${train_exp}/config.yaml" "${conf_dir}/finetune.yaml" >"${tmp_config}" \
-        || { rm -f "${tmp_config}"; exit 1; }
-    mv "${tmp_config}" "${finetune_exp}/finetune_config.yaml"
-    read -r -a batch_args <<<"$(python local/batch_settings.py --config "${finetune_exp}/finetune_config.yaml" --ngpu "${ngpu}")"
+    python local/merge_configs.py --base_config "${train_exp}/config.yaml" \
+        --override_config "${conf_dir}/finetune.yaml" --out "${finetune_exp}/finetune_config.yaml"
+    read -r -a batch_args <<<"$(python local/batch_settings.py --train_config "${finetune_exp}/finetune_config.yaml" --ngpu "${ngpu}")"
     run_step finetune "${finetune_exp}" python -m espnet2_ext.bin.st_train \
         --config "${finetune_exp}/finetune_config.yaml" "${batch_args[@]}" \
         --init_param "${train_exp}/valid.loss.best.pth" --ngpu "${ngpu}" "${dist_args[@]}" "${extra_train_args[@]}" \
@@ -151,25 +150,25 @@ decode_name=decode_$(basename "${conf_dir}")
 model=${decode_exp}/${average_criterion%.*}.ave_${average_num}${average_mode}.pth   # averaged in stage 7
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     log "Stage 7: decode: average ${average_num} (${average_mode}), translate ${test_sets}, score -> ${decode_exp}/"
-    run_step average "${decode_exp}" python -m espnet2_ext.bin.average_checkpoints --exp-dir "${decode_exp}" \
+    run_step average "${decode_exp}" python -m espnet2_ext.bin.average_checkpoints --exp_dir "${decode_exp}" \
         --num "${average_num}" --mode "${average_mode}" --criterion "${average_criterion}" --out "${model}"
     for set in ${test_sets}; do
         out=${decode_exp}/${decode_name}/${set}
         run_step "decode_${set}" "${decode_exp}" local/decode.sh --nj "${nj}" --ngpu "${ngpu}" \
             --config "${conf_dir}/decode.yaml" --model "${model}" --data "${dump}/${set}" --out "${out}"
         run_step "score_${set}" "${decode_exp}" python -m espnet2_ext.bin.score_st \
-            --hyp "${out}/1best_recog/text" --ref "${dump}/${set}/text.tgt" --out "${out}/score" --tgt-lang "${tgt_lang}"
+            --hyp "${out}/1best_recog/text" --ref "${dump}/${set}/text.tgt" --out "${out}/score" --tgt_lang "${tgt_lang}"
     done
-    python -m espnet2_ext.bin.plot_curves --exp-dir "${decode_exp}"
-    if "${finetune}"; then python -m espnet2_ext.bin.plot_curves --exp-dir "${train_exp}"; fi
-    python -m espnet2_ext.bin.make_results --exp-dir "${decode_exp}" --out "${decode_exp}/RESULTS.md"
+    python -m espnet2_ext.bin.plot_curves --exp_dir "${decode_exp}"
+    if "${finetune}"; then python -m espnet2_ext.bin.plot_curves --exp_dir "${train_exp}"; fi
+    python -m espnet2_ext.bin.make_results --exp_dir "${decode_exp}" --out "${decode_exp}/RESULTS.md"
     log "Results: ${decode_exp}/RESULTS.md"
     for set in ${test_sets}; do log "  ${set}: $(head -n 2 "${decode_exp}/${decode_name}/${set}/score/result.txt" | paste -sd' ')"; done
 fi
 
 if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     log "Stage 8: pack: config, averaged model, SentencePiece models, CMVN -> ${decode_exp}/packed/model.zip"
-    run_step pack "${decode_exp}" python -m espnet2_ext.bin.pack_model --exp-dir "${decode_exp}" \
-        --model-file "${model}" --outpath "${decode_exp}/packed/model.zip"
+    run_step pack "${decode_exp}" python -m espnet2_ext.bin.pack_model --exp_dir "${decode_exp}" \
+        --model_file "${model}" --outpath "${decode_exp}/packed/model.zip"
 fi
 log "Done (stages ${stage}-${stop_stage})."

@@ -12,14 +12,13 @@ Usage:
         --src_spm srcdict.model --src_dict srcdict.txt --out model.zip
 """
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from espnet2_ext.main_funcs.fbk_import import FBKImportError, import_fbk
-from espnet2_ext.utils.cli import ErrorsRaise, command
+from espnet2_ext.utils.cli import ArgumentParser, command
 
 FILES = (
     ("checkpoint", "FBK-fairseq checkpoint (ckp.pt)"),
@@ -32,12 +31,8 @@ FILES = (
 )
 
 
-class _Parser(ErrorsRaise, argparse.ArgumentParser):
-    """Argument errors end as one ``ERROR:`` line and exit status 1."""
-
-
-def get_parser() -> argparse.ArgumentParser:
-    parser = _Parser(description=__doc__.split("\n\n")[0])
+def get_parser() -> ArgumentParser:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0], config_option=False)
     for name, help_text in FILES:  # FBK's README spells them with hyphens: both are accepted
         spellings = dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}"])
         parser.add_argument(*spellings, dest=name, required=True, help=help_text)

@@ -1,530 +1,57 @@
+#!/usr/bin/env python3
 """Stage 2: 80-dim Kaldi fbank features of a data dir into kaldiio ark/scp files.
 
-Reads ``wav.scp`` (plain file paths, no Kaldi pipes) and ``segments`` (without
-``segments`` every recording is one utterance), computes :func:`espnet2_ext.utils.fbank.compute_fbank` for each utterance
-and writes, under ``--out-dir``:
-
-- ``split/feats.<chunk>.{ark,scp}``, ``split/utt2num_frames.<chunk>``, ``split/done.<chunk>``:
-  one set per chunk, the unit of work and of resumption. A chunk is a run of whole
-  recordings holding about ``CHUNK_SECONDS`` (an hour) of audio, a few seconds to a
-  minute of work, and there are at least ``MIN_CHUNKS`` of them (fewer only with
-  fewer recordings) so that small sets keep every job busy. Chunks never depend on
-  ``--nj``: the ``--nj`` worker processes take chunks in turn, and a re-run with
-  another ``--nj`` reuses every finished one. A chunk is computed under temp names,
-  renamed when complete, and its done marker is written last, so a kill loses at
-  most the chunks in progress. The marker holds a hash of the chunk's input
-  (recordings, wav paths, segment times, feature settings): a chunk whose input
-  changed is recomputed instead of reused. Temp files of unfinished chunks are
-  removed on Ctrl-C or SIGTERM, and by the next run after a SIGKILL.
-- ``feats.scp`` and ``utt2num_frames`` of the utterances with ``--min-frames`` to
-  ``--max-frames`` frames, sorted by utterance id (ark paths are absolute);
-  ``dropped``: ``<utt-id> <frames>`` of the others. Changing the limits only redoes
-  this merge: chunks keep every utterance.
-- the data dir's ``text*``, ``utt2spk``, ``segments``, ``wav.scp`` and ``spk2utt``
-  restricted to the kept utterances, so training reads one dir with consistent keys.
-
-Each recording is opened once, reading only its segments' samples. Features take
-about as much disk as the 16-bit audio: 115 MB per hour (51 GB for MuST-C en-de).
+Resumable (a re-run keeps every finished hour-sized chunk, whatever ``--nj``) and
+filtered by length; see :mod:`espnet2_ext.main_funcs.fbank_dump` for the files written.
 
 Usage:
-    python -m espnet2_ext.bin.make_fbank --data-dir data/train --out-dir dump/fbank/train \
-        --nj 4 [--min-frames 5] [--max-frames 3000]
+    python -m espnet2_ext.bin.make_fbank --data_dir data/train --out_dir dump/train \
+        --nj 4 [--min_frames 5] [--max_frames 3000]
 
-``--max-frames none`` (and ``--min-frames 0``) keep everything, as test sets need.
+``--max_frames none`` (and ``--min_frames 0``) keep everything, as test sets need.
 """
 
-from __future__ import annotations
-
 import argparse
-import hashlib
 import logging
-import math
-import multiprocessing
-import multiprocessing.queues
-import os
-import queue
-import re
-import signal
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-import torch
-from espnet2.utils.config_argparse import ArgumentParser
 from espnet2.utils.types import int_or_none
-from kaldiio import WriteHelper
-from tqdm import tqdm
 
-from espnet2_ext.fileio.kaldi_table import TableError, read_table, read_wav_scp
-from espnet2_ext.utils.cli import CommandError, ErrorsRaise, command
-from espnet2_ext.utils.fileio import write_text_atomically
-from espnet2_ext.utils.fbank import (
-    FRAME_LENGTH_MS,
-    FRAME_SHIFT_MS,
-    NUM_MEL_BINS,
-    SAMPLE_RATE,
-    compute_fbank,
-    mix_to_mono,
-)
+from espnet2_ext.fileio.kaldi_table import TableError
+from espnet2_ext.main_funcs.fbank_dump import FbankDumpError, dump_fbank
+from espnet2_ext.utils.cli import ArgumentParser, CommandError, check_output_dir, command
 
-CHUNK_SECONDS = 3600.0
-MIN_CHUNKS = 32
-_FEATURE_SETTINGS = f"kaldi-fbank bins={NUM_MEL_BINS} len={FRAME_LENGTH_MS} shift={FRAME_SHIFT_MS} sr={SAMPLE_RATE}"
-_COPIED_FILES = ("utt2spk", "segments")
-_CHUNK_FILE = re.compile(r"(?:feats|utt2num_frames|done)\.(\d+)(?:\.ark|\.scp)?(?:\.tmp)?")
-_BYTES_PER_SECOND = 2 * SAMPLE_RATE  # 16-bit mono at 16 kHz: how a whole recording's length is estimated
 HOW_TO_RESUME = "features of finished chunks are kept; run the same command again to resume"
 
 
-class FbankError(CommandError):
-    """Bad data dir, audio or options."""
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """A region of a recording in seconds; ``end=None`` means up to the end of the file."""
-
-    utt_id: str
-    start: float
-    end: float | None
-
-
-@dataclass(frozen=True)
-class Recording:
-    """One wav and its utterances, sorted by start time so reading only seeks forward."""
-
-    recording_id: str
-    wav: str
-    utterances: tuple[Utterance, ...]
-
-    def seconds(self) -> float:
-        """Audio to compute: segment lengths, or for a whole recording an estimate from its file size."""
-        total = 0.0
-        for utt in self.utterances:
-            if utt.end is not None:
-                total += utt.end - utt.start
-            elif os.path.isfile(self.wav):
-                total += os.path.getsize(self.wav) / _BYTES_PER_SECOND
-        return total
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A run of recordings computed as one unit, and the names of its files in ``split_dir``."""
-
-    index: int
-    split_dir: Path
-    recordings: tuple[Recording, ...]
-
-    @property
-    def utt_ids(self) -> list[str]:
-        return [utt.utt_id for recording in self.recordings for utt in recording.utterances]
-
-    @property
-    def ark(self) -> Path:
-        return self.split_dir / f"feats.{self.index}.ark"
-
-    @property
-    def scp(self) -> Path:
-        return self.split_dir / f"feats.{self.index}.scp"
-
-    @property
-    def num_frames(self) -> Path:
-        return self.split_dir / f"utt2num_frames.{self.index}"
-
-    @property
-    def marker(self) -> Path:
-        return self.split_dir / f"done.{self.index}"
-
-    def fingerprint(self) -> str:
-        """Hash of everything the chunk's output depends on."""
-        digest = hashlib.sha256(_FEATURE_SETTINGS.encode())
-        for recording in self.recordings:
-            digest.update(f"\n{recording.recording_id} {recording.wav}".encode())
-            for utt in recording.utterances:
-                digest.update(f"\n {utt.utt_id} {utt.start!r} {utt.end!r}".encode())
-        return digest.hexdigest()
-
-    def is_done(self) -> bool:
-        return self.marker.is_file() and self.marker.read_text() == self.fingerprint()
-
-
-# --------------------------------------------------------------------------- input
-
-
-def read_segments(path: Path, wavs: dict[str, str]) -> dict[str, list[Utterance]]:
-    """Recording id -> its utterances from a Kaldi ``segments`` file."""
-    by_recording: dict[str, list[Utterance]] = {}
-    seen: set[str] = set()
-    for number, fields in read_table(path):
-        where = f"{path}:{number}"
-        if len(fields) != 4:
-            raise FbankError(f"{where}: expected '<utt-id> <recording-id> <start> <end>', got {' '.join(fields)!r}")
-        utt_id, recording, start, end = fields
-        try:
-            times = float(start), float(end)
-        except ValueError:
-            raise FbankError(f"{where}: utterance {utt_id}: start and end must be seconds, got {start} {end}") from None
-        if utt_id in seen:
-            raise FbankError(f"{where}: utterance {utt_id} appears twice")
-        if recording not in wavs:
-            raise FbankError(f"{where}: utterance {utt_id}: recording {recording} is not in wav.scp")
-        seen.add(utt_id)
-        by_recording.setdefault(recording, []).append(Utterance(utt_id, *times))
-    return by_recording
-
-
-def read_recordings(data_dir: Path) -> list[Recording]:
-    """The data dir's recordings with their utterances, sorted by recording id."""
-    wavs = read_wav_scp(data_dir / "wav.scp")
-    segments = data_dir / "segments"
-    if segments.is_file():
-        by_recording = read_segments(segments, wavs)
-    else:
-        by_recording = {recording: [Utterance(recording, 0.0, None)] for recording in wavs}
-    if not by_recording:
-        raise FbankError(f"{data_dir}: no utterances")
-    return [
-        Recording(recording, wavs[recording], tuple(sorted(utts, key=lambda u: (u.start, u.utt_id))))
-        for recording, utts in sorted(by_recording.items())
-    ]
-
-
-def make_chunks(recordings: Sequence[Recording], split_dir: Path) -> list[Chunk]:
-    """Contiguous runs of recordings of about equal audio, at most ``CHUNK_SECONDS`` each
-    (plus one recording), at least ``MIN_CHUNKS`` of them where there are enough recordings.
-
-    They depend on the data only, never on ``--nj``, so any run reuses any other's chunks.
-    """
-    seconds = [recording.seconds() for recording in recordings]
-    if sum(seconds) <= 0:
-        seconds = [1.0] * len(recordings)
-    total = sum(seconds)
-    count = min(len(recordings), max(MIN_CHUNKS, math.ceil(total / CHUNK_SECONDS)))
-    groups: list[list[Recording]] = [[] for _ in range(count)]
-    done = 0.0
-    for recording, length in zip(recordings, seconds):
-        groups[min(int(done * count / total), count - 1)].append(recording)
-        done += length
-    non_empty = [group for group in groups if group]
-    return [Chunk(index, split_dir, tuple(group)) for index, group in enumerate(non_empty, 1)]
-
-
-# --------------------------------------------------------------------------- features
-
-
-def recording_features(recording: Recording) -> Iterator[tuple[str, np.ndarray]]:
-    """(utt id, features) of each utterance, reading only its samples from the open wav."""
-    first = recording.utterances[0].utt_id
-    try:
-        audio = sf.SoundFile(recording.wav)
-    except (sf.SoundFileError, OSError) as err:
-        where = f"utterance {first}: cannot read wav {recording.wav}"
-        raise FbankError(f"{where} (recording {recording.recording_id}): {err}") from None
-    with audio:
-        for utt in recording.utterances:
-            start, stop = sample_range(utt, audio.samplerate, audio.frames, recording.wav)
-            try:
-                audio.seek(start)
-                samples = audio.read(stop - start, dtype="float32", always_2d=True)
-            except (sf.SoundFileError, OSError) as err:
-                raise FbankError(f"utterance {utt.utt_id}: cannot read wav {recording.wav}: {err}") from None
-            if len(samples) != stop - start:
-                raise FbankError(f"utterance {utt.utt_id}: {recording.wav} ended after {start + len(samples)} samples")
-            yield utt.utt_id, compute_fbank(mix_to_mono(samples), audio.samplerate)
-
-
-def sample_range(utt: Utterance, sample_rate: int, length: int, wav: str) -> tuple[int, int]:
-    """``[start, stop)`` sample indices of ``utt``, checked against the file length."""
-    start = round(utt.start * sample_rate)
-    stop = length if utt.end is None else round(utt.end * sample_rate)
-    if not 0 <= start < stop <= length:
-        raise FbankError(
-            f"utterance {utt.utt_id}: segment {utt.start}-{utt.end} s is out of range of {wav} "
-            f"({length / sample_rate:.3f} s)"
-        )
-    return start, stop
-
-
-def temp_path(path: Path) -> Path:
-    return path.with_name(path.name + ".tmp")
-
-
-def run_chunk(chunk: Chunk, report: Callable[[int], object]) -> None:
-    """Compute one chunk's features into temp files, publish them, write the marker last.
-
-    ``report`` receives the number of utterances finished, once per recording. On
-    any exception (an error, Ctrl-C, a parent gone) the temp files are removed.
-    """
-    chunk.marker.unlink(missing_ok=True)
-    outputs = (chunk.ark, chunk.scp, chunk.num_frames)
-    try:
-        lengths = []
-        with WriteHelper(f"ark,scp:{temp_path(chunk.ark)},{temp_path(chunk.scp)}") as writer:
-            for recording in chunk.recordings:
-                for utt_id, features in recording_features(recording):
-                    writer(utt_id, features)
-                    lengths.append(f"{utt_id} {len(features)}")
-                report(len(recording.utterances))
-        scp_lines = temp_path(chunk.scp).read_text(encoding="utf-8").splitlines()
-        old, new = f" {temp_path(chunk.ark)}:", f" {chunk.ark}:"
-        write_lines(temp_path(chunk.scp), [line.replace(old, new, 1) for line in scp_lines])
-        write_lines(temp_path(chunk.num_frames), lengths)
-    except BaseException:
-        for path in outputs:
-            temp_path(path).unlink(missing_ok=True)
-        raise
-    for path in outputs:
-        os.replace(temp_path(path), path)
-    write_text_atomically(chunk.marker, chunk.fingerprint())
-
-
-@contextmanager
-def single_threaded_torch() -> Iterator[None]:
-    """One torch thread while inside; fbank of one utterance is too small to parallelise.
-
-    With several threads each call pays synchronisation overhead (measured 25x slower
-    on 2 shared cores); parallelism comes from ``--nj`` instead.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-@contextmanager
-def sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored while inside: processes started here inherit it, even across exec.
-
-    Ctrl-C then reaches the parent only, which stops its workers itself, and a worker
-    still importing torch prints no traceback of its own.
-    """
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _worker(tasks: multiprocessing.queues.Queue, messages: multiprocessing.queues.Queue, parent: int) -> None:
-    """Body of a worker process: single-threaded chunks from ``tasks`` until ``None``.
-
-    A worker whose parent was killed (SIGKILL skips the parent's cleanup) stops at its
-    next report instead of racing a re-run for the same chunk files.
-    """
-
-    def report(count: int) -> None:
-        if os.getppid() != parent:
-            raise SystemExit(f"fbank worker: parent process {parent} is gone")
-        messages.put(("progress", count))
-
-    torch.set_num_threads(1)
-    for chunk in iter(tasks.get, None):
-        try:
-            run_chunk(chunk, report)
-        except FbankError as err:
-            messages.put(("error", str(err)))
-            return
-        messages.put(("done", chunk.index))
-
-
-def run_chunks(chunks: Sequence[Chunk], nj: int, progress: tqdm) -> None:
-    """Run ``chunks`` in ``nj`` worker processes that take them in turn, or in-process
-    when only one would work (starting a worker costs seconds of imports).
-
-    Workers are spawned, not forked (forking after torch's thread pool ran can hang);
-    on the first error, Ctrl-C or SIGTERM the workers are terminated (their chunks are
-    redone by the next run) and the exception propagates.
-    """
-    if min(nj, len(chunks)) <= 1:
-        with single_threaded_torch():
-            for chunk in chunks:
-                run_chunk(chunk, progress.update)
-        return
-    context = multiprocessing.get_context("spawn")
-    tasks, messages = context.Queue(), context.Queue()
-    workers = [
-        context.Process(target=_worker, args=(tasks, messages, os.getpid()), daemon=True)
-        for _ in range(min(nj, len(chunks)))
-    ]
-    for chunk in [*chunks, *[None] * len(workers)]:
-        tasks.put(chunk)
-    try:
-        with sigint_ignored():
-            for worker in workers:
-                worker.start()
-        wait_for_workers(workers, messages, len(chunks), progress)
-    finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.terminate()
-            if worker.pid is not None:
-                worker.join()
-        tasks.cancel_join_thread()
-
-
-def wait_for_workers(
-    workers: Sequence[multiprocessing.Process], messages: multiprocessing.queues.Queue, chunks: int, progress: tqdm
-) -> None:
-    """Follow the workers' messages until ``chunks`` are done; raise the first error."""
-    remaining = chunks
-    while remaining:
-        try:
-            kind, value = messages.get(timeout=1.0)
-        except queue.Empty:
-            crashed = [w for w in workers if w.exitcode not in (None, 0)]
-            if crashed:
-                raise RuntimeError(f"fbank worker {crashed[0].name} died (exit code {crashed[0].exitcode})")
-            continue
-        if kind == "error":
-            raise FbankError(value)
-        if kind == "progress":
-            progress.update(value)
-        else:
-            remaining -= 1
-
-
-# --------------------------------------------------------------------------- output
-
-
-def write_lines(path: Path, lines: Sequence[str]) -> None:
-    with path.open("w", encoding="utf-8", newline="\n") as stream:
-        stream.writelines(f"{line}\n" for line in lines)
-
-
-def read_chunk_outputs(chunk: Chunk) -> tuple[dict[str, str], dict[str, int]]:
-    """A finished chunk's scp entries and frame counts, checked to cover exactly its utterances."""
-    with chunk.scp.open(encoding="utf-8") as stream:
-        scp = dict(line.rstrip("\n").split(" ", 1) for line in stream)
-    frames = {fields[0]: int(fields[1]) for _, fields in read_table(chunk.num_frames)}
-    expected = set(chunk.utt_ids)
-    if set(scp) != expected or set(frames) != expected:
-        raise FbankError(
-            f"outputs of chunk {chunk.index} do not match its utterances; delete {chunk.marker} and re-run"
-        )
-    return scp, frames
-
-
-def merge_outputs(chunks: Sequence[Chunk], out_dir: Path, min_frames: int, max_frames: int | None) -> set[str]:
-    """Write the sorted ``feats.scp``, ``utt2num_frames`` and ``dropped``; return the kept ids."""
-    scp: dict[str, str] = {}
-    frames: dict[str, int] = {}
-    for chunk in chunks:
-        chunk_scp, chunk_frames = read_chunk_outputs(chunk)
-        scp.update(chunk_scp)
-        frames.update(chunk_frames)
-    keep = sorted(u for u, n in frames.items() if min_frames <= n and (max_frames is None or n <= max_frames))
-    dropped = sorted(set(frames) - set(keep))
-    write_text_atomically(out_dir / "dropped", "".join(f"{u} {frames[u]}\n" for u in dropped))
-    write_text_atomically(out_dir / "utt2num_frames", "".join(f"{u} {frames[u]}\n" for u in keep))
-    write_text_atomically(out_dir / "feats.scp", "".join(f"{u} {scp[u]}\n" for u in keep))
-    if dropped:
-        logging.info("dropped %d utterances outside %s-%s frames, listed in %s", len(dropped), min_frames,
-                     max_frames, out_dir / "dropped")
-    return set(keep)
-
-
-def filter_table(path: Path, keep: set[str]) -> list[str]:
-    """Lines of a Kaldi table whose first field is in ``keep``, in file order."""
-    lines = []
-    with path.open(encoding="utf-8") as stream:
-        for line in stream:
-            fields = line.split(maxsplit=1)
-            if fields and fields[0] in keep:
-                lines.append(line.rstrip("\n"))
-    return lines
-
-
-def copy_data_dir(data_dir: Path, out_dir: Path, recordings: Sequence[Recording], keep: set[str]) -> None:
-    """The data dir's files restricted to ``keep``; ``wav.scp`` and ``spk2utt`` rebuilt."""
-    names = sorted(p.name for p in data_dir.glob("text*") if p.is_file())
-    names += [name for name in _COPIED_FILES if (data_dir / name).is_file()]
-    for name in names:
-        write_text_atomically(out_dir / name, "".join(f"{line}\n" for line in filter_table(data_dir / name, keep)))
-    used = [r for r in recordings if any(u.utt_id in keep for u in r.utterances)]
-    write_text_atomically(out_dir / "wav.scp", "".join(f"{r.recording_id} {r.wav}\n" for r in used))
-    if (data_dir / "utt2spk").is_file():
-        spk2utt: dict[str, list[str]] = {}
-        for _, (utt_id, speaker) in read_table(out_dir / "utt2spk"):
-            spk2utt.setdefault(speaker, []).append(utt_id)
-        text = "".join(f"{spk} {' '.join(sorted(utts))}\n" for spk, utts in sorted(spk2utt.items()))
-        write_text_atomically(out_dir / "spk2utt", text)
-
-
-def remove_stale_files(split_dir: Path, chunk_count: int) -> None:
-    """Delete temp files (a killed run's) and files of chunks numbered above ``chunk_count``."""
-    for path in split_dir.iterdir():
-        match = _CHUNK_FILE.fullmatch(path.name)
-        if match and (path.suffix == ".tmp" or int(match.group(1)) > chunk_count):
-            path.unlink()
-
-
-def make_fbank(data_dir: Path, out_dir: Path, nj: int, min_frames: int, max_frames: int | None) -> None:
-    """The whole stage: chunks (skipping finished ones), merge, filtered data dir copy."""
-    split_dir = Path(os.path.abspath(out_dir / "split"))
-    if "," in str(split_dir):
-        raise FbankError(f"--out-dir must not contain ',' (kaldiio's 'ark,scp:' specifier): {split_dir}")
-    recordings = read_recordings(data_dir)
-    chunks = make_chunks(recordings, split_dir)
-    split_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_files(split_dir, len(chunks))
-    todo = [chunk for chunk in chunks if not chunk.is_done()]
-    total = sum(len(chunk.utt_ids) for chunk in chunks)
-    hours = sum(recording.seconds() for recording in recordings) / 3600
-    logging.info("%s: %d utterances, %.1f h, in %d chunks, %d already done; %d jobs", data_dir, total, hours,
-                 len(chunks), len(chunks) - len(todo), min(nj, len(todo)))
-    started = time.perf_counter()
-    try:
-        with tqdm(total=total, initial=total - sum(len(c.utt_ids) for c in todo), unit="utt", desc="fbank") as bar:
-            run_chunks(todo, nj, bar)
-    finally:
-        remove_stale_files(split_dir, len(chunks))
-    seconds = time.perf_counter() - started
-    keep = merge_outputs(chunks, out_dir, min_frames, max_frames)
-    copy_data_dir(data_dir, out_dir, recordings, keep)
-    computed = sum(len(chunk.utt_ids) for chunk in todo)
-    logging.info("computed %d utterances in %.1f s (%.1f utt/s); %s: %d utterances kept",
-                 computed, seconds, computed / max(seconds, 1e-9), out_dir / "feats.scp", len(keep))
-
-
-# --------------------------------------------------------------------------- command line
-
-
-class _Parser(ErrorsRaise, ArgumentParser):
-    """ESPnet's ``--config`` parser (unknown keys are an error); errors end as one ``ERROR:`` line."""
-
-
 def get_parser() -> ArgumentParser:
-    parser = _Parser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", required=True, help="Kaldi data dir with wav.scp and segments")
-    parser.add_argument("--out-dir", required=True, help="where feats.scp and the filtered data dir go")
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_dir", required=True, help="Kaldi data dir with wav.scp and segments")
+    parser.add_argument("--out_dir", required=True, help="where feats.scp and the filtered data dir go")
     parser.add_argument("--nj", type=int, default=1, help="parallel jobs")
-    parser.add_argument("--min-frames", type=int, default=5, help="drop utterances with fewer frames")
-    parser.add_argument("--max-frames", type=int_or_none, default=3000, help="drop longer utterances; none: keep all")
+    parser.add_argument("--min_frames", type=int, default=5, help="drop utterances with fewer frames")
+    parser.add_argument("--max_frames", type=int_or_none, default=3000, help="drop longer utterances; none: keep all")
     return parser
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Options checked before any work, the output dir included."""
     args = get_parser().parse_args(argv)
     if args.nj < 1 or args.min_frames < 0:
-        raise FbankError(f"need --nj >= 1 and --min-frames >= 0, got {args.nj} and {args.min_frames}")
+        raise CommandError(f"need --nj >= 1 and --min_frames >= 0, got {args.nj} and {args.min_frames}")
     if args.max_frames is not None and args.max_frames < args.min_frames:
-        raise FbankError(f"--max-frames ({args.max_frames}) is below --min-frames ({args.min_frames})")
+        raise CommandError(f"--max_frames ({args.max_frames}) is below --min_frames ({args.min_frames})")
+    check_output_dir(args.out_dir, "--out_dir")
     return args
 
 
-@command(TableError, on_interrupt=HOW_TO_RESUME)
+@command(TableError, FbankDumpError, on_interrupt=HOW_TO_RESUME)
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     args = parse_args(argv)
-    make_fbank(Path(args.data_dir), Path(args.out_dir), args.nj, args.min_frames, args.max_frames)
+    dump_fbank(Path(args.data_dir), Path(args.out_dir), args.nj, args.min_frames, args.max_frames)
 
 
 if __name__ == "__main__":

@@ -9,17 +9,18 @@ see :mod:`espnet2_ext.inference.speech2translation` for the search.
 import argparse
 import logging
 import sys
-from typing import List, Optional
+from typing import Optional, Sequence
 
-from espnet2.utils import config_argparse
 from espnet2.utils.types import str2triple_str, str_or_none
 
 from espnet2_ext.inference.dump_decoding import decode_dump
-from espnet2_ext.st.beam_search import SEARCHES
+from espnet2_ext.st import SEARCHES
+from espnet2_ext.tasks.model_building import ModelLoadError
+from espnet2_ext.utils.cli import ArgumentParser, command
 
 
-def get_parser() -> argparse.ArgumentParser:
-    parser = config_argparse.ArgumentParser(
+def get_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         description="Translate speech with a CTC-compressing ST model",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -50,8 +51,9 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(cmd: Optional[List[str]] = None) -> None:
-    args = vars(get_parser().parse_args(cmd))
+@command(ModelLoadError)
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = vars(get_parser().parse_args(argv))
     args.pop("config", None)
     logging.basicConfig(
         level=args.pop("log_level"),
@@ -62,4 +64,4 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -30,26 +30,21 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from espnet2.utils import config_argparse
 from espnet2.utils.types import str_or_none
 
 from espnet2_ext.inference.file_inputs import InputListError, expand_inputs, translate_inputs
 from espnet2_ext.inference.output_formats import FORMATS, format_line, write_lines
 from espnet2_ext.main_funcs.model_archive import ModelArchiveError
 from espnet2_ext.st import SEARCHES
-from espnet2_ext.utils.cli import CommandError, ErrorsRaise, command
+from espnet2_ext.utils.cli import ArgumentParser, CommandError, command
 
 
 class TranslateError(CommandError):
     """A fatal problem: options, model or input list (a bad audio file is not fatal)."""
 
 
-class _Parser(ErrorsRaise, config_argparse.ArgumentParser):
-    """ESPnet's ``--config`` parser (decode.yaml works as is); errors end as one ``ERROR:`` line."""
-
-
-def get_parser() -> config_argparse.ArgumentParser:
-    parser = _Parser(
+def get_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="--config takes a YAML of these options, e.g. the recipe's conf/decode.yaml",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -1,9 +1,10 @@
-"""Reading Kaldi tables (``wav.scp``, ``segments``) with errors that name the file and line."""
+"""Kaldi tables (``wav.scp``, ``segments``, ``text``, ``utt2spk``, ``spk2utt``): one reader
+and one writer per format, with errors that name the file and line."""
 
-from __future__ import annotations
-
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from espnet2.fileio.read_text import read_2columns_text
 
 
 class TableError(ValueError):
@@ -17,6 +18,23 @@ def read_table(path: Path) -> Iterator[tuple[int, list[str]]]:
             fields = line.split()
             if fields:
                 yield number, fields
+
+
+def read_text(path: Path) -> dict[str, str]:
+    """``<id> <text>`` lines as id -> text, in file order; an id alone has the empty text.
+
+    ESPnet's ``read_2columns_text``, with its failures turned into :class:`TableError`.
+    """
+    try:
+        return read_2columns_text(path)
+    except FileNotFoundError:
+        raise TableError(f"missing file {path}") from None
+    except UnicodeDecodeError as err:
+        raise TableError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
+    except RuntimeError as err:  # ESPnet's "<id> is duplicated (<path>:<line>)"
+        raise TableError(str(err)) from None
+    except ValueError:  # an empty line has no id to unpack
+        raise TableError(f"{path}: a blank line; every line must be '<id> <text>'") from None
 
 
 def read_wav_scp(path: Path) -> dict[str, str]:
@@ -38,3 +56,23 @@ def read_wav_scp(path: Path) -> dict[str, str]:
                 raise TableError(f"{path}:{number}: Kaldi pipes are not supported, give a file path: {line!r}")
             wavs[fields[0]] = fields[1]
     return wavs
+
+
+def filter_lines(path: Path, keep: set[str]) -> list[str]:
+    """Lines of a Kaldi table whose first field is in ``keep``, in file order, without newlines."""
+    lines = []
+    with path.open(encoding="utf-8") as stream:
+        for line in stream:
+            fields = line.split(maxsplit=1)
+            if fields and fields[0] in keep:
+                lines.append(line.rstrip("\n"))
+    return lines
+
+
+def spk2utt_lines(utt2spk: Iterable[tuple[str, str]]) -> list[str]:
+    """``<speaker> <utt> <utt> ...`` lines from (utterance, speaker) pairs, both sorted by id,
+    as Kaldi's ``utt2spk_to_spk2utt.pl`` and ``validate_data_dir.sh`` expect."""
+    by_speaker: dict[str, list[str]] = {}
+    for utt_id, speaker in utt2spk:
+        by_speaker.setdefault(speaker, []).append(utt_id)
+    return [f"{speaker} {' '.join(sorted(utts))}" for speaker, utts in sorted(by_speaker.items())]

@@ -14,8 +14,6 @@ come back to an entry or a line later with :func:`read_entries` / :func:`read_li
 started at that offset, without holding the corpus in memory.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple

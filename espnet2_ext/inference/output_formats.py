@@ -3,7 +3,7 @@
 import json
 from typing import Iterator, Optional, Union
 
-from espnet2_ext.utils.fileio import atomic_path
+from espnet2_ext.fileio.atomic import atomic_path
 
 FORMATS = ("tsv", "text", "jsonl")
 

@@ -55,7 +55,7 @@ def ctc_compress(
         ctc_logits: CTC logits over the source vocabulary (B, T, V).
         strategy: one of ``COMPRESSION_STRATEGIES``.
         fixed_ratio: group size of the ``fixed`` strategy.
-        max_out_size: cap on the compressed length (``None`` or <= 0: no cap).
+        max_out_size: cap on the compressed length (``None``: no cap).
 
     Returns:
         compressed states (B, T', D) with T' = max new length, new lengths (B,).
@@ -65,6 +65,8 @@ def ctc_compress(
             f"strategy: unknown CTC compression strategy {strategy!r}, "
             f"expected one of {COMPRESSION_STRATEGIES}"
         )
+    if max_out_size is not None and max_out_size < 1:
+        raise ValueError(f"max_out_size must be >= 1 or None (no cap), got {max_out_size}")
     if strategy == "none":
         return states, lengths
     batch, time, _ = states.shape
@@ -78,7 +80,8 @@ def ctc_compress(
             new_lengths = torch.div(lengths + fixed_ratio - 1, fixed_ratio, rounding_mode="floor")
             weights = _mean_weights(group, valid, int(new_lengths.max()))
         else:
-            labels = ctc_logits.argmax(-1)
+            probs = ctc_logits.float().softmax(-1)
+            labels = probs.argmax(-1)  # of the probabilities, as FBK: rounding can tie what logits order
             group, new_lengths = _label_runs(labels, valid, max_out_size)
             n_groups = int(new_lengths.max())
             if strategy == "avg":
@@ -86,7 +89,6 @@ def ctc_compress(
             else:
                 group_labels = _group_majority_label(labels, group, valid, n_groups)
                 frame_label = group_labels.gather(1, group.clamp(max=n_groups - 1))
-                probs = ctc_logits.float().softmax(-1)
                 prob = probs.gather(2, frame_label.unsqueeze(-1)).squeeze(-1)
                 if strategy == "softmax":
                     prob = prob.exp()
@@ -103,7 +105,7 @@ def _label_runs(
     starts = changes & valid
     group = starts.long().cumsum(1) - 1
     n_runs = starts.sum(1)
-    if max_out_size is not None and max_out_size > 0:
+    if max_out_size is not None:
         factor = torch.div(n_runs + max_out_size - 1, max_out_size, rounding_mode="floor").clamp(min=1)
         group = torch.div(group, factor[:, None], rounding_mode="floor")
         n_runs = torch.div(n_runs + factor - 1, factor, rounding_mode="floor")

@@ -26,6 +26,8 @@ any batch size, which is how these models decode here.
 """
 
 import argparse
+import contextlib
+import io
 import logging
 import re
 import shutil
@@ -156,7 +158,7 @@ def model_settings(args: Dict[str, Any]) -> Dict[str, Any]:
             ctc_block=args["ctc_encoder_layer"],
             compression=args["ctc_compress_strategy"],
             compression_fixed_ratio=args["ctc_compress_fixed_ratio"],
-            compression_max_out_size=args["ctc_compress_max_out_size"],
+            compression_max_out_size=args["ctc_compress_max_out_size"] if args["ctc_compress_max_out_size"] > 0 else None,
             rel_pos_type="fbk",
         ),
         decoder="fbk_transformer",
@@ -343,7 +345,9 @@ def convert_weights(
 
 def _training_config(settings: Dict[str, Any]) -> Dict[str, Any]:
     """A complete ESPnet training config: every default of our task, then ``settings``."""
-    from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask  # heavy: ESPnet's whole registry
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        # ESPnet's whole registry; its g2p tokenizer tries to download NLTK data while importing
+        from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask
 
     config = vars(STCTCCompressTask.get_parser().parse_args([]))
     config.update(settings)

@@ -23,7 +23,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any
 
 import yaml
 
@@ -31,12 +31,12 @@ PROJECT = "mustc-conformer-ctc"
 # meta.yaml key holding the version of this project that packed the archive.
 META_KEY = "mustc_conformer_ctc"
 # Config keys (nested as tuples) naming files that inference reads.
-REFERENCED_KEYS: Tuple[Tuple[str, ...], ...] = (("bpemodel",), ("src_bpemodel",), ("normalize_conf", "stats_file"))
+REFERENCED_KEYS: tuple[tuple[str, ...], ...] = (("bpemodel",), ("src_bpemodel",), ("normalize_conf", "stats_file"))
 # Config keys a model cannot be built without.
 REQUIRED_CONFIG_KEYS = ("encoder", "encoder_conf", "decoder", "decoder_conf", "token_list", "src_token_list")
 CACHE_ENV = "MUSTC_CONFORMER_CTC_CACHE"
 
-ConfigKey = Tuple[str, ...]
+ConfigKey = tuple[str, ...]
 
 
 class ModelArchiveError(Exception):
@@ -48,9 +48,9 @@ class PackedModel:
     """An opened archive: its training config (file paths resolved), weights and meta data."""
 
     source: Path
-    config: Dict[str, Any]
+    config: dict[str, Any]
     model_file: Path
-    meta: Dict[str, Any]
+    meta: dict[str, Any]
 
 
 def installed_version() -> str:
@@ -60,7 +60,7 @@ def installed_version() -> str:
         raise ModelArchiveError(f"package {PROJECT} is not installed (pip install -e .)") from None
 
 
-def breaking_part(version: str) -> Tuple[int, ...]:
+def breaking_part(version: str) -> tuple[int, ...]:
     """The part of a semantic version whose change breaks compatibility (0.x: the minor)."""
     try:
         numbers = tuple(int(part) for part in version.split(".")[:2])
@@ -76,7 +76,7 @@ def default_cache_dir() -> Path:
     return base / "mustc_conformer_ctc" / "models"
 
 
-def lookup(config: Dict[str, Any], keys: ConfigKey) -> Any:
+def lookup(config: dict[str, Any], keys: ConfigKey) -> Any:
     """``config[k1][k2]...``, or None where a level is missing."""
     value: Any = config
     for key in keys:
@@ -86,7 +86,7 @@ def lookup(config: Dict[str, Any], keys: ConfigKey) -> Any:
     return value
 
 
-def open_model(path: Union[str, Path], cache_dir: Optional[Union[str, Path]] = None) -> PackedModel:
+def open_model(path: str | Path, cache_dir: str | Path | None = None) -> PackedModel:
     """Check a model zip or unpacked directory and return its resolved contents.
 
     Args:
@@ -143,8 +143,8 @@ class _DirectoryMembers:
 
 
 def _check(
-    source: Path, members: Union[_ZipMembers, _DirectoryMembers], kind: str
-) -> Tuple[Dict[str, Any], Dict[str, Any], str]:
+    source: Path, members: _ZipMembers | _DirectoryMembers, kind: str
+) -> tuple[dict[str, Any], dict[str, Any], str]:
     """``meta.yaml``, the training config and the weights' member name, every reference checked."""
     meta = _read_meta(source, members.read("meta.yaml") if members.has("meta.yaml") else None)
     config_name, model_name = _meta_members(source, meta)
@@ -160,7 +160,7 @@ def _check(
     return meta, config, model_name
 
 
-def _resolve(root: Path, source: Path, meta: Dict[str, Any], config: Dict[str, Any], model_name: str) -> PackedModel:
+def _resolve(root: Path, source: Path, meta: dict[str, Any], config: dict[str, Any], model_name: str) -> PackedModel:
     """Point the checked config's file references at the files under ``root``.
 
     The files are checked to be there, because a cached extraction could have lost some since.
@@ -214,7 +214,7 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         raise ModelArchiveError(f"{path} is not a readable zip archive (truncated or corrupt?): {err}") from None
 
 
-def _read_meta(source: Path, text: Optional[bytes]) -> Dict[str, Any]:
+def _read_meta(source: Path, text: bytes | None) -> dict[str, Any]:
     if text is None:
         raise ModelArchiveError(f"{source} has no meta.yaml: not a model packed by ESPnet's pack (recipe stage 8)")
     meta = _yaml_mapping(source, "meta.yaml", text)
@@ -222,7 +222,7 @@ def _read_meta(source: Path, text: Optional[bytes]) -> Dict[str, Any]:
     return meta
 
 
-def _yaml_mapping(source: Path, name: str, text: bytes) -> Dict[str, Any]:
+def _yaml_mapping(source: Path, name: str, text: bytes) -> dict[str, Any]:
     try:
         content = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -244,7 +244,7 @@ def _check_version(source: Path, packed: Any) -> None:
         )
 
 
-def _meta_members(source: Path, meta: Dict[str, Any]) -> Tuple[str, str]:
+def _meta_members(source: Path, meta: dict[str, Any]) -> tuple[str, str]:
     config_name = lookup(meta, ("yaml_files", "st_train_config"))
     model_name = lookup(meta, ("files", "st_model_file"))
     if not isinstance(config_name, str) or not isinstance(model_name, str):
@@ -255,7 +255,7 @@ def _meta_members(source: Path, meta: Dict[str, Any]) -> Tuple[str, str]:
     return config_name, model_name
 
 
-def _parse_config(source: Path, name: str, text: bytes) -> Dict[str, Any]:
+def _parse_config(source: Path, name: str, text: bytes) -> dict[str, Any]:
     # Imported here: the task loads ESPnet's ST stack (about 20 s), which packing does not need.
     from espnet2_ext.tasks.st_ctc_compress import encoder_choices
 
@@ -271,6 +271,6 @@ def _parse_config(source: Path, name: str, text: bytes) -> Dict[str, Any]:
     return config
 
 
-def _references(config: Dict[str, Any]) -> Dict[ConfigKey, str]:
+def _references(config: dict[str, Any]) -> dict[ConfigKey, str]:
     """The config's referenced file paths that are set."""
     return {keys: value for keys in REFERENCED_KEYS if isinstance(value := lookup(config, keys), str)}

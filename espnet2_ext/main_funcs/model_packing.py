@@ -19,8 +19,8 @@ Two things ESPnet's ``pack`` does not do are done here, on a copy of its archive
 Members are named relative to the deepest directory holding all packed files
 (ESPnet: the current one), so files outside the recipe dir get relative names too.
 Relative paths in the config are read from the current directory, as in training.
-The zip is built under temporary names and renamed at the end: a killed run leaves
-no partial archive.
+The zip is built under temporary names and renamed at the end (:func:`espnet2_ext.fileio.atomic.atomic_path`):
+a killed run leaves no partial archive.
 """
 
 import os
@@ -29,12 +29,13 @@ import tempfile
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import yaml
 from espnet2.main_funcs.pack_funcs import pack
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
+from espnet2_ext.fileio.atomic import atomic_path
 from espnet2_ext.main_funcs.model_archive import (
     META_KEY,
     REFERENCED_KEYS,
@@ -62,7 +63,7 @@ def read_config(path: Path) -> dict:
     return config
 
 
-def referenced_files(config: dict, config_path: Path) -> Dict[ConfigKey, Path]:
+def referenced_files(config: dict, config_path: Path) -> dict[ConfigKey, Path]:
     """The inference files the config names (unset keys skipped), each checked to exist."""
     files = {}
     for keys in REFERENCED_KEYS:
@@ -118,7 +119,7 @@ def add_version(version: str) -> Callable[[bytes], bytes]:
     return edit
 
 
-def point_config_at(members: Dict[ConfigKey, str]) -> Callable[[bytes], bytes]:
+def point_config_at(members: dict[ConfigKey, str]) -> Callable[[bytes], bytes]:
     """Set each referenced path to its member name, which ``unpack`` then rewrites."""
 
     def edit(config_text: bytes) -> bytes:
@@ -133,7 +134,7 @@ def point_config_at(members: Dict[ConfigKey, str]) -> Callable[[bytes], bytes]:
     return edit
 
 
-def copy_archive(source: Path, target: Path, edits: Dict[str, Callable[[bytes], bytes]]) -> None:
+def copy_archive(source: Path, target: Path, edits: dict[str, Callable[[bytes], bytes]]) -> None:
     """Copy a zip member by member, passing the members named in ``edits`` through them."""
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
         names = set(zin.namelist())
@@ -151,7 +152,7 @@ def copy_archive(source: Path, target: Path, edits: Dict[str, Callable[[bytes], 
                 shutil.copyfileobj(reader, writer, 1 << 20)
 
 
-def pack_model(exp_dir: Path, model_file: Path, outpath: Path) -> Dict[str, str]:
+def pack_model(exp_dir: Path, model_file: Path, outpath: Path) -> dict[str, str]:
     """Write the archive; returns its ``meta.yaml`` ``files`` and ``yaml_files`` member names."""
     if outpath.suffix != ".zip":
         raise PackError(f"the archive must be a .zip file, got {outpath}")
@@ -170,21 +171,20 @@ def pack_model(exp_dir: Path, model_file: Path, outpath: Path) -> Dict[str, str]
     yaml_files = {"st_train_config": config_path.resolve()}
     option = list(dict.fromkeys(path.resolve() for path in references.values()))
     outpath.parent.mkdir(parents=True, exist_ok=True)
-    temporaries = [_temporary_zip(outpath) for _ in range(2)]
-    raw, final = temporaries
+    raw = _temporary_zip(outpath)
     try:
         with working_directory(root):
             pack(files=files, yaml_files=yaml_files, option=option, outpath=raw)
-        copy_archive(raw, final, edits)
-        os.replace(final, outpath)
+        with atomic_path(outpath) as final:
+            copy_archive(raw, final, edits)
     finally:
-        for path in temporaries:
-            path.unlink(missing_ok=True)
+        raw.unlink(missing_ok=True)
     return contents
 
 
 def _temporary_zip(outpath: Path) -> Path:
-    """An absolute hidden name next to ``outpath``; ESPnet picks the format from the ``.zip`` suffix."""
+    """ESPnet's own archive, edited into the final one: an absolute hidden name next to
+    ``outpath`` (ESPnet picks the format from the ``.zip`` suffix)."""
     fd, name = tempfile.mkstemp(prefix=f".{outpath.stem}.", suffix=".zip", dir=outpath.parent.resolve())
     os.close(fd)
     return Path(name)

@@ -1,6 +1,7 @@
 """ESPnet ST task for FBK's CTC-compressing Conformer: our encoder and model choices."""
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
@@ -99,7 +100,10 @@ class STCTCCompressTask(STTask):
         if args.init is not None:
             initialize(model, args.init)
         if getattr(args, "sync_batchnorm", False) and dist.is_available() and dist.is_initialized():
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            if args.ngpu > 0:
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            else:  # DDP refuses SyncBatchNorm on CPU modules
+                logging.info("SyncBatchNorm skipped: it is CUDA-only; on CPU each process keeps its own statistics")
         return model
 
     @classmethod

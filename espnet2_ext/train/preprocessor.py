@@ -1,10 +1,10 @@
 """Preprocessing that rejects unusable utterances by name before they reach the model."""
 
-from typing import Callable, Dict, Optional, Union
+from collections.abc import Callable
 
 import numpy as np
 
-Preprocessor = Callable[[str, Dict[str, Union[str, np.ndarray]]], Dict[str, np.ndarray]]
+Preprocessor = Callable[[str, dict[str, str | np.ndarray]], dict[str, np.ndarray]]
 
 
 class TooShortUtteranceError(ValueError):
@@ -19,11 +19,11 @@ class SpeechLengthCheck:
     raw waveforms are turned into frames inside the model.
     """
 
-    def __init__(self, inner: Optional[Preprocessor], min_frames: int):
+    def __init__(self, inner: Preprocessor | None, min_frames: int):
         self.inner = inner
         self.min_frames = min_frames
 
-    def __call__(self, uid: str, data: Dict[str, Union[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+    def __call__(self, uid: str, data: dict[str, str | np.ndarray]) -> dict[str, np.ndarray]:
         speech = data.get("speech")
         if isinstance(speech, np.ndarray) and speech.ndim == 2 and len(speech) < self.min_frames:
             raise TooShortUtteranceError(

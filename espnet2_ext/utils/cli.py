@@ -1,9 +1,12 @@
-"""How our programs fail: bad input or options end as one ``ERROR:`` line and exit status 1.
+"""How our programs parse options and fail: bad input or options end as one ``ERROR:``
+line and exit status 1.
 
-A program raises :class:`CommandError` (or a subclass naming its domain) with a
-message that names the file, line or utterance at fault; its ``main`` is wrapped
-in :func:`command`, and its parser mixes in :class:`ErrorsRaise` so that argument
-errors take the same path instead of argparse's usage dump and status 2.
+Every program parses with :class:`ArgumentParser` (ESPnet's ``--config`` parser whose
+errors raise :class:`CommandError` and which refuses unknown config keys, naming the
+file, line and key), checks its outputs with :func:`check_output_file` /
+:func:`check_output_dir` before any work, and wraps its ``main`` in :func:`command`,
+which turns :class:`CommandError` (and the library errors it names) into one line.
+Options are spelled as ESPnet spells them: ``--data_dir``, ``--exp_dir``, ...
 
 A long-running program also says how to resume when it is stopped: with
 ``command(on_interrupt=...)``, Ctrl-C and SIGTERM unwind it like an exception (its
@@ -11,25 +14,135 @@ A long-running program also says how to resume when it is stopped: with
 ``INTERRUPTED`` line instead of a ``KeyboardInterrupt`` traceback.
 """
 
+import argparse
 import functools
+import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import Callable, Iterator, NoReturn, Optional, Sequence, Type
+from pathlib import Path
+from typing import Any, NoReturn
 
-Main = Callable[[Optional[Sequence[str]]], Optional[int]]
+import yaml
+from espnet2.utils import config_argparse
+
+Main = Callable[[Sequence[str] | None], int | None]
 
 
 class CommandError(Exception):
     """Bad input or options; :func:`command` prints the message as one ``ERROR:`` line."""
 
 
-class ErrorsRaise:
-    """Mix into an ``argparse.ArgumentParser`` (before it): argument errors raise :class:`CommandError`."""
+class ArgumentParser(config_argparse.ArgumentParser):
+    """ESPnet's parser (``--config file.yaml`` sets any option by its underscored name),
+    made strict: its errors raise :class:`CommandError`, and the config is checked first.
+
+    A config key that is no option is refused naming the file, the line and the key
+    (ESPnet names neither the line nor the options there are); a string value goes
+    through the option's ``type`` and ``choices`` as on the command line (ESPnet
+    passes YAML values unchecked, so ``max_frames: none`` stayed the string "none");
+    an option given in the config no longer counts as missing when it is
+    ``required`` (ESPnet's parser asks for it on the command line anyway).
+
+    ``config_option=False`` leaves ``--config`` to the program (``import_fbk``'s
+    ``--config`` is FBK's data config, as FBK's instructions spell it).
+    """
+
+    def __init__(self, *args: Any, config_option: bool = True, **kwargs: Any):
+        if config_option:
+            super().__init__(*args, **kwargs)
+        else:  # ESPnet's __init__ only adds --config
+            argparse.ArgumentParser.__init__(self, *args, **kwargs)
+        self.config_option = config_option
 
     def error(self, message: str) -> NoReturn:
         raise CommandError(message)
+
+    def parse_known_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if not self.config_option:  # past ESPnet's, which would read --config as options
+            return argparse.ArgumentParser.parse_known_args(self, args, namespace)
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--config")
+        config = pre.parse_known_args(args)[0].config
+        if config is not None:
+            values = self._read_config(Path(config))
+            for action in self._actions:
+                if action.dest in values:
+                    action.required = False
+            self.set_defaults(**values)
+        return super().parse_known_args(args, namespace)
+
+    def _read_config(self, path: Path) -> dict[str, Any]:
+        """The config's options, each checked and typed as on the command line."""
+        if not path.is_file():
+            raise CommandError(f"no such config file {path}")
+        try:
+            node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise CommandError(f"{path}: malformed YAML: {err}") from None
+        if not isinstance(node, yaml.MappingNode):
+            raise CommandError(f"{path}: expected a mapping of option: value")
+        actions = {action.dest: action for action in self._actions if action.dest not in ("help", "config")}
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for key, _ in node.value:
+            where = f"{path}:{key.start_mark.line + 1}"
+            if key.value not in actions:
+                raise CommandError(f"{where}: unknown key {key.value!r}; expected one of: {', '.join(sorted(actions))}")
+            values[key.value] = self._typed(actions[key.value], values[key.value], where)
+        return values
+
+    @staticmethod
+    def _typed(action: argparse.Action, value: Any, where: str) -> Any:
+        """``value`` converted by the option's ``type`` (strings only) and checked against its ``choices``."""
+        if isinstance(value, str) and callable(action.type):
+            try:
+                value = action.type(value)
+            except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
+                raise CommandError(f"{where}: {action.dest}: invalid value {value!r} ({err})") from None
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            raise CommandError(f"{where}: {action.dest}: {value!r} is not one of {choices}")
+        return value
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def check_output_file(path: str | Path, option: str) -> Path:
+    """``path`` as a Path, or :class:`CommandError` when no file could be written there
+    (it is a directory, or its nearest existing ancestor is a file or unwritable).
+
+    Programs call this before any work, so a typo costs one line, not an hour.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"{option} {path} is a directory; expected a file to write")
+    _check_creatable(path.parent, option, path)
+    return path
+
+
+def check_output_dir(path: str | Path, option: str) -> Path:
+    """``path`` as a Path, or :class:`CommandError` when it could not be a writable directory."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"{option} {path} exists and is not a directory")
+    _check_creatable(path, option, path)
+    return path
+
+
+def _check_creatable(directory: Path, option: str, path: Path) -> None:
+    """``directory`` exists writable, or can be created: its nearest existing ancestor is a writable dir."""
+    existing = Path(os.path.abspath(directory))
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CommandError(f"{option} {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CommandError(f"{option} {path}: {existing} is not writable")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -71,8 +184,8 @@ def _interrupted_status(err: KeyboardInterrupt, how_to_resume: str) -> int:
 
 
 def command(
-    *also: Type[Exception], on_interrupt: Optional[str] = None
-) -> Callable[[Main], Callable[[Optional[Sequence[str]]], int]]:
+    *also: type[Exception], on_interrupt: str | None = None
+) -> Callable[[Main], Callable[[Sequence[str] | None], int]]:
     """Wrap ``main(argv)``: :class:`CommandError` and the ``also`` exceptions become
     ``ERROR: <message>`` on stderr and exit status 1; otherwise main's status (None: 0).
 
@@ -81,9 +194,9 @@ def command(
     and give status 130 / 143, after main's own cleanup has run.
     """
 
-    def wrap(main: Main) -> Callable[[Optional[Sequence[str]]], int]:
+    def wrap(main: Main) -> Callable[[Sequence[str] | None], int]:
         @functools.wraps(main)
-        def run(argv: Optional[Sequence[str]] = None) -> int:
+        def run(argv: Sequence[str] | None = None) -> int:
             try:
                 with sigterm_interrupts() if on_interrupt else nullcontext():
                     status = main(argv)

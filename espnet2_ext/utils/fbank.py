@@ -6,8 +6,6 @@ FBK-fairseq's ``get_fbank`` (torchaudio's Kaldi-compatible ``fbank`` on 16 kHz a
 scaled to the int16 range, 25 ms windows every 10 ms, no dither).
 """
 
-from __future__ import annotations
-
 import numpy as np
 import torch
 import torchaudio

@@ -2,29 +2,29 @@
 
 import json
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from collections.abc import Sequence
 
 import pytest
 import torch
 from espnet2.train.reporter import Reporter
 
 from espnet2_ext.bin import average_checkpoints
-from espnet2_ext.bin.average_checkpoints import select_around
+from espnet2_ext.main_funcs.checkpoint_averaging import select_around
 from tests.helpers import small_model
 
 EPOCHS = 8
 
 
 @pytest.fixture(scope="module")
-def template() -> Dict[str, torch.Tensor]:
+def template() -> dict[str, torch.Tensor]:
     return small_model().state_dict()
 
 
 def make_exp(
     tmp_path: Path,
-    template: Dict[str, torch.Tensor],
+    template: dict[str, torch.Tensor],
     valid_loss: Sequence[float],
-    keep: Optional[Sequence[int]] = None,
+    keep: Sequence[int] | None = None,
 ) -> Path:
     """An exp dir as ESPnet's trainer leaves it: ``<N>epoch.pth`` with every tensor = N, and a reporter.
 
@@ -74,7 +74,7 @@ def read_record(exp: Path) -> dict:
 )
 def test_around_takes_the_existing_epochs_nearest_to_the_best(tmp_path, capsys, template, best, keep, num, expected):
     exp = make_exp(tmp_path, template, losses_with_best(best), keep)
-    code, out, _ = run(capsys, "--exp-dir", str(exp), "--num", str(num))
+    code, out, _ = run(capsys, "--exp_dir", str(exp), "--num", str(num))
     assert code == 0
     assert read_record(exp) == {
         "file": f"valid.loss.ave_{num}around.pth",
@@ -89,7 +89,7 @@ def test_around_takes_the_existing_epochs_nearest_to_the_best(tmp_path, capsys, 
 def test_nbest_takes_the_best_existing_epochs_by_the_criterion(tmp_path, capsys, template):
     losses = [9.0, 8.0, 3.0, 7.0, 2.0, 5.0, 1.0, 4.0]  # ranking: 7, 5, 3, 8, 6, 4, 2, 1
     exp = make_exp(tmp_path, template, losses, keep=[1, 2, 3, 4, 6, 7, 8])  # 5 pruned
-    code, _, _ = run(capsys, "--exp-dir", str(exp), "--num", "3", "--mode", "nbest")
+    code, _, _ = run(capsys, "--exp_dir", str(exp), "--num", "3", "--mode", "nbest")
     assert code == 0
     record = read_record(exp)
     assert record["epochs"] == [3, 7, 8] and record["best_epoch"] == 7 and record["mode"] == "nbest"
@@ -98,7 +98,7 @@ def test_nbest_takes_the_best_existing_epochs_by_the_criterion(tmp_path, capsys,
 
 def test_max_criterion_ranks_the_highest_first(tmp_path, capsys, template):
     exp = make_exp(tmp_path, template, [9.0, 8.0, 3.0, 7.0, 2.0, 5.0, 1.0, 4.0])
-    code, _, _ = run(capsys, "--exp-dir", str(exp), "--num", "2", "--mode", "nbest", "--criterion", "valid.acc.max")
+    code, _, _ = run(capsys, "--exp_dir", str(exp), "--num", "2", "--mode", "nbest", "--criterion", "valid.acc.max")
     assert code == 0
     assert read_record(exp)["epochs"] == [5, 7]
     assert (exp / "valid.acc.ave_2best.pth").is_file()
@@ -107,7 +107,7 @@ def test_max_criterion_ranks_the_highest_first(tmp_path, capsys, template):
 def test_floats_are_averaged_and_integer_buffers_summed_as_espnet_does(tmp_path, capsys, template):
     exp = make_exp(tmp_path, template, losses_with_best(5))
     out = tmp_path / "avg.pth"
-    assert run(capsys, "--exp-dir", str(exp), "--num", "5", "--out", str(out))[0] == 0
+    assert run(capsys, "--exp_dir", str(exp), "--num", "5", "--out", str(out))[0] == 0
     averaged = torch.load(out, weights_only=True)
     assert averaged.keys() == template.keys()
     integer = [k for k, v in template.items() if not v.is_floating_point()]
@@ -122,7 +122,7 @@ def test_floats_are_averaged_and_integer_buffers_summed_as_espnet_does(tmp_path,
 def test_explicit_epochs_override_the_mode_and_need_no_reporter(tmp_path, capsys, template):
     exp = make_exp(tmp_path, template, losses_with_best(5))
     (exp / "checkpoint.pth").unlink()
-    code, _, _ = run(capsys, "--exp-dir", str(exp), "--epochs", "2,8,5", "--mode", "nbest")
+    code, _, _ = run(capsys, "--exp_dir", str(exp), "--epochs", "2,8,5", "--mode", "nbest")
     assert code == 0
     assert read_record(exp) == {
         "file": "ave_epochs_2_5_8.pth", "epochs": [2, 5, 8], "criterion": None, "mode": "epochs", "best_epoch": None,
@@ -133,7 +133,7 @@ def test_explicit_epochs_override_the_mode_and_need_no_reporter(tmp_path, capsys
 
 def test_fewer_files_than_num_average_what_exists_with_a_warning(tmp_path, capsys, template, caplog):
     exp = make_exp(tmp_path, template, losses_with_best(5), keep=[4, 5])
-    code, _, _ = run(capsys, "--exp-dir", str(exp), "--num", "5")
+    code, _, _ = run(capsys, "--exp_dir", str(exp), "--num", "5")
     assert code == 0
     assert read_record(exp)["epochs"] == [4, 5]
     assert "only 2 epoch checkpoints exist" in caplog.text
@@ -141,8 +141,8 @@ def test_fewer_files_than_num_average_what_exists_with_a_warning(tmp_path, capsy
 
 def test_rerun_replaces_outputs_and_leaves_no_temporary_files(tmp_path, capsys, template):
     exp = make_exp(tmp_path, template, losses_with_best(5))
-    assert run(capsys, "--exp-dir", str(exp), "--num", "5")[0] == 0
-    assert run(capsys, "--exp-dir", str(exp), "--num", "3")[0] == 0
+    assert run(capsys, "--exp_dir", str(exp), "--num", "5")[0] == 0
+    assert run(capsys, "--exp_dir", str(exp), "--num", "3")[0] == 0
     assert read_record(exp)["epochs"] == [4, 5, 6]
     assert not [p.name for p in exp.iterdir() if p.name.startswith(".")]
 
@@ -160,7 +160,7 @@ def test_rerun_replaces_outputs_and_leaves_no_temporary_files(tmp_path, capsys, 
 )
 def test_bad_options_are_one_error_line_and_exit_1(tmp_path, capsys, template, argv, message):
     exp = make_exp(tmp_path, template, losses_with_best(5), keep=[1, 2, 3, 4, 5])
-    code, _, err = run(capsys, "--exp-dir", str(exp), *argv)
+    code, _, err = run(capsys, "--exp_dir", str(exp), *argv)
     assert code == 1
     assert err.startswith("ERROR: ") and err.count("\n") == 1 and message in err, err
     assert not (exp / "averaged.json").exists()
@@ -169,14 +169,21 @@ def test_bad_options_are_one_error_line_and_exit_1(tmp_path, capsys, template, a
 def test_missing_checkpoint_is_named(tmp_path, capsys, template):
     exp = make_exp(tmp_path, template, losses_with_best(5))
     (exp / "checkpoint.pth").unlink()
-    code, _, err = run(capsys, "--exp-dir", str(exp))
-    assert code == 1 and f"ERROR: {exp / 'checkpoint.pth'} not found" in err
+    code, _, err = run(capsys, "--exp_dir", str(exp))
+    assert code == 1 and f"ERROR: missing {exp / 'checkpoint.pth'}" in err
 
 
 def test_no_epoch_files_names_the_dir(tmp_path, capsys, template):
     exp = make_exp(tmp_path, template, losses_with_best(5), keep=[])
-    code, _, err = run(capsys, "--exp-dir", str(exp))
+    code, _, err = run(capsys, "--exp_dir", str(exp))
     assert code == 1 and f"no <N>epoch.pth of a reported epoch in {exp}" in err
+
+
+def test_out_that_is_a_directory_is_refused_before_averaging(tmp_path, capsys, template):
+    exp = make_exp(tmp_path, template, losses_with_best(5))
+    code, _, err = run(capsys, "--exp_dir", str(exp), "--out", str(tmp_path))
+    assert code == 1 and err == f"ERROR: --out {tmp_path} is a directory; expected a file to write\n"
+    assert not (exp / "averaged.json").exists()
 
 
 def test_select_around_docstring_case():
@@ -185,7 +192,7 @@ def test_select_around_docstring_case():
 
 def test_around_a_pruned_best_epoch_warns_and_takes_its_neighbours(tmp_path, capsys, template, caplog):
     exp = make_exp(tmp_path, template, losses_with_best(5), keep=[1, 2, 3, 6, 7, 8])
-    code, _, _ = run(capsys, "--exp-dir", str(exp), "--num", "3")
+    code, _, _ = run(capsys, "--exp_dir", str(exp), "--num", "3")
     assert code == 0
     assert read_record(exp)["epochs"] == [3, 6, 7]
     assert "best epoch 5 by valid.loss.min has no checkpoint file" in caplog.text

@@ -1,6 +1,5 @@
-"""Tests for espnet2_ext/bin/make_fbank.py (fbank stage: parallel, resumable, filtered)."""
-
-from __future__ import annotations
+"""Tests for espnet2_ext/bin/make_fbank.py and the stage it runs (main_funcs/fbank_dump.py):
+parallel, resumable, filtered."""
 
 import os
 import signal
@@ -15,6 +14,9 @@ import pytest
 import soundfile as sf
 
 from espnet2_ext.bin import make_fbank
+from espnet2_ext.fileio import data_dir as kaldi_dir
+from espnet2_ext.fileio.kaldi_table import read_text
+from espnet2_ext.main_funcs import fbank_dump
 from espnet2_ext.utils.fbank import compute_fbank, num_frames
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,8 +36,8 @@ FRAMES = {"utt_a1": 98, "utt_a2": 23, "utt_a3": 98, "utt_b1": 98, "utt_b2": 3, "
 
 
 def read(path: Path) -> dict[str, str]:
-    """A Kaldi table as {first field: rest of line}."""
-    return dict((line.split(" ", 1) + [""])[:2] for line in path.read_text().splitlines())
+    """A Kaldi table as {first field: rest of line}: the project's one reader of them."""
+    return read_text(path)
 
 
 @pytest.fixture
@@ -69,7 +71,7 @@ def replace(path: Path, old: str, new: str) -> None:
 
 
 def run(data_dir: Path, out_dir: Path, *extra: str) -> int:
-    return make_fbank.main(["--data-dir", str(data_dir), "--out-dir", str(out_dir), *extra])
+    return make_fbank.main(["--data_dir", str(data_dir), "--out_dir", str(out_dir), *extra])
 
 
 def load_feats(out_dir: Path) -> dict[str, np.ndarray]:
@@ -97,7 +99,7 @@ def test_features_equal_compute_fbank_on_the_segment(data_dir: Path, tmp_path: P
 
 def test_frame_counts_match_durations(data_dir: Path, tmp_path: Path):
     out = tmp_path / "dump"
-    run(data_dir, out, "--min-frames", "0")
+    run(data_dir, out, "--min_frames", "0")
     frames = {utt: int(n) for utt, n in read(out / "utt2num_frames").items()}
     assert frames == FRAMES
     samples = {utt: round(end * SAMPLE_RATE) - round(start * SAMPLE_RATE) for utt, (_, start, end) in SEGMENTS.items()}
@@ -120,8 +122,8 @@ def test_outputs_sorted_with_absolute_ark_paths(data_dir: Path, tmp_path: Path):
     ("options", "dropped"),
     [
         ([], {"utt_b2": "3"}),
-        (["--min-frames", "24", "--max-frames", "150"], {"utt_a2": "23", "utt_b2": "3", "utt_c1": "198"}),
-        (["--min-frames", "0", "--max-frames", "none"], {}),
+        (["--min_frames", "24", "--max_frames", "150"], {"utt_a2": "23", "utt_b2": "3", "utt_c1": "198"}),
+        (["--min_frames", "0", "--max_frames", "none"], {}),
     ],
 )
 def test_min_max_frames_filter(data_dir: Path, tmp_path: Path, options: list[str], dropped: dict[str, str]):
@@ -145,7 +147,7 @@ def test_changing_limits_reuses_computed_chunks(data_dir: Path, tmp_path: Path):
     run(data_dir, out)
     ark = out / "split" / "feats.1.ark"
     stamp = ark.stat().st_mtime_ns
-    run(data_dir, out, "--min-frames", "0")
+    run(data_dir, out, "--min_frames", "0")
     assert ark.stat().st_mtime_ns == stamp
     assert "utt_b2" in load_feats(out) and read(out / "dropped") == {}
 
@@ -175,23 +177,23 @@ def test_rerun_with_another_nj_reuses_every_chunk(data_dir: Path, tmp_path: Path
 def test_chunks_bound_the_work_a_kill_loses_whatever_nj(tmp_path: Path):
     """MuST-C en-de's shape: 2500 talks of 100 segments of 6.5 s (450 h)."""
     talks = [
-        make_fbank.Recording(f"ted_{t}", f"/nowhere/ted_{t}.wav", tuple(
-            make_fbank.Utterance(f"ted_{t}-{i}", i * 6.5, i * 6.5 + 6.5) for i in range(100)))
+        kaldi_dir.Recording(f"ted_{t}", f"/nowhere/ted_{t}.wav", tuple(
+            kaldi_dir.Utterance(f"ted_{t}-{i}", i * 6.5, i * 6.5 + 6.5) for i in range(100)))
         for t in range(2500)
     ]
-    chunks = make_fbank.make_chunks(talks, tmp_path)
+    chunks = fbank_dump.make_chunks(talks, tmp_path)
     hours = [sum(r.seconds() for r in chunk.recordings) / 3600 for chunk in chunks]
-    assert len(chunks) >= 450 and max(hours) <= make_fbank.CHUNK_SECONDS / 3600 + 650 / 3600
+    assert len(chunks) >= 450 and max(hours) <= fbank_dump.CHUNK_SECONDS / 3600 + 650 / 3600
     assert [r for chunk in chunks for r in chunk.recordings] == talks
     assert [chunk.index for chunk in chunks] == list(range(1, len(chunks) + 1))
 
 
 def test_small_sets_get_enough_chunks_for_every_job(tmp_path: Path):
     talks = [
-        make_fbank.Recording(f"ted_{t}", "", (make_fbank.Utterance(f"u{t}", 0.0, 60.0),)) for t in range(100)
+        kaldi_dir.Recording(f"ted_{t}", "", (kaldi_dir.Utterance(f"u{t}", 0.0, 60.0),)) for t in range(100)
     ]
-    assert len(make_fbank.make_chunks(talks, tmp_path)) == make_fbank.MIN_CHUNKS
-    assert len(make_fbank.make_chunks(talks[:5], tmp_path)) == 5
+    assert len(fbank_dump.make_chunks(talks, tmp_path)) == fbank_dump.MIN_CHUNKS
+    assert len(fbank_dump.make_chunks(talks[:5], tmp_path)) == 5
 
 
 def test_stale_chunk_files_and_temp_files_are_removed(data_dir: Path, tmp_path: Path):
@@ -202,7 +204,7 @@ def test_stale_chunk_files_and_temp_files_are_removed(data_dir: Path, tmp_path: 
     for name in stale:
         (split / name).write_text("from another run\n")
     assert run(data_dir, out) == 0
-    chunks = make_fbank.make_chunks(make_fbank.read_recordings(data_dir), split)
+    chunks = fbank_dump.make_chunks(kaldi_dir.read_recordings(data_dir), split)
     expected = [p.name for c in chunks for p in (c.ark, c.scp, c.num_frames, c.marker)]
     assert sorted(p.name for p in split.iterdir()) == sorted(expected)
 
@@ -221,23 +223,23 @@ def test_whole_recordings_without_segments_file(data_dir: Path, tmp_path: Path):
 
 def test_resume_after_kill_skips_finished_chunks_and_loses_nothing(data_dir: Path, tmp_path: Path):
     out = tmp_path / "dump"
-    chunks = make_fbank.make_chunks(make_fbank.read_recordings(data_dir), (out / "split").absolute())
+    chunks = fbank_dump.make_chunks(kaldi_dir.read_recordings(data_dir), (out / "split").absolute())
     assert [len(chunk.recordings) for chunk in chunks] == [1, 2]
     chunks[0].split_dir.mkdir(parents=True)
-    make_fbank.run_chunk(chunks[0], lambda count: None)
+    fbank_dump.run_chunk(chunks[0], lambda count: None)
     finished = chunks[0].ark.stat()
     # What a chunk killed mid-way leaves: temp files, and no done marker.
     for name in ("feats.2.ark.tmp", "feats.2.scp.tmp", "utt2num_frames.2.tmp"):
         (chunks[1].split_dir / name).write_text("utt_b1 garbage from a killed job\n")
 
-    assert run(data_dir, out, "--nj", "2", "--min-frames", "0") == 0
+    assert run(data_dir, out, "--nj", "2", "--min_frames", "0") == 0
 
     assert chunks[0].ark.stat().st_mtime_ns == finished.st_mtime_ns and chunks[0].ark.stat().st_ino == finished.st_ino
     assert chunks[1].is_done()
     assert not list(chunks[0].split_dir.glob("*.tmp"))
     scp_keys = [line.split()[0] for line in (out / "feats.scp").read_text().splitlines()]
     assert scp_keys == sorted(SEGMENTS)
-    assert run(data_dir, tmp_path / "clean", "--min-frames", "0") == 0
+    assert run(data_dir, tmp_path / "clean", "--min_frames", "0") == 0
     clean = load_feats(tmp_path / "clean")
     for utt, features in load_feats(out).items():
         np.testing.assert_array_equal(features, clean[utt])
@@ -245,10 +247,10 @@ def test_resume_after_kill_skips_finished_chunks_and_loses_nothing(data_dir: Pat
 
 def test_failed_chunk_leaves_no_temp_files(data_dir: Path, tmp_path: Path):
     missing_wav(data_dir)
-    chunks = make_fbank.make_chunks(make_fbank.read_recordings(data_dir), tmp_path / "split")
+    chunks = fbank_dump.make_chunks(kaldi_dir.read_recordings(data_dir), tmp_path / "split")
     (tmp_path / "split").mkdir()
-    with pytest.raises(make_fbank.FbankError, match="rec_b.wav"):
-        make_fbank.run_chunk(chunks[1], lambda count: None)
+    with pytest.raises(kaldi_dir.DataDirError, match="rec_b.wav"):
+        fbank_dump.run_chunk(chunks[1], lambda count: None)
     assert list((tmp_path / "split").iterdir()) == []
 
 
@@ -265,7 +267,7 @@ def test_interrupt_says_how_to_resume_and_the_rerun_resumes(
     os.mkfifo(wav)
     out = tmp_path / "dump"
     process = subprocess.Popen(
-        [sys.executable, "-m", "espnet2_ext.bin.make_fbank", "--data-dir", str(data_dir), "--out-dir", str(out),
+        [sys.executable, "-m", "espnet2_ext.bin.make_fbank", "--data_dir", str(data_dir), "--out_dir", str(out),
          "--nj", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -299,9 +301,9 @@ def test_interrupt_says_how_to_resume_and_the_rerun_resumes(
 
 def test_changed_data_dir_redoes_the_affected_job(data_dir: Path, tmp_path: Path):
     out = tmp_path / "dump"
-    run(data_dir, out, "--min-frames", "0")
+    run(data_dir, out, "--min_frames", "0")
     replace(data_dir / "segments", "utt_a1 rec_a 0.000000 1.000000", "utt_a1 rec_a 0.000000 0.500000")
-    run(data_dir, out, "--min-frames", "0")
+    run(data_dir, out, "--min_frames", "0")
     assert len(load_feats(out)["utt_a1"]) == 48
 
 
@@ -376,8 +378,8 @@ def test_error_in_a_worker_stops_the_run(data_dir: Path, tmp_path: Path, capsys:
 
 def test_module_exits_1_without_traceback(data_dir: Path, tmp_path: Path):
     result = subprocess.run(
-        [sys.executable, "-m", "espnet2_ext.bin.make_fbank", "--data-dir", str(tmp_path / "nowhere"),
-         "--out-dir", str(tmp_path / "dump")],
+        [sys.executable, "-m", "espnet2_ext.bin.make_fbank", "--data_dir", str(tmp_path / "nowhere"),
+         "--out_dir", str(tmp_path / "dump")],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -385,3 +387,13 @@ def test_module_exits_1_without_traceback(data_dir: Path, tmp_path: Path):
     )
     assert result.returncode == 1
     assert result.stderr.startswith("ERROR: missing file") and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("occupied", ["file", "file_above"])
+def test_unusable_out_dir_is_one_line_before_any_work(data_dir: Path, tmp_path: Path, capsys, occupied: str):
+    (tmp_path / "taken").write_text("a file\n")
+    out = tmp_path / "taken" if occupied == "file" else tmp_path / "taken" / "dump"
+    assert run(data_dir, out) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"ERROR: --out_dir {out}") and error.count("\n") == 1, error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "taken", "wav"]

@@ -1,7 +1,5 @@
 """Tests for espnet2_ext/bin/make_results.py (an experiment's section of RESULTS.md)."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
@@ -9,6 +7,7 @@ import pytest
 import yaml
 
 from espnet2_ext.bin import make_results
+from espnet2_ext.main_funcs.experiment import ScoreResult, write_result
 
 BLEU_SIG = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
 CHRF_SIG = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
@@ -29,10 +28,13 @@ COMMANDS = [
 
 
 def write_score(exp: Path, decode: str, test_set: str, bleu: float, chrf: float, segments: int) -> None:
-    score = exp / decode / test_set / "score"
-    score.mkdir(parents=True)
-    result = {"bleu": bleu, "chrf": chrf, "n_segments": segments, "signatures": {"bleu": BLEU_SIG, "chrf": CHRF_SIG}}
-    (score / "result.json").write_text(json.dumps(result))
+    """A result.json as score_st writes it."""
+    result = ScoreResult(
+        bleu=bleu, chrf=chrf, n_segments=segments, bleu_signature=BLEU_SIG, chrf_signature=CHRF_SIG,
+        bleu_line=f"BLEU|{BLEU_SIG} = {bleu:.2f}", chrf_line=f"chrF2|{CHRF_SIG} = {chrf:.2f}", tgt_lang="de",
+        hyp="hyp", ref="ref",
+    )
+    write_result(exp / decode / test_set / "score", result)
 
 
 @pytest.fixture
@@ -60,7 +62,7 @@ def sig(signature: str) -> str:
 
 
 def run(exp: Path, out: Path, *extra: str) -> str:
-    assert make_results.main(["--exp-dir", str(exp), "--out", str(out), *extra]) == 0
+    assert make_results.main(["--exp_dir", str(exp), "--out", str(out), *extra]) == 0
     return out.read_text(encoding="utf-8")
 
 
@@ -144,7 +146,7 @@ def test_bare_experiment(tmp_path: Path) -> None:
 
 def test_missing_exp_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "RESULTS.md"
-    assert make_results.main(["--exp-dir", str(tmp_path / "nope"), "--out", str(out)]) == 1
+    assert make_results.main(["--exp_dir", str(tmp_path / "nope"), "--out", str(out)]) == 1
     assert capsys.readouterr().err == f"ERROR: experiment dir {tmp_path / 'nope'} does not exist\n"
     assert not out.exists()
 
@@ -152,5 +154,10 @@ def test_missing_exp_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 def test_bad_result_json(exp: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = exp / "decode_st_beam5" / "tst-HE" / "score" / "result.json"
     path.write_text(json.dumps({"bleu": 1.0, "chrf": 2.0, "n_segments": 3}))
-    assert make_results.main(["--exp-dir", str(exp), "--out", str(tmp_path / "RESULTS.md")]) == 1
+    assert make_results.main(["--exp_dir", str(exp), "--out", str(tmp_path / "RESULTS.md")]) == 1
     assert capsys.readouterr().err == f"ERROR: {path}: 'signatures.bleu' is missing or not a string\n"
+
+
+def test_out_that_is_a_directory_is_refused(exp: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert make_results.main(["--exp_dir", str(exp), "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"ERROR: --out {tmp_path} is a directory; expected a file to write\n"

@@ -38,7 +38,7 @@ def test_unpacked_archive_decodes_like_the_exp_dir(tiny_exps, tmp_path, capsys, 
     monkeypatch.chdir(tiny_exps)  # relative config paths are read from where training ran
     exp = tiny_exps / exp_name
     zip_path = tmp_path / "packed/model.zip"
-    code, out, err = run(capsys, "--exp-dir", str(exp), "--model-file", str(exp / "valid.loss.best.pth"),
+    code, out, err = run(capsys, "--exp_dir", str(exp), "--model_file", str(exp / "valid.loss.best.pth"),
                          "--outpath", str(zip_path))
     assert code == 0, err
     assert f"packed {exp_name}/1epoch.pth and {exp_name}/config.yaml" in out
@@ -87,7 +87,7 @@ def test_missing_referenced_file_is_named_and_leaves_no_zip(tiny_exps, tmp_path,
     config["src_bpemodel"] = str(tmp_path / "gone/src.model")
     (exp / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     out_dir = tmp_path / "packed"
-    code, _, err = run(capsys, "--exp-dir", str(exp), "--model-file", str(exp / "1epoch.pth"),
+    code, _, err = run(capsys, "--exp_dir", str(exp), "--model_file", str(exp / "1epoch.pth"),
                        "--outpath", str(out_dir / "model.zip"))
     assert code == 1
     assert err == f"ERROR: {exp / 'config.yaml'}: src_bpemodel is {tmp_path / 'gone/src.model'}, which is not a file\n"
@@ -105,7 +105,7 @@ def test_missing_config_or_model_is_named(tiny_exps, tmp_path, capsys, missing, 
     exp = tmp_path / "exp"
     shutil.copytree(tiny_exps / "exp_abs", exp, symlinks=True)
     (exp / missing).unlink()
-    code, _, err = run(capsys, "--exp-dir", str(exp), "--model-file", str(exp / "1epoch.pth"),
+    code, _, err = run(capsys, "--exp_dir", str(exp), "--model_file", str(exp / "1epoch.pth"),
                        "--outpath", str(tmp_path / "model.zip"))
     assert code == 1 and err == f"ERROR: {message.format(exp=exp)}\n"
     assert not (tmp_path / "model.zip").exists()
@@ -122,7 +122,7 @@ def test_failure_while_writing_keeps_the_previous_zip_and_no_temporaries(tiny_ex
     monkeypatch.setattr(model_packing, "copy_archive", crash)
     with pytest.raises(KeyboardInterrupt):
         exp = tiny_exps / "exp_abs"
-        pack_model.main(["--exp-dir", str(exp), "--model-file", str(exp / "1epoch.pth"),
+        pack_model.main(["--exp_dir", str(exp), "--model_file", str(exp / "1epoch.pth"),
                          "--outpath", str(out_dir / "model.zip")])
     assert [p.name for p in out_dir.iterdir()] == ["model.zip"]
     assert (out_dir / "model.zip").read_bytes() == b"previous"
@@ -130,6 +130,15 @@ def test_failure_while_writing_keeps_the_previous_zip_and_no_temporaries(tiny_ex
 
 def test_outpath_must_be_a_zip(tiny_exps, tmp_path, capsys):
     exp = tiny_exps / "exp_abs"
-    code, _, err = run(capsys, "--exp-dir", str(exp), "--model-file", str(exp / "1epoch.pth"),
+    code, _, err = run(capsys, "--exp_dir", str(exp), "--model_file", str(exp / "1epoch.pth"),
                        "--outpath", str(tmp_path / "model.tar"))
     assert code == 1 and err.startswith("ERROR: the archive must be a .zip file")
+
+
+def test_outpath_that_is_a_directory_is_refused_before_packing(tiny_exps, tmp_path, capsys):
+    exp = tiny_exps / "exp_abs"
+    target = tmp_path / "model.zip"
+    target.mkdir()
+    code, _, err = run(capsys, "--exp_dir", str(exp), "--model_file", str(exp / "1epoch.pth"), "--outpath", str(target))
+    assert code == 1 and err == f"ERROR: --outpath {target} is a directory; expected a file to write\n"
+    assert list(target.iterdir()) == []

@@ -1,7 +1,5 @@
 """Tests for espnet2_ext/bin/score_st.py (corpus BLEU and chrF with sacreBLEU signatures)."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
@@ -84,7 +82,7 @@ def test_empty_hypotheses(tmp_path: Path) -> None:
 def test_tgt_lang_picks_tokenizer(tmp_path: Path) -> None:
     refs = {"a": "我们直接翻译语音。", "b": "今天不下雨。"}
     hyps = {"a": "我们翻译语音。", "b": "今天不下雨。"}
-    assert run(tmp_path, hyps, refs, "--tgt-lang", "zh") == 0
+    assert run(tmp_path, hyps, refs, "--tgt_lang", "zh") == 0
     expected = sacrebleu.corpus_bleu(list(hyps.values()), [list(refs.values())], tokenize="zh")
     assert "tok:zh" in result(tmp_path)["signatures"]["bleu"]
     assert result(tmp_path)["bleu"] == pytest.approx(expected.score)
@@ -116,7 +114,7 @@ def test_duplicate_id(tmp_path: Path, capsys: pytest.CaptureFixture[str], which:
     duplicated = tmp_path / which
     duplicated.write_text(duplicated.read_text(encoding="utf-8") + "utt1 noch einmal\n", encoding="utf-8")
     assert score_st.main(["--hyp", str(hyp), "--ref", str(ref), "--out", str(tmp_path / "score")]) == 1
-    assert capsys.readouterr().err == f"ERROR: {duplicated}:5: duplicate id utt1 (first on line 1)\n"
+    assert capsys.readouterr().err == f"ERROR: utt1 is duplicated ({duplicated}:5)\n"
 
 
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -129,3 +127,9 @@ def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_empty_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(tmp_path, {}, {}) == 1
     assert "no references in" in capsys.readouterr().err
+
+
+def test_out_that_is_a_file_is_refused_before_scoring(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "score").write_text("a file\n")
+    assert run(tmp_path, HYPS, REFS) == 1
+    assert capsys.readouterr().err == f"ERROR: --out {tmp_path / 'score'} exists and is not a directory\n"

@@ -14,7 +14,7 @@ FEATURE_DIM = 80
 
 def settings(config: Path, ngpu: int) -> dict:
     result = subprocess.run(
-        [sys.executable, "local/batch_settings.py", "--config", str(config), "--ngpu", str(ngpu)],
+        [sys.executable, "local/batch_settings.py", "--train_config", str(config), "--ngpu", str(ngpu)],
         cwd=RECIPE, capture_output=True, text=True, check=True,
     )
     words = result.stdout.split()
@@ -48,7 +48,7 @@ def test_missing_key_is_named(tmp_path):
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump({"batch_bins": 10, "accum_grad": 1, "ngpu": 1}))
     result = subprocess.run(
-        [sys.executable, "local/batch_settings.py", "--config", str(config), "--ngpu", "2"],
+        [sys.executable, "local/batch_settings.py", "--train_config", str(config), "--ngpu", "2"],
         cwd=RECIPE, capture_output=True, text=True,
     )
     assert result.returncode == 1

@@ -1,18 +1,17 @@
 """Tests for egs/mustc_conformer_ctc/local/data_prep.py (MuST-C -> Kaldi-style data dirs)."""
 
-from __future__ import annotations
-
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from espnet2_ext.fileio.kaldi_table import read_text
 from tests.helpers import load_recipe_script
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,13 +93,12 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def run(corpus: Path, out: Path, *extra: str) -> int:
-    return data_prep.main(["--mustc-root", str(corpus), "--tgt-lang", "de", "--out", str(out), *extra])
+    return data_prep.main(["--mustc_root", str(corpus), "--tgt_lang", "de", "--out", str(out), *extra])
 
 
 def read(path: Path) -> dict[str, str]:
-    """A Kaldi table as {first field: rest of line}."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return dict((line.split(" ", 1) + [""])[:2] for line in lines)
+    """A Kaldi table as {first field: rest of line}: the project's one reader of them."""
+    return read_text(path)
 
 
 def keys(path: Path) -> list[str]:
@@ -120,7 +118,7 @@ def test_writes_every_split_with_kaldi_files(corpus: Path, tmp_path: Path):
 
 def test_ids_times_and_recordings(corpus: Path, tmp_path: Path):
     out = tmp_path / "data"
-    run(corpus, out, "--char-ratio-filter", "false")
+    run(corpus, out, "--char_ratio_filter", "false")
     segments = read(out / "train" / "segments")
     assert segments["ted_1-0001631-0001981"] == "ted_1 16.310000 19.810000"
     assert segments["ted_10-0000050-0000170"] == "ted_10 0.500000 1.700000"
@@ -140,7 +138,7 @@ def test_ids_times_and_recordings(corpus: Path, tmp_path: Path):
 
 def test_every_file_sorted_by_id_and_consistent_with_speaker_order(corpus: Path, tmp_path: Path):
     out = tmp_path / "data"
-    run(corpus, out, "--char-ratio-filter", "false")
+    run(corpus, out, "--char_ratio_filter", "false")
     for split in SPLITS:
         utt_ids = keys(out / split / "segments")
         assert utt_ids == sorted(utt_ids) and len(set(utt_ids)) == len(utt_ids)
@@ -156,7 +154,7 @@ def test_every_file_sorted_by_id_and_consistent_with_speaker_order(corpus: Path,
 
 def test_text_files(corpus: Path, tmp_path: Path):
     out = tmp_path / "data"
-    run(corpus, out, "--char-ratio-filter", "false")
+    run(corpus, out, "--char_ratio_filter", "false")
     train = out / "train"
     utt = "ted_1-0000000-0000100"
     assert read(train / "text.src")[utt] == "It's the well-known 'rock'n'roll' band."
@@ -204,9 +202,9 @@ def test_char_ratio_filter_logs_count(corpus: Path, tmp_path: Path, caplog: pyte
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        (["--char-ratio-filter", "false"], 6),
-        (["--char-ratio-min", "0.85"], 4),
-        (["--char-ratio-max", "20"], 6),
+        (["--char_ratio_filter", "false"], 6),
+        (["--char_ratio_min", "0.85"], 4),
+        (["--char_ratio_max", "20"], 6),
     ],
 )
 def test_char_ratio_options(corpus: Path, tmp_path: Path, options: list[str], expected: int):
@@ -229,7 +227,7 @@ def test_extra_corpora_add_prefixed_train_segments(corpus: Path, tmp_path: Path)
     other = tmp_path / "other"
     write_split(other, "train", TRAIN[3:4])
     out = tmp_path / "data"
-    assert run(corpus, out, "--extra-train", f"{extra},{other}", "--char-ratio-filter", "false") == 0
+    assert run(corpus, out, "--extra_train", f"{extra},{other}", "--char_ratio_filter", "false") == 0
     ids = keys(out / "train" / "segments")
     assert len(ids) == len(set(ids)) == 9 and ids == sorted(ids)
     assert "europarl_st_ted_10-0000050-0000170" in ids
@@ -248,7 +246,7 @@ def test_repeated_segment_is_kept_once_and_counted(tmp_path: Path, caplog: pytes
         lines = (directory / name).read_text(encoding="utf-8").splitlines()
         (directory / name).write_text("\n".join(lines + lines[:1]) + "\n", encoding="utf-8")
     caplog.set_level("INFO")
-    assert run(root, tmp_path / "data", "--char-ratio-filter", "false") == 0
+    assert run(root, tmp_path / "data", "--char_ratio_filter", "false") == 0
     assert len(keys(tmp_path / "data" / "train" / "segments")) == 6
     assert "duplicate ids dropped: 1" in caplog.text
 
@@ -266,7 +264,7 @@ def test_small_overshoot_is_clipped_to_the_wav_end(tmp_path: Path):
 
 def test_rerun_replaces_output_and_cleans_leftover_temp_dirs(corpus: Path, tmp_path: Path):
     out = tmp_path / "data"
-    run(corpus, out, "--char-ratio-filter", "false")
+    run(corpus, out, "--char_ratio_filter", "false")
     (out / ".train.tmp").mkdir()
     (out / ".train.tmp" / "junk").write_text("from a killed run")
     assert run(corpus, out) == 0
@@ -289,7 +287,7 @@ def test_failed_write_keeps_previous_output(corpus: Path, tmp_path: Path, monkey
     kaldi_lines = data_prep.kaldi_lines
     monkeypatch.setattr(data_prep, "kaldi_lines", disk_full_at_second_talk)
     with pytest.raises(OSError):
-        run(corpus, out, "--char-ratio-filter", "false")
+        run(corpus, out, "--char_ratio_filter", "false")
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in out.iterdir()) == sorted(SPLITS)
 
@@ -308,11 +306,11 @@ def txt(root: Path, split: str = "train") -> Path:
 
 
 def missing_root(root: Path) -> list[str]:
-    return ["--mustc-root", str(root / "nowhere")]
+    return ["--mustc_root", str(root / "nowhere")]
 
 
 def missing_language_pair(root: Path) -> list[str]:
-    return ["--tgt-lang", "fr"]
+    return ["--tgt_lang", "fr"]
 
 
 def missing_split(root: Path) -> list[str]:
@@ -373,13 +371,13 @@ def unknown_config_key(root: Path) -> list[str]:
 
 
 def extra_corpus_given_twice(root: Path) -> list[str]:
-    return ["--extra-train", str(root)]
+    return ["--extra_train", str(root)]
 
 
 def extra_corpora_with_one_name(root: Path) -> list[str]:
     for parent in ("a", "b"):
         write_split(root.parent / parent / "MUSTC", "train", TRAIN[:1])
-    return ["--extra-train", f"{root.parent / 'a' / 'MUSTC'},{root.parent / 'b' / 'MUSTC'}"]
+    return ["--extra_train", f"{root.parent / 'a' / 'MUSTC'},{root.parent / 'b' / 'MUSTC'}"]
 
 
 def missing_config(root: Path) -> list[str]:
@@ -387,7 +385,7 @@ def missing_config(root: Path) -> list[str]:
 
 
 def min_above_max(root: Path) -> list[str]:
-    return ["--char-ratio-min", "2", "--char-ratio-max", "1"]
+    return ["--char_ratio_min", "2", "--char_ratio_max", "1"]
 
 
 @pytest.mark.parametrize(
@@ -444,10 +442,24 @@ def test_failed_run_keeps_previous_output(corpus: Path, tmp_path: Path):
 def test_script_exits_1_without_traceback(corpus: Path, tmp_path: Path):
     (txt(corpus) / "train.en").write_text("too few\n")
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--mustc-root", str(corpus), "--tgt-lang", "de", "--out", str(tmp_path / "d")],
+        [sys.executable, str(SCRIPT), "--mustc_root", str(corpus), "--tgt_lang", "de", "--out", str(tmp_path / "d")],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 1
     assert result.stderr.startswith("ERROR: segment counts disagree")
     assert result.stderr.count("\n") == 1
+
+
+def test_out_that_is_a_file_is_refused_before_reading_the_corpus(corpus: Path, tmp_path: Path, capsys):
+    out = tmp_path / "data"
+    out.write_text("a file\n")
+    assert run(corpus, out) == 1
+    assert capsys.readouterr().err == f"ERROR: --out {out} exists and is not a directory\n"
+
+
+def test_required_options_may_come_from_the_config(corpus: Path, tmp_path: Path):
+    config = tmp_path / "data.yaml"
+    config.write_text(f"mustc_root: {corpus}\ntgt_lang: de\nout: {tmp_path / 'data'}\nchar_ratio_filter: false\n")
+    assert data_prep.main(["--config", str(config)]) == 0
+    assert (tmp_path / "data" / "train" / "segments").read_text().count("\n") == len(TRAIN)

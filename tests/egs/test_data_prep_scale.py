@@ -5,8 +5,6 @@ one-line flow mapping per segment) with sparse wavs: a header, then ``truncate``
 so a talk of 10 minutes costs no disk and no time to write.
 """
 
-from __future__ import annotations
-
 import re
 import struct
 import time
@@ -64,7 +62,7 @@ def write_sparse_corpus(root: Path, train_talks: int, per_talk: int = 100) -> Pa
 def run_stage(corpus: Path, out: Path) -> tuple[int, float]:
     """(peak bytes allocated by Python, CPU seconds) of stage 1 on ``corpus``: two runs, the
     CPU time one untraced since tracemalloc slows allocation-heavy code unevenly."""
-    argv = ["--mustc-root", str(corpus), "--tgt-lang", "de"]
+    argv = ["--mustc_root", str(corpus), "--tgt_lang", "de"]
     started = time.process_time()
     assert data_prep.main([*argv, "--out", str(out / "timed")]) == 0
     seconds = time.process_time() - started
@@ -95,6 +93,6 @@ def test_both_passes_state_their_progress(tmp_path: Path, monkeypatch, caplog):
     monkeypatch.setattr(data_prep, "PROGRESS_SECONDS", 0.0)
     caplog.set_level("INFO")
     corpus = write_sparse_corpus(tmp_path / "corpus", 3, per_talk=10)
-    assert data_prep.main(["--mustc-root", str(corpus), "--tgt-lang", "de", "--out", str(tmp_path / "data")]) == 0
+    assert data_prep.main(["--mustc_root", str(corpus), "--tgt_lang", "de", "--out", str(tmp_path / "data")]) == 0
     assert re.search(r"train: 30 segments checked \(\d+%\)", caplog.text)
     assert "train: 3 talks written (100%)" in caplog.text

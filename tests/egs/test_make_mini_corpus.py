@@ -1,10 +1,9 @@
-"""Tests for egs/mustc_conformer_ctc/local/make_mini_corpus.py (synthetic MuST-C generator).
+"""Tests for egs/mustc_conformer_ctc/local/make_mini_corpus.py and its mini_corpus package
+(synthetic MuST-C generator: word lists, grammar, speech).
 
 The audio tests need espeak-ng; when it is missing they fail with the generator's
 install hint instead of being skipped, because the recipe cannot run without it.
 """
-
-from __future__ import annotations
 
 import re
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import soundfile as sf
 import yaml
 
+from espnet2_ext.utils.fbank import resample
 from tests.helpers import load_recipe_script
 
 SPLITS = ("train", "dev", "tst-COMMON")
@@ -23,20 +23,21 @@ YAML_LINE = re.compile(
     r"speaker_id: spk\.\d+, wav: ted_\d+\.wav\}"
 )
 
-gen = load_recipe_script("make_mini_corpus")
+cli = load_recipe_script("make_mini_corpus")  # puts local/ on sys.path for the package below
+from mini_corpus import grammar, lexicon, speech  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("corpus_a")
-    gen.build_corpus(out, seed=3, talk_size=3, **SIZES)
+    speech.build_corpus(out, seed=3, talk_size=3, **SIZES)
     return out
 
 
 @pytest.fixture(scope="module")
 def corpus_same_seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("corpus_b")
-    gen.build_corpus(out, seed=3, talk_size=3, **SIZES)
+    speech.build_corpus(out, seed=3, talk_size=3, **SIZES)
     return out
 
 
@@ -62,7 +63,7 @@ def talks(entries: list[dict]) -> dict[str, list[dict]]:
 
 
 def region(audio: np.ndarray, start: float, end: float) -> np.ndarray:
-    return audio[round(start * gen.SAMPLE_RATE) : round(end * gen.SAMPLE_RATE)]
+    return audio[round(start * speech.SAMPLE_RATE) : round(end * speech.SAMPLE_RATE)]
 
 
 def rms(samples: np.ndarray) -> float:
@@ -128,7 +129,7 @@ def test_speech_is_audible_and_gaps_are_silent(corpus: Path) -> None:
                 assert rms(region(audio, segment["offset"], end)) > 500
                 assert rms(region(audio, gap_start, segment["offset"])) < 1
                 gap_start = end
-            assert rms(region(audio, gap_start, len(audio) / gen.SAMPLE_RATE)) < 1
+            assert rms(region(audio, gap_start, len(audio) / speech.SAMPLE_RATE)) < 1
 
 
 # --------------------------------------------------------------------------- determinism and splits
@@ -143,8 +144,8 @@ def test_same_seed_gives_identical_files(corpus: Path, corpus_same_seed: Path) -
 
 
 def test_different_seed_gives_different_text() -> None:
-    first = gen.make_text_splits(3, **SIZES)
-    second = gen.make_text_splits(4, **SIZES)
+    first = grammar.make_text_splits(3, **SIZES)
+    second = grammar.make_text_splits(4, **SIZES)
     assert first["train"] != second["train"]
 
 
@@ -155,7 +156,7 @@ def test_dev_and_test_sentences_not_in_train(corpus: Path) -> None:
 
 
 def test_default_sized_splits_are_disjoint() -> None:
-    splits = gen.make_text_splits(1, 1200, 100, 150)
+    splits = grammar.make_text_splits(1, 1200, 100, 150)
     sentences = {split: {pair.en for pair in pairs} for split, pairs in splits.items()}
     assert [len(sentences[s]) for s in SPLITS] == [1200, 100, 150]
     assert not sentences["train"] & (sentences["dev"] | sentences["tst-COMMON"])
@@ -165,14 +166,14 @@ def test_default_sized_splits_are_disjoint() -> None:
 def test_rerun_skips_complete_splits(corpus: Path) -> None:
     wav = data_dir(corpus, "train") / "wav" / "ted_1.wav"
     before = wav.stat().st_mtime_ns
-    assert gen.build_corpus(corpus, seed=3, talk_size=3, **SIZES) == dict.fromkeys(SPLITS, False)
+    assert speech.build_corpus(corpus, seed=3, talk_size=3, **SIZES) == dict.fromkeys(SPLITS, False)
     assert wav.stat().st_mtime_ns == before
 
 
 def test_changed_settings_regenerate_and_remove_stale_wavs(tmp_path: Path) -> None:
     sizes = {"n_train": 2, "n_dev": 1, "n_test": 1}
-    gen.build_corpus(tmp_path, seed=5, talk_size=1, **sizes)
-    assert gen.build_corpus(tmp_path, seed=5, talk_size=2, **sizes)["train"]
+    speech.build_corpus(tmp_path, seed=5, talk_size=1, **sizes)
+    assert speech.build_corpus(tmp_path, seed=5, talk_size=2, **sizes)["train"]
     entries, _, _ = load_split(tmp_path, "train")
     wav_names = {p.name for p in (data_dir(tmp_path, "train") / "wav").glob("*.wav")}
     assert wav_names == set(talks(entries)) == {"ted_1.wav"}
@@ -183,22 +184,37 @@ def test_changed_settings_regenerate_and_remove_stale_wavs(tmp_path: Path) -> No
 
 def test_missing_espeak_gives_install_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(RuntimeError, match="apt-get install espeak-ng"):
-        gen.require_espeak()
-    assert gen.main(["--out", str(tmp_path / "out"), "--n-train", "2", "--n-dev", "1", "--n-test", "1"]) == 1
-    assert "apt-get install espeak-ng" in capsys.readouterr().err
+    with pytest.raises(speech.SpeechError, match="apt-get install espeak-ng"):
+        speech.require_espeak()
+    assert cli.main(["--out", str(tmp_path / "out"), "--n_train", "2", "--n_dev", "1", "--n_test", "1"]) == 1
+    assert capsys.readouterr().err == "ERROR: espeak-ng not found on PATH; install it with `apt-get install espeak-ng`\n"
+
+
+def test_out_that_is_a_file_is_refused_before_speaking(tmp_path: Path, capsys) -> None:
+    (tmp_path / "out").write_text("a file\n")
+    assert cli.main(["--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == f"ERROR: --out {tmp_path / 'out'} exists and is not a directory\n"
+
+
+def test_espeak_s_rate_is_resampled_by_the_features_own_resampler() -> None:
+    """espeak-ng speaks at 22.05 kHz; the corpus holds 16 kHz int16, padded to whole milliseconds."""
+    tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(22050) / 22050)).astype(np.int16)
+    audio = speech.to_16k_int16(tone, 22050)
+    assert audio.dtype == np.int16 and len(audio) == 16000
+    expected = resample(tone.astype(np.float32), 22050, 16000)
+    assert np.abs(audio.astype(np.float64) - expected).max() <= 0.5
 
 
 def test_help_exits_cleanly() -> None:
     with pytest.raises(SystemExit) as exit_info:
-        gen.main(["--help"])
+        cli.main(["--help"])
     assert exit_info.value.code == 0
 
 
 def test_yaml_line_format() -> None:
-    pair = gen.SentencePair("The old teacher sees a red car.", "Der alte Lehrer sieht einen roten Wagen.")
-    talk = gen.Talk(1, gen.Voice("en-us+m1", 160, 50), (pair,), (200, 200))
-    line = gen.Segment(talk, pair, offset=16.31, duration=3.5).yaml_line()
+    pair = grammar.SentencePair("The old teacher sees a red car.", "Der alte Lehrer sieht einen roten Wagen.")
+    talk = speech.Talk(1, speech.Voice("en-us+m1", 160, 50), (pair,), (200, 200))
+    line = speech.Segment(talk, pair, offset=16.31, duration=3.5).yaml_line()
     assert line == "- {duration: 3.500000, offset: 16.310000, rW: 7, uW: 0, speaker_id: spk.1, wav: ted_1.wav}"
     assert yaml.safe_load(line) == [
         {"duration": 3.5, "offset": 16.31, "rW": 7, "uW": 0, "speaker_id": "spk.1", "wav": "ted_1.wav"}
@@ -209,111 +225,111 @@ def test_yaml_line_format() -> None:
 
 
 def np_(noun: str, determiner: str = "the", adjective: str | None = None, plural: bool = False, number: int = 0):
-    adj = gen.find_adjective(adjective) if adjective else None
-    return gen.NounPhrase(gen.find_noun(noun), determiner, plural, adj, number)
+    adj = lexicon.find_adjective(adjective) if adjective else None
+    return grammar.NounPhrase(lexicon.find_noun(noun), determiner, plural, adj, number)
 
 
 def clause(subject, verb: str, obj, time=None):
-    return gen.Clause(subject, gen.find_verb(verb), obj, time)
+    return grammar.Clause(subject, lexicon.find_verb(verb), obj, time)
 
 
-PRONOUN = gen.find_pronoun
+PRONOUN = lexicon.find_pronoun
 
 GRAMMAR_CASES = [
     (
-        gen.SimpleSentence(clause(np_("teacher", "the", "old"), "see", np_("car", "a", "red"))),
+        grammar.SimpleSentence(clause(np_("teacher", "the", "old"), "see", np_("car", "a", "red"))),
         "The old teacher sees a red car.",
         "Der alte Lehrer sieht einen roten Wagen.",
     ),
     (
-        gen.SimpleSentence(clause(np_("man"), "see", np_("dog", "the", "old"))),
+        grammar.SimpleSentence(clause(np_("man"), "see", np_("dog", "the", "old"))),
         "The man sees the old dog.",
         "Der Mann sieht den alten Hund.",
     ),
     (
-        gen.SimpleSentence(clause(np_("child"), "find", np_("cat", "a", "small"))),
+        grammar.SimpleSentence(clause(np_("child"), "find", np_("cat", "a", "small"))),
         "The child finds a small cat.",
         "Das Kind findet eine kleine Katze.",
     ),
     (
-        gen.SimpleSentence(clause(PRONOUN("I"), "buy", np_("house", "a", "big"))),
+        grammar.SimpleSentence(clause(PRONOUN("I"), "buy", np_("house", "a", "big"))),
         "I buy a big house.",
         "Ich kaufe ein großes Haus.",
     ),
     (
-        gen.SimpleSentence(clause(np_("girl", "a", "tired"), "see", np_("house", "the", "big"))),
+        grammar.SimpleSentence(clause(np_("girl", "a", "tired"), "see", np_("house", "the", "big"))),
         "A tired girl sees the big house.",
         "Ein müdes Mädchen sieht das große Haus.",
     ),
     (
-        gen.SimpleSentence(
+        grammar.SimpleSentence(
             clause(np_("man", "number", "old", number=3), "buy", np_("book", "number", "new", number=20))
         ),
         "Three old men buy twenty new books.",
         "Drei alte Männer kaufen zwanzig neue Bücher.",
     ),
     (
-        gen.SimpleSentence(clause(np_("uncle", "number", number=1), "read", np_("book", "number", number=3))),
+        grammar.SimpleSentence(clause(np_("uncle", "number", number=1), "read", np_("book", "number", number=3))),
         "One uncle reads three books.",
         "Ein Onkel liest drei Bücher.",
     ),
     (
-        gen.SimpleSentence(clause(PRONOUN("we"), "wash", np_("dog", "our", "black", plural=True))),
+        grammar.SimpleSentence(clause(PRONOUN("we"), "wash", np_("dog", "our", "black", plural=True))),
         "We wash our black dogs.",
         "Wir waschen unsere schwarzen Hunde.",
     ),
     (
-        gen.SimpleSentence(clause(PRONOUN("you"), "eat", np_("apple", "my", "green"))),
+        grammar.SimpleSentence(clause(PRONOUN("you"), "eat", np_("apple", "my", "green"))),
         "You eat my green apple.",
         "Du isst meinen grünen Apfel.",
     ),
     (
-        gen.SimpleSentence(clause(np_("cook", "a", "hungry"), "drink", np_("milk", "the", "cold"))),
+        grammar.SimpleSentence(clause(np_("cook", "a", "hungry"), "drink", np_("milk", "the", "cold"))),
         "A hungry cook drinks the cold milk.",
         "Ein hungriger Koch trinkt die kalte Milch.",
     ),
     (
-        gen.SimpleSentence(
-            clause(np_("teacher"), "read", np_("letter", "a", "long"), gen.clock_time(7)), front_time=True
+        grammar.SimpleSentence(
+            clause(np_("teacher"), "read", np_("letter", "a", "long"), lexicon.clock_time(7)), front_time=True
         ),
         "At seven o'clock the teacher reads a long letter.",
         "Um sieben Uhr liest der Lehrer einen langen Brief.",
     ),
     (
-        gen.SimpleSentence(clause(np_("woman"), "meet", np_("doctor"), gen.clock_time(1))),
+        grammar.SimpleSentence(clause(np_("woman"), "meet", np_("doctor"), lexicon.clock_time(1))),
         "The woman meets the doctor at one o'clock.",
         "Die Frau trifft um ein Uhr den Arzt.",
     ),
     (
-        gen.SimpleSentence(clause(np_("duck", "a"), "see", PRONOUN("we"), gen.find_time("tomorrow"))),
+        grammar.SimpleSentence(clause(np_("duck", "a"), "see", PRONOUN("we"), lexicon.find_time("tomorrow"))),
         "A duck sees us tomorrow.",
         "Eine Ente sieht uns morgen.",
     ),
     (
-        gen.ThatSentence(PRONOUN("I"), gen.find_clause_verb("think"), clause(np_("man"), "see", np_("dog"))),
+        grammar.ThatSentence(PRONOUN("I"), lexicon.find_clause_verb("think"), clause(np_("man"), "see", np_("dog"))),
         "I think that the man sees the dog.",
         "Ich denke, dass der Mann den Hund sieht.",
     ),
     (
-        gen.ThatSentence(
+        grammar.ThatSentence(
             PRONOUN("he"),
-            gen.find_clause_verb("know"),
-            clause(PRONOUN("you"), "meet", PRONOUN("she"), gen.find_time("today")),
+            lexicon.find_clause_verb("know"),
+            clause(PRONOUN("you"), "meet", PRONOUN("she"), lexicon.find_time("today")),
         ),
         "He knows that you meet her today.",
         "Er weiß, dass du sie heute triffst.",
     ),
     (
-        gen.ThatSentence(
+        grammar.ThatSentence(
             np_("sister", "my", plural=True),
-            gen.find_clause_verb("say"),
-            clause(np_("child"), "paint", np_("tower", "a", "white"), gen.clock_time(12)),
+            lexicon.find_clause_verb("say"),
+            clause(np_("child"), "paint", np_("tower", "a", "white"), lexicon.clock_time(12)),
         ),
         "My sisters say that the child paints a white tower at twelve o'clock.",
         "Meine Schwestern sagen, dass das Kind um zwölf Uhr einen weißen Turm malt.",
     ),
     (
-        gen.BecauseSentence(
+        grammar.BecauseSentence(
             clause(PRONOUN("she"), "drink", np_("milk")),
             clause(PRONOUN("she"), "see", np_("cat")),
         ),
@@ -325,7 +341,7 @@ GRAMMAR_CASES = [
 
 @pytest.mark.parametrize(("sentence", "english", "german"), GRAMMAR_CASES)
 def test_translation(sentence, english: str, german: str) -> None:
-    assert sentence.translate() == gen.SentencePair(english, german)
+    assert sentence.translate() == grammar.SentencePair(english, german)
 
 
 @pytest.mark.parametrize(
@@ -339,13 +355,13 @@ def test_translation(sentence, english: str, german: str) -> None:
     ],
 )
 def test_conjugation(infinitive: str, overrides: dict, forms: tuple) -> None:
-    assert gen.conjugate(infinitive, **overrides) == forms
+    assert lexicon.conjugate(infinitive, **overrides) == forms
 
 
 def test_verb_agrees_with_subject_person() -> None:
-    see = gen.find_verb("see")
-    assert [see.de_form(p) for p in gen.PERSONS] == ["sehe", "siehst", "sieht", "sehen", "sehen"]
-    assert [see.en_form(p) for p in gen.PERSONS] == ["see", "see", "sees", "see", "see"]
+    see = lexicon.find_verb("see")
+    assert [see.de_form(p) for p in lexicon.PERSONS] == ["sehe", "siehst", "sieht", "sehen", "sehen"]
+    assert [see.en_form(p) for p in lexicon.PERSONS] == ["see", "see", "sees", "see", "see"]
 
 
 def test_invalid_noun_phrases_are_rejected() -> None:

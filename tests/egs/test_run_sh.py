@@ -42,8 +42,8 @@ def recipe(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe")
     corpus = root / "corpus"
     subprocess.run(
-        [sys.executable, "local/make_mini_corpus.py", "--out", str(corpus), "--n-train", "30", "--n-dev", "4",
-         "--n-test", "6", "--talk-size", "5", "--seed", "2"],
+        [sys.executable, "local/make_mini_corpus.py", "--out", str(corpus), "--n_train", "30", "--n_dev", "4",
+         "--n_test", "6", "--talk_size", "5", "--seed", "2"],
         cwd=RECIPE, check=True, capture_output=True,
     )
     options = [

@@ -1,8 +1,8 @@
-"""wav.scp parsing: errors name the file and line."""
+"""Kaldi tables: one reader per format, errors that name the file and line."""
 
 import pytest
 
-from espnet2_ext.fileio.kaldi_table import TableError, read_wav_scp
+from espnet2_ext.fileio.kaldi_table import TableError, read_text, read_wav_scp, spk2utt_lines
 
 
 def test_wav_scp_keeps_paths_with_spaces(tmp_path):
@@ -30,3 +30,35 @@ def test_bad_wav_scp_line_is_named(tmp_path, line, message):
 def test_missing_wav_scp(tmp_path):
     with pytest.raises(TableError, match="missing file"):
         read_wav_scp(tmp_path / "wav.scp")
+
+
+def test_text_is_espnet_s_two_column_reading(tmp_path):
+    path = tmp_path / "text"
+    path.write_text("utt1 Hallo  Welt \nutt2\n", encoding="utf-8")
+    assert read_text(path) == {"utt1": "Hallo  Welt", "utt2": ""}
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "missing file {path}"),
+        ("a x\na y\n", "a is duplicated ({path}:2)"),
+        ("a x\n\nb y\n", "{path}: a blank line"),
+        (b"a \xff\n", "{path}: not UTF-8"),
+    ],
+    ids=["missing", "duplicate", "blank line", "not UTF-8"],
+)
+def test_bad_text_is_a_table_error_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "text"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(TableError) as error:
+        read_text(path)
+    assert str(error.value).startswith(message.format(path=path))
+
+
+def test_spk2utt_lines_sort_speakers_and_their_utterances():
+    pairs = [("u3", "s2"), ("u2", "s1"), ("u1", "s1")]
+    assert spk2utt_lines(pairs) == ["s1 u1 u2", "s2 u3"]

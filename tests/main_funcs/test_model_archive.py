@@ -22,7 +22,7 @@ WEIGHTS = "exp_abs/1epoch.pth"
 def zip_path(tiny_exps, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("archive") / "model.zip"
     exp = tiny_exps / "exp_abs"
-    argv = ["--exp-dir", str(exp), "--model-file", str(exp / "1epoch.pth"), "--outpath", str(path)]
+    argv = ["--exp_dir", str(exp), "--model_file", str(exp / "1epoch.pth"), "--outpath", str(path)]
     assert pack_model.main(argv) == 0
     return path
 

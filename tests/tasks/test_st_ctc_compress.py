@@ -59,18 +59,25 @@ def test_preprocessor_rejects_too_short_features_by_utterance_name(tmp_path):
         preprocess("ted_1_0001_0004", {"speech": np.zeros((4, 80), dtype=np.float32)})
 
 
-def test_distributed_training_gets_sync_batchnorm(tmp_path):
-    args = parse(tmp_path, "--encoder_conf", "num_blocks=2", "--encoder_conf", "ctc_block=1")
-    assert args.sync_batchnorm is True
-    plain = STCTCCompressTask.build_model(args)
+def test_distributed_training_gets_sync_batchnorm_on_gpus_only(tmp_path, caplog):
+    """Built in a process group: SyncBatchNorm with GPUs (``--ngpu`` > 0), plain BatchNorm on CPU,
+    where DDP refuses SyncBatchNorm (see tests/tasks/test_st_train_distributed.py)."""
+    blocks = ("--encoder_conf", "num_blocks=2", "--encoder_conf", "ctc_block=1")
+    gpu, cpu = parse(tmp_path, *blocks, "--ngpu", "1"), parse(tmp_path, *blocks, "--ngpu", "0")
+    assert gpu.sync_batchnorm is True
+    plain = STCTCCompressTask.build_model(gpu)
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in plain.modules())
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     try:
-        synced = STCTCCompressTask.build_model(args)
+        synced = STCTCCompressTask.build_model(gpu)
+        with caplog.at_level("INFO"):
+            on_cpu = STCTCCompressTask.build_model(cpu)
     finally:
         dist.destroy_process_group()
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in synced.modules())
     assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules()) == 2  # one per block
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in on_cpu.modules())
+    assert "SyncBatchNorm skipped: it is CUDA-only" in caplog.text
 
 
 # --------------------------------------------------------------------------- strict loading

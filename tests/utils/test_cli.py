@@ -1,22 +1,20 @@
 """The one way our programs fail: an ``ERROR:`` line and exit status 1."""
 
-import argparse
 import os
+import re
 import signal
 import time
 
 import pytest
+from espnet2.utils import config_argparse
+from espnet2.utils.types import int_or_none
 
-from espnet2_ext.utils.cli import CommandError, ErrorsRaise, command
-
-
-class _Parser(ErrorsRaise, argparse.ArgumentParser):
-    pass
+from espnet2_ext.utils.cli import ArgumentParser, CommandError, check_output_dir, check_output_file, command
 
 
 @command(OSError)
 def main(argv=None):
-    parser = _Parser(prog="tool")
+    parser = ArgumentParser(prog="tool")
     parser.add_argument("case", choices=["ok", "partial", "bad", "io"])
     case = parser.parse_args(argv).case
     if case == "bad":
@@ -89,3 +87,79 @@ def test_without_on_interrupt_ctrl_c_propagates():
 
     with pytest.raises(KeyboardInterrupt):
         long_job()
+
+
+# --------------------------------------------------------------------------- ArgumentParser
+
+
+def strict_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="tool")
+    parser.add_argument("--data_dir", required=True)
+    parser.add_argument("--max_frames", type=int_or_none, default=3000)
+    parser.add_argument("--mode", choices=("around", "nbest"), default="around")
+    return parser
+
+
+def test_config_sets_options_and_a_required_one_may_come_from_it(tmp_path):
+    config = tmp_path / "conf.yaml"
+    config.write_text("data_dir: data/train\nmax_frames: none\nmode: nbest\n")
+    args = strict_parser().parse_args(["--config", str(config)])
+    assert (args.data_dir, args.max_frames, args.mode) == ("data/train", None, "nbest")
+    assert strict_parser().parse_args(["--config", str(config), "--max_frames", "7"]).max_frames == 7
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("data_dir: d\nmax_frame: 10\n", "conf.yaml:2: unknown key 'max_frame'; expected one of: data_dir, max_frames, mode"),
+        ("data_dir: d\nmax_frames: lots\n", "conf.yaml:2: max_frames: invalid value 'lots'"),
+        ("data_dir: d\nmode: best\n", "conf.yaml:2: mode: 'best' is not one of around, nbest"),
+        ("[data_dir, d]\n", "conf.yaml: expected a mapping of option: value"),
+        ("data_dir: [d\n", "conf.yaml: malformed YAML"),
+    ],
+    ids=["unknown key", "bad type", "bad choice", "not a mapping", "malformed"],
+)
+def test_bad_config_is_a_command_error_naming_file_line_and_key(tmp_path, text, message):
+    config = tmp_path / "conf.yaml"
+    config.write_text(text)
+    with pytest.raises(CommandError, match="^" + re.escape(str(tmp_path / message))):
+        strict_parser().parse_args(["--config", str(config)])
+
+
+def test_missing_config_and_missing_option_are_command_errors(tmp_path):
+    with pytest.raises(CommandError, match="no such config file .*nope.yaml"):
+        strict_parser().parse_args(["--config", str(tmp_path / "nope.yaml")])
+    with pytest.raises(CommandError, match="the following arguments are required: --data_dir"):
+        strict_parser().parse_args([])
+
+
+def test_parser_is_espnet_s():
+    assert isinstance(strict_parser(), config_argparse.ArgumentParser)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def test_output_file_that_is_a_directory_is_refused(tmp_path):
+    with pytest.raises(CommandError, match=f"^--out {tmp_path} is a directory"):
+        check_output_file(tmp_path, "--out")
+
+
+def test_output_under_a_file_is_refused(tmp_path):
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(CommandError, match="is a file, not a directory"):
+        check_output_file(tmp_path / "plain" / "sub" / "x.json", "--out")
+    with pytest.raises(CommandError, match="exists and is not a directory"):
+        check_output_dir(tmp_path / "plain", "--out_dir")
+
+
+def test_unwritable_output_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # root may write anywhere: simulate
+    with pytest.raises(CommandError, match=f"--out_dir {tmp_path / 'new'}: {tmp_path} is not writable"):
+        check_output_dir(tmp_path / "new", "--out_dir")
+
+
+def test_creatable_outputs_pass_and_nothing_is_created(tmp_path):
+    assert check_output_file(tmp_path / "a" / "b.txt", "--out") == tmp_path / "a" / "b.txt"
+    assert check_output_dir(tmp_path / "c" / "d", "--out_dir") == tmp_path / "c" / "d"
+    assert list(tmp_path.iterdir()) == []

@@ -1,7 +1,5 @@
 """Tests for espnet2_ext/utils/fbank.py: the one feature definition of recipe and inference."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 import torch

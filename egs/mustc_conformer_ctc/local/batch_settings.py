@@ -9,19 +9,24 @@ and ``batch_bins`` (ESPnet's total over all GPUs) is what remains per step.
 ``num_iters_per_epoch`` counts mini-batches in ESPnet, so it is rescaled too,
 to keep the same number of updates between validations. CPU (K = 0) counts as
 one device. Prints the ESPnet options; logs the arithmetic on stderr.
+
+Usage:
+    python local/batch_settings.py --train_config conf/train.yaml --ngpu 2
 """
 
-import argparse
 import math
 import sys
-from typing import Dict, List, Optional
+from collections.abc import Sequence
+from pathlib import Path
 
 import yaml
+
+from espnet2_ext.utils.cli import ArgumentParser, CommandError, command
 
 REQUIRED = ("ngpu", "batch_bins", "accum_grad", "num_iters_per_epoch")
 
 
-def rescale(config: Dict[str, int], ngpu: int) -> Dict[str, int]:
+def rescale(config: dict[str, int], ngpu: int) -> dict[str, int]:
     """Batch options for ``ngpu`` devices with the config's data per update."""
     devices = max(ngpu, 1)
     reference_devices = max(int(config["ngpu"]), 1)
@@ -36,25 +41,33 @@ def rescale(config: Dict[str, int], ngpu: int) -> Dict[str, int]:
     )
 
 
-def read_config(path: str) -> Dict[str, int]:
-    with open(path, encoding="utf-8") as f:
-        config = yaml.safe_load(f) or {}
+def read_config(path: Path) -> dict[str, int]:
+    """The training config's batch keys, each checked to be there."""
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise CommandError(f"no such config file {path}") from None
+    except yaml.YAMLError as err:
+        raise CommandError(f"{path}: malformed YAML: {err}") from None
     missing = [key for key in REQUIRED if key not in config]
     if missing:
-        raise ValueError(f"{path}: missing key(s) {', '.join(missing)} (needed to rescale batches)")
+        raise CommandError(f"{path}: missing key(s) {', '.join(missing)} (needed to rescale batches)")
     return config
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="training config (YAML)")
+def get_parser() -> ArgumentParser:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train_config", type=Path, required=True, help="training config (YAML) to rescale")
     parser.add_argument("--ngpu", type=int, required=True, help="GPUs used (0: CPU)")
-    args = parser.parse_args(argv)
-    try:
-        config = read_config(args.config)
-    except (OSError, ValueError) as e:
-        print(f"ERROR: {e}", file=sys.stderr)
-        return 1
+    return parser
+
+
+@command(OSError)
+def main(argv: Sequence[str] | None = None) -> None:
+    args = get_parser().parse_args(argv)
+    if args.ngpu < 0:
+        raise CommandError(f"--ngpu must be >= 0, got {args.ngpu}")
+    config = read_config(args.train_config)
     new = rescale(config, args.ngpu)
     per_device = new["batch_bins"] // max(args.ngpu, 1)
     print(
@@ -65,7 +78,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         file=sys.stderr,
     )
     print(" ".join(f"--{key} {value}" for key, value in new.items()))
-    return 0
 
 
 if __name__ == "__main__":

@@ -37,12 +37,10 @@ peaks at 52 MB (55 MB at 2.5M segments) and takes 20 s, where loading each yaml 
 took 1.6 GB and 37 s. Both passes log their progress every ``PROGRESS_SECONDS``.
 
 Usage:
-    python local/data_prep.py --mustc-root /data/MUSTC_v1.0 --tgt-lang de --out data \
-        [--extra-train /data/other1,/data/other2] [--char-ratio-filter false] \
+    python local/data_prep.py --mustc_root /data/MUSTC_v1.0 --tgt_lang de --out data \
+        [--extra_train /data/other1,/data/other2] [--char_ratio_filter false] \
         [--config conf/data.yaml]
 """
-
-from __future__ import annotations
 
 import argparse
 import itertools
@@ -58,13 +56,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import soundfile as sf
-import yaml
-from espnet2.utils.config_argparse import ArgumentParser
 from espnet2.utils.types import str2bool
 
+from espnet2_ext.fileio.atomic import atomic_dir
+from espnet2_ext.fileio.kaldi_table import spk2utt_lines
 from espnet2_ext.fileio.segment_list import Entry, Position, SegmentListError, read_entries, read_lines
-from espnet2_ext.utils.cli import CommandError, ErrorsRaise, command
-from espnet2_ext.utils.fileio import atomic_dir
+from espnet2_ext.utils.cli import ArgumentParser, CommandError, check_output_dir, command
 
 SPLITS = ("train", "dev", "tst-COMMON")
 TRAIN_SPLIT = "train"
@@ -362,7 +359,7 @@ def make_corpora(mustc_root: str, extra_train: str) -> list[Corpus]:
             continue
         path = Path(root)
         if any(os.path.abspath(c.root) == os.path.abspath(path) for c in corpora):
-            raise DataPrepError(f"corpus {path} is given twice (--mustc-root/--extra-train)")
+            raise DataPrepError(f"corpus {path} is given twice (--mustc_root/--extra_train)")
         prefix = safe_id(Path(os.path.abspath(path)).name) + "_"
         clash = next((c for c in corpora if c.prefix == prefix), None)
         if clash is not None:
@@ -421,7 +418,7 @@ def kaldi_lines(recording: str, wav: Path, segments: Sequence[Segment], tgt_lang
         "wav.scp": [f"{recording} {wav}"],
         "segments": [f"{s.utt_id} {recording} {s.start:.6f} {s.end:.6f}" for s in segments],
         "utt2spk": [f"{s.utt_id} {recording}" for s in segments],
-        "spk2utt": [f"{recording} {' '.join(s.utt_id for s in segments)}"],
+        "spk2utt": spk2utt_lines((s.utt_id, recording) for s in segments),
         "text.src": [f"{s.utt_id} {s.src}" for s in segments],
         "text.src.norm": [f"{s.utt_id} {s.src_norm}".rstrip() for s in segments],
         "text.tgt": [f"{s.utt_id} {s.tgt}" for s in segments],
@@ -470,71 +467,42 @@ def log_summary(split: str, stats: SplitStats) -> None:
 # --------------------------------------------------------------------------- command line
 
 
-class _Parser(ErrorsRaise, ArgumentParser):
-    """ESPnet's ``--config`` parser; errors end as one ``ERROR:`` line and unknown config keys name their line."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        config = argparse.ArgumentParser.parse_known_args(self, args)[0].config
-        if config is not None:
-            check_config_keys(Path(config), {action.dest for action in self._actions})
-        return super().parse_known_args(args, namespace)
-
-
-def check_config_keys(path: Path, known: set[str]) -> None:
-    """Raise at the first key of the YAML config ``path`` that is no option of the stage."""
-    if not path.is_file():
-        raise DataPrepError(f"no such config file {path}")
-    try:
-        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except yaml.YAMLError as err:
-        raise DataPrepError(f"{path}: malformed YAML: {err}") from None
-    if not isinstance(node, yaml.MappingNode):
-        raise DataPrepError(f"{path}: expected a mapping of option: value")
-    for key, _ in node.value:
-        if key.value not in known:
-            expected = ", ".join(sorted(known - {"help", "config"}))
-            line = key.start_mark.line + 1
-            raise DataPrepError(f"{path}:{line}: unknown key {key.value!r}; expected one of: {expected}")
-
-
 def get_parser() -> ArgumentParser:
-    """Options of the data stage; any of them may also come from ``--config`` (underscored)."""
-    parser = _Parser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mustc-root", help="MuST-C root, holding en-<tgt>/data/")
-    parser.add_argument("--tgt-lang", help="target language, e.g. de")
-    parser.add_argument("--out", help="output dir; gets train/, dev/, tst-COMMON/")
+    """Options of the data stage; any of them may also come from ``--config``."""
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mustc_root", required=True, help="MuST-C root, holding en-<tgt>/data/")
+    parser.add_argument("--tgt_lang", required=True, help="target language, e.g. de")
+    parser.add_argument("--out", required=True, help="output dir; gets train/, dev/, tst-COMMON/")
     parser.add_argument(
-        "--extra-train", default="", help="comma-separated roots of more corpora in MuST-C layout (train split used)"
+        "--extra_train", default="", help="comma-separated roots of more corpora in MuST-C layout (train split used)"
     )
     parser.add_argument(
-        "--char-ratio-filter", type=str2bool, default=True, help="drop train pairs whose char ratio is out of range"
+        "--char_ratio_filter", type=str2bool, default=True, help="drop train pairs whose char ratio is out of range"
     )
-    parser.add_argument("--char-ratio-min", type=float, default=0.8, help="lowest target/source char ratio kept")
-    parser.add_argument("--char-ratio-max", type=float, default=1.6, help="highest target/source char ratio kept")
+    parser.add_argument("--char_ratio_min", type=float, default=0.8, help="lowest target/source char ratio kept")
+    parser.add_argument("--char_ratio_max", type=float, default=1.6, help="highest target/source char ratio kept")
     parser.add_argument(
-        "--max-overshoot", type=float, default=0.05, help="seconds a segment may end past its wav (then clipped)"
+        "--max_overshoot", type=float, default=0.05, help="seconds a segment may end past its wav (then clipped)"
     )
     return parser
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parsed options, with the checks argparse cannot make (values may come from YAML)."""
+    """Parsed options, with the checks argparse cannot make (YAML values keep their YAML type)."""
     args = get_parser().parse_args(argv)
-    for name in ("mustc_root", "tgt_lang", "out"):
-        if not isinstance(getattr(args, name), str) or not getattr(args, name):
-            option = name.replace("_", "-")
-            raise DataPrepError(f"--{option} is required (on the command line or as {name} in --config)")
-    if not isinstance(args.extra_train, str):
-        raise DataPrepError(f"--extra-train must be a comma-separated string, got {args.extra_train!r}")
+    for name in ("mustc_root", "tgt_lang", "out", "extra_train"):
+        if not isinstance(getattr(args, name), str) or (name != "extra_train" and not getattr(args, name)):
+            raise DataPrepError(f"--{name} must be a non-empty string, got {getattr(args, name)!r}")
     if not isinstance(args.char_ratio_filter, bool):
-        raise DataPrepError(f"--char-ratio-filter must be true or false, got {args.char_ratio_filter!r}")
+        raise DataPrepError(f"--char_ratio_filter must be true or false, got {args.char_ratio_filter!r}")
     for name in ("char_ratio_min", "char_ratio_max", "max_overshoot"):
         value = getattr(args, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise DataPrepError(f"--{name.replace('_', '-')} must be a number >= 0, got {value!r}")
+            raise DataPrepError(f"--{name} must be a number >= 0, got {value!r}")
     if args.char_ratio_min > args.char_ratio_max:
         low, high = args.char_ratio_min, args.char_ratio_max
-        raise DataPrepError(f"--char-ratio-min ({low}) must not exceed --char-ratio-max ({high})")
+        raise DataPrepError(f"--char_ratio_min ({low}) must not exceed --char_ratio_max ({high})")
+    check_output_dir(args.out, "--out")
     return args
 
 

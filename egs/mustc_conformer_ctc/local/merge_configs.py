@@ -1,21 +1,31 @@
 #!/usr/bin/env python3
-"""Print BASE.yaml updated with OVERRIDE.yaml: nested mappings merge, other values replace.
+"""Write BASE.yaml updated with OVERRIDE.yaml: nested mappings merge, other values replace.
 
 Fine-tuning reuses the trained model's saved config (architecture, data, tokens)
 and changes only what ``finetune.yaml`` names, so the architecture is written once.
 ESPnet's bookkeeping entries of a saved config, which are no training options,
-are left out so the result is a valid ``--config``.
+are left out so the result is a valid ``--config``. The output is written whole
+or not at all.
+
+Usage:
+    python local/merge_configs.py --base_config exp/st/config.yaml \
+        --override_config conf/finetune.yaml --out exp/st_finetune/finetune_config.yaml
 """
 
 import sys
-from typing import Any, Dict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import yaml
+
+from espnet2_ext.fileio.atomic import write_text_atomically
+from espnet2_ext.utils.cli import ArgumentParser, CommandError, check_output_file, command
 
 ESPNET_BOOKKEEPING = ("required", "version", "distributed")
 
 
-def merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -25,17 +35,34 @@ def merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
     return merged
 
 
-def main() -> int:
-    if len(sys.argv) != 3:
-        print(f"usage: {sys.argv[0]} BASE.yaml OVERRIDE.yaml > OUT.yaml", file=sys.stderr)
-        return 1
-    documents = []
-    for path in sys.argv[1:]:
-        with open(path, encoding="utf-8") as f:
-            documents.append(yaml.safe_load(f) or {})
-    merged = {k: v for k, v in merge(*documents).items() if k not in ESPNET_BOOKKEEPING}
-    yaml.safe_dump(merged, sys.stdout, allow_unicode=True, sort_keys=False)
-    return 0
+def read_mapping(path: Path) -> dict[str, Any]:
+    """A YAML mapping (an empty file is an empty one)."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise CommandError(f"no such config file {path}") from None
+    except yaml.YAMLError as err:
+        raise CommandError(f"{path}: malformed YAML: {err}") from None
+    if not isinstance(document, dict):
+        raise CommandError(f"{path}: expected a YAML mapping")
+    return document
+
+
+def get_parser() -> ArgumentParser:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base_config", type=Path, required=True, help="the trained model's config.yaml")
+    parser.add_argument("--override_config", type=Path, required=True, help="what to change, e.g. conf/finetune.yaml")
+    parser.add_argument("--out", type=Path, required=True, help="merged config to write")
+    return parser
+
+
+@command(OSError)
+def main(argv: Sequence[str] | None = None) -> None:
+    args = get_parser().parse_args(argv)
+    check_output_file(args.out, "--out")
+    merged = merge(read_mapping(args.base_config), read_mapping(args.override_config))
+    options = {k: v for k, v in merged.items() if k not in ESPNET_BOOKKEEPING}
+    write_text_atomically(args.out, yaml.safe_dump(options, allow_unicode=True, sort_keys=False))
 
 
 if __name__ == "__main__":

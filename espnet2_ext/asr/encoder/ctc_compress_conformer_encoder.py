@@ -154,7 +154,7 @@ class CTCCompressConformerEncoder(AbsEncoder):
         ctc_block: block (1-based) after which the CTC head and compression sit.
         compression: ``none``, ``avg``, ``weighted``, ``softmax`` or ``fixed``.
         compression_fixed_ratio: group size of ``fixed``.
-        compression_max_out_size: cap on the compressed length (<= 0: none).
+        compression_max_out_size: cap on the compressed length (None: no cap).
         rel_pos_type: ``fbk`` or ``latest`` (see above).
     """
 
@@ -176,7 +176,7 @@ class CTCCompressConformerEncoder(AbsEncoder):
         ctc_block: int = 8,
         compression: str = "avg",
         compression_fixed_ratio: int = 4,
-        compression_max_out_size: int = -1,
+        compression_max_out_size: Optional[int] = None,
         rel_pos_type: str = "fbk",
     ):
         super().__init__()
@@ -194,6 +194,8 @@ class CTCCompressConformerEncoder(AbsEncoder):
             raise ValueError(f"compression_fixed_ratio must be >= 1, got {compression_fixed_ratio}")
         if ctc_vocab_size < 2:
             raise ValueError(f"ctc_vocab_size must be >= 2 (blank + tokens), got {ctc_vocab_size}")
+        if compression_max_out_size is not None and compression_max_out_size < 1:
+            raise ValueError(f"compression_max_out_size must be >= 1 or None (no cap), got {compression_max_out_size}")
         if rel_pos_type not in REL_POS_TYPES:
             raise ValueError(f"rel_pos_type: unknown {rel_pos_type!r}, expected one of {REL_POS_TYPES}")
         self._output_size = output_size

@@ -26,6 +26,7 @@ def random_utterances(n, min_len, max_len, dim, seed):
         (dict(subsampling_kernel_size=4), "subsampling_kernel_size"),
         (dict(compression_fixed_ratio=0), "compression_fixed_ratio"),
         (dict(rel_pos_type="legacy"), "rel_pos_type"),
+        (dict(compression_max_out_size=-1), "compression_max_out_size"),
     ],
 )
 def test_invalid_settings_fail_at_construction_naming_the_key(overrides, key):

@@ -1,14 +1,18 @@
-"""Writing files so that a killed or failed run never leaves half of one behind."""
+"""Writing files so that a killed or failed run never leaves half of one behind.
+
+Every program of the project writes its outputs through these helpers: a reader
+sees the previous file (or directory) or the complete new one, never a mix.
+"""
 
 import os
 import shutil
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
 
 
 @contextmanager
-def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
+def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path``, renamed onto it when the block succeeds.
 
     Readers see the old file or the complete new one. On error the temporary
@@ -24,13 +28,20 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_text_atomically(path: Union[str, Path], text: str) -> None:
+def write_text_atomically(path: str | Path, text: str) -> None:
+    """``path`` holds ``text`` (UTF-8, ``\\n`` line ends as given), or is left as it was."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", newline="\n")
+
+
+def write_lines_atomically(path: str | Path, lines: Iterable[str]) -> None:
+    """``path`` holds ``lines``, each ended by ``\\n``; written whole or not at all."""
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as stream:
+        stream.writelines(f"{line}\n" for line in lines)
 
 
 @contextmanager
-def atomic_dir(path: Union[str, Path]) -> Iterator[Path]:
+def atomic_dir(path: str | Path) -> Iterator[Path]:
     """An empty directory ``.<name>.tmp`` beside ``path``, swapped in for ``path`` when the block succeeds.
 
     A directory cannot replace another in one rename, so the old one is first moved

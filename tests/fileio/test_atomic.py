@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from espnet2_ext.utils.fileio import atomic_dir, write_text_atomically
+from espnet2_ext.fileio.atomic import atomic_dir, write_lines_atomically, write_text_atomically
 
 
 def test_write_text_atomically_replaces_the_file(tmp_path: Path):
@@ -45,3 +45,10 @@ def test_atomic_dir_removes_a_killed_run_s_leftovers(tmp_path: Path):
     with atomic_dir(tmp_path / "train") as tmp:
         (tmp / "segments").write_text("new\n")
     assert [p.name for p in tmp_path.iterdir()] == ["train"]
+
+
+def test_write_lines_atomically_ends_every_line(tmp_path: Path):
+    path = tmp_path / "text"
+    write_lines_atomically(path, (f"utt{i} word" for i in range(3)))
+    assert path.read_bytes() == b"utt0 word\nutt1 word\nutt2 word\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["text"]

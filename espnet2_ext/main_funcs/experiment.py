@@ -1,0 +1,257 @@
+"""The records of an experiment dir, each schema written and read here only.
+
+- ``averaged.json``: which epochs the decoded checkpoint averages (:class:`Averaged`),
+  written by checkpoint averaging, read by the results page and the curves;
+- ``decode_*/<test set>/score/result.json`` and ``result.txt``: one test set's scores
+  (:class:`ScoreResult`), written by scoring, read by the results page and the curves;
+- ESPnet's own files: the reporter inside ``checkpoint.pth``, ``config.yaml``,
+  ``num_params``, and run.sh's ``run.cmd``.
+
+Readers check every field and raise :class:`ExperimentError` naming the file and field.
+"""
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from espnet2.train.reporter import Reporter
+
+from espnet2_ext.fileio.atomic import write_text_atomically
+
+AVERAGED_JSON = "averaged.json"
+RESULT_JSON = "result.json"
+RESULT_TXT = "result.txt"
+AVERAGING_MODES = ("around", "nbest", "epochs")
+
+
+class ExperimentError(ValueError):
+    """A missing or malformed experiment file; the message names it."""
+
+
+# --------------------------------------------------------------------------- averaged.json
+
+
+@dataclass(frozen=True)
+class Averaged:
+    """The checkpoint decoded: the mean of ``epochs``, saved as ``file``.
+
+    ``criterion`` (e.g. valid.loss.min), ``mode`` (around, nbest, or epochs when they
+    were given explicitly, then with a null criterion and best epoch) and
+    ``best_epoch`` say how the epochs were chosen. ``file`` is relative to the
+    experiment dir when the checkpoint lies in it.
+    """
+
+    file: str
+    epochs: tuple[int, ...]
+    criterion: str | None
+    mode: str
+    best_epoch: int | None
+
+
+def write_averaged(exp_dir: Path, averaged: Averaged) -> None:
+    record = {
+        "file": averaged.file,
+        "epochs": list(averaged.epochs),
+        "criterion": averaged.criterion,
+        "mode": averaged.mode,
+        "best_epoch": averaged.best_epoch,
+    }
+    write_text_atomically(exp_dir / AVERAGED_JSON, json.dumps(record, indent=2) + "\n")
+
+
+def read_averaged(exp_dir: Path) -> Averaged | None:
+    """``<exp>/averaged.json``, or None when nothing was averaged yet."""
+    path = exp_dir / AVERAGED_JSON
+    if not path.is_file():
+        return None
+    data = _read_json(path)
+    epochs = _field(data, "epochs", list, path)
+    if not epochs or not all(isinstance(e, int) and not isinstance(e, bool) for e in epochs):
+        raise ExperimentError(f"{path}: 'epochs' must be a non-empty list of epoch numbers, got {epochs!r}")
+    mode = _field(data, "mode", str, path)
+    if mode not in AVERAGING_MODES:
+        raise ExperimentError(f"{path}: 'mode' must be one of {', '.join(AVERAGING_MODES)}, got {mode!r}")
+    return Averaged(
+        file=_field(data, "file", str, path),
+        epochs=tuple(epochs),
+        criterion=_field(data, "criterion", str, path, optional=True),
+        mode=mode,
+        best_epoch=_field(data, "best_epoch", int, path, optional=True),
+    )
+
+
+# --------------------------------------------------------------------------- result.json
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Corpus scores of one test set, how sacreBLEU computed them, and what was scored."""
+
+    bleu: float
+    chrf: float
+    n_segments: int
+    bleu_signature: str
+    chrf_signature: str
+    bleu_line: str  # sacreBLEU's "BLEU|<signature> = 25.31 58.1/31.0/... (BP = ...)"
+    chrf_line: str
+    tgt_lang: str | None
+    hyp: str
+    ref: str
+
+    def text(self) -> str:
+        """``result.txt``: the two score lines first (run.sh logs ``head -n 2``), then what was scored."""
+        return (
+            f"{self.bleu_line}\n{self.chrf_line}\n"
+            f"segments: {self.n_segments}\nhyp: {self.hyp}\nref: {self.ref}\n"
+        )
+
+
+@dataclass(frozen=True)
+class DecodedSet:
+    """The scores of one test set under one decoding configuration (a ``decode_*`` dir)."""
+
+    decode: str
+    test_set: str
+    result: ScoreResult
+    path: Path
+
+
+def write_result(score_dir: Path, result: ScoreResult) -> None:
+    """``result.json`` (scores at full precision: rounding is left to readers) and ``result.txt``."""
+    record = {
+        "bleu": result.bleu,
+        "chrf": result.chrf,
+        "signatures": {"bleu": result.bleu_signature, "chrf": result.chrf_signature},
+        "sacrebleu": {"bleu": result.bleu_line, "chrf": result.chrf_line},
+        "n_segments": result.n_segments,
+        "tgt_lang": result.tgt_lang,
+        "hyp": result.hyp,
+        "ref": result.ref,
+    }
+    write_text_atomically(score_dir / RESULT_JSON, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomically(score_dir / RESULT_TXT, result.text())
+
+
+def read_result(path: Path) -> ScoreResult:
+    data = _read_json(path)
+    return ScoreResult(
+        bleu=float(_field(data, "bleu", _NUMBER, path)),
+        chrf=float(_field(data, "chrf", _NUMBER, path)),
+        n_segments=_field(data, "n_segments", int, path),
+        bleu_signature=_field(data, "signatures.bleu", str, path),
+        chrf_signature=_field(data, "signatures.chrf", str, path),
+        bleu_line=_field(data, "sacrebleu.bleu", str, path),
+        chrf_line=_field(data, "sacrebleu.chrf", str, path),
+        tgt_lang=_field(data, "tgt_lang", str, path, optional=True),
+        hyp=_field(data, "hyp", str, path),
+        ref=_field(data, "ref", str, path),
+    )
+
+
+def find_scores(exp_dir: Path) -> list[DecodedSet]:
+    """Every ``decode_*/*/score/result.json`` of the experiment, sorted by decode dir and test set."""
+    return [
+        DecodedSet(decode=path.parents[2].name, test_set=path.parents[1].name, result=read_result(path), path=path)
+        for path in sorted(exp_dir.glob(f"decode_*/*/score/{RESULT_JSON}"))
+    ]
+
+
+# --------------------------------------------------------------------------- ESPnet's files
+
+
+def load_reporter(exp_dir: Path) -> Reporter:
+    """ESPnet's training reporter from ``<exp>/checkpoint.pth``.
+
+    ``mmap`` keeps the model and optimizer tensors on disk: only the reporter is read.
+    """
+    path = exp_dir / "checkpoint.pth"
+    if not path.is_file():
+        raise ExperimentError(f"missing {path}: ESPnet's trainer writes it after each epoch")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ExperimentError(f"cannot load {path}: {err}") from None
+    if not isinstance(state, dict) or "reporter" not in state:
+        raise ExperimentError(f"{path} has no 'reporter' entry: not an ESPnet training checkpoint")
+    reporter = Reporter()
+    reporter.load_state_dict(state["reporter"])
+    return reporter
+
+
+def read_config(exp_dir: Path) -> dict[str, Any] | None:
+    """The merged training config ESPnet saved, or None without it."""
+    path = exp_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        config = yaml.safe_load(_read_text(path))
+    except yaml.YAMLError as err:
+        raise ExperimentError(f"{path}: not YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise ExperimentError(f"{path}: expected a YAML mapping")
+    return config
+
+
+def read_num_params(exp_dir: Path) -> int | None:
+    """The parameter count ESPnet's trainer wrote, or None without it."""
+    path = exp_dir / "num_params"
+    if not path.is_file():
+        return None
+    text = _read_text(path).strip()
+    try:
+        return int(text)
+    except ValueError:
+        raise ExperimentError(f"{path}: expected one integer, got {text[:40]!r}") from None
+
+
+def read_commands(exp_dir: Path) -> list[str] | None:
+    """The stage commands run.sh recorded, one per line, or None without ``run.cmd``."""
+    path = exp_dir / "run.cmd"
+    if not path.is_file():
+        return None
+    return [line for line in _read_text(path).splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------- checked reading
+
+_NUMBER = (int, float)
+_KIND_NAMES = {_NUMBER: "a number", int: "an integer", str: "a string", list: "a list"}
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ExperimentError(f"cannot read {path}: {err}") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as err:
+        raise ExperimentError(f"{path}: not JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ExperimentError(f"{path}: expected a JSON object")
+    return data
+
+
+def _field(
+    data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path, optional: bool = False
+) -> Any:
+    """``data[key]`` (``a.b``: nested) checked to be of ``kind``; a bool is not a number here.
+
+    With ``optional``, an absent or null value is returned as None.
+    """
+    value: Any = data
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if optional and value is None:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ExperimentError(f"{path}: '{key}' is missing or not {_KIND_NAMES[kind]}")
+    return value
+

@@ -1,0 +1,264 @@
+"""One experiment's section of an icefall-style RESULTS.md, rebuilt from what is on disk.
+
+The section holds the scores of every ``<exp>/decode_*/<test set>/score/result.json``
+with their sacreBLEU signatures, the averaged checkpoint (``averaged.json``), key
+facts of the model (``config.yaml``, ``num_params``), the exact stage commands
+(``run.cmd``, one per line), the hardware, and the training curves (``curves.png``)
+when present; :mod:`espnet2_ext.main_funcs.experiment` reads those records.
+
+The section sits between marker comments named after the experiment dir, so one
+RESULTS.md can hold several experiments and text outside the markers is kept.
+Nothing is accumulated: each run rebuilds the section from the files, so re-running
+gives the same file. Its date is that of the newest file read, not today's, for the
+same reason. The hardware is that of the machine running this: run it where the
+experiment trained and decoded.
+"""
+
+import datetime
+import os
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from espnet2_ext.fileio.atomic import write_text_atomically
+from espnet2_ext.main_funcs.experiment import (
+    AVERAGED_JSON,
+    RESULT_JSON,
+    Averaged,
+    DecodedSet,
+    find_scores,
+    read_averaged,
+    read_commands,
+    read_config,
+    read_num_params,
+)
+
+FILE_HEADER = "# Results\n"
+BEGIN = "<!-- make_results begin: {key} (generated: edits inside are overwritten) -->"
+END = "<!-- make_results end: {key} -->"
+
+
+class ResultsError(ValueError):
+    """A RESULTS.md whose markers are broken, or no experiment dir."""
+
+
+# --------------------------------------------------------------------------- facts
+
+
+def cpu_model() -> str:
+    """The first ``model name`` of /proc/cpuinfo (absent on some ARM kernels)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as stream:
+            for line in stream:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def gpu_names() -> list[str]:
+    """Names of the visible CUDA devices; torch is imported only here, it is slow to load."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def hardware() -> str:
+    gpus = gpu_names()
+    gpu = ", ".join(f"{gpus.count(name)} x {name}" for name in sorted(set(gpus))) if gpus else "no GPU"
+    return f"{cpu_model()}, {os.cpu_count()} logical CPUs; {gpu}"
+
+
+def _conf(config: dict[str, Any], section: str, key: str) -> Any:
+    conf = config.get(section)
+    return conf.get(key) if isinstance(conf, dict) else None
+
+
+def _fmt(template: str, value: Any) -> str | None:
+    """``template`` filled with ``value``, or None when the config lacks the key."""
+    return None if value is None else template.format(value)
+
+
+def _described(name: str, details: Sequence[str | None]) -> str:
+    """``name: detail, detail`` with the absent details left out."""
+    present = [detail for detail in details if detail]
+    return f"{name}: {', '.join(present)}" if present else name
+
+
+def encoder_fact(config: dict[str, Any]) -> str:
+    """e.g. ``ctc_compress_conformer: 12 blocks, d=512, ..., CTC after block 8, compression avg``."""
+    get = partial(_conf, config, "encoder_conf")
+    compression = get("compression")
+    if compression == "fixed":
+        compression = f"fixed (ratio {get('compression_fixed_ratio')})"
+    layers = get("subsampling_layers")
+    return _described(f"encoder: {config['encoder']}", [
+        _fmt("{} blocks", get("num_blocks")),
+        _fmt("d={}", get("output_size")),
+        _fmt("{} heads", get("attention_heads")),
+        _fmt("FFN {}", get("linear_units")),
+        _fmt("conv kernel {}", get("cnn_module_kernel")),
+        None if layers is None else f"subsampling {layers} x stride 2 ({2 ** layers}x shorter)",
+        _fmt("CTC after block {}", get("ctc_block")),
+        _fmt("compression {}", compression),
+    ])
+
+
+def config_facts(config: dict[str, Any]) -> list[str]:
+    """What the merged training config says about the model and its training; absent keys are left out."""
+    facts = []
+    if "encoder" in config:
+        facts.append(encoder_fact(config))
+    if "decoder" in config:
+        get = partial(_conf, config, "decoder_conf")
+        facts.append(_described(f"decoder: {config['decoder']}", [
+            _fmt("{} blocks", get("num_blocks")),
+            _fmt("{} heads", get("attention_heads")),
+            _fmt("FFN {}", get("linear_units")),
+        ]))
+    loss = [
+        _fmt("ctc_weight {}", _conf(config, "model_conf", "ctc_weight")),
+        _fmt("label smoothing {}", _conf(config, "model_conf", "lsm_weight")),
+    ]
+    training = [
+        _fmt("max {} epochs", config.get("max_epoch")),
+        _fmt("batch_bins {}", config.get("batch_bins")),
+        _fmt("accum_grad {}", config.get("accum_grad")),
+        _fmt("lr {}", _conf(config, "optim_conf", "lr")),
+        _fmt("warmup {} steps", _conf(config, "scheduler_conf", "warmup_steps")),
+    ]
+    tokens = config.get("token_list")
+    facts += [
+        _described("loss", loss) if any(loss) else None,
+        _fmt("vocabulary: {} tokens", len(tokens) if isinstance(tokens, list) else None),
+        _described("training", training) if any(training) else None,
+        _fmt("ngpu: {}", config.get("ngpu")),
+    ]
+    return [fact for fact in facts if fact]
+
+
+def model_facts(config: dict[str, Any] | None, num_params: int | None) -> list[str]:
+    """Markdown list items: the config's key facts and the parameter count."""
+    facts = [] if config is None else config_facts(config)
+    if num_params is not None:
+        facts.append(f"parameters: {num_params / 1e6:.1f} M ({num_params:,})")
+    return [f"- {fact}" for fact in facts]
+
+
+def newest_date(paths: Sequence[Path]) -> str:
+    """UTC date of the newest of ``paths``: stable across re-runs, unlike today's date."""
+    if not paths:
+        return "unknown (no scores, config or commands yet)"
+    mtime = max(p.stat().st_mtime for p in paths)
+    day = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime("%Y-%m-%d")
+    return f"{day} (newest of the files read)"
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _cell(text: str) -> str:
+    """A code span for a table cell; ``|`` (in every sacreBLEU signature) must be escaped there."""
+    return f"`{text}`".replace("|", "\\|")
+
+
+def score_table(scores: Sequence[DecodedSet]) -> list[str]:
+    if not scores:
+        return [f"No decoded test sets yet (no `decode_*/*/score/{RESULT_JSON}`)."]
+    lines = [
+        "| decoding | test set | BLEU | chrF | segments | BLEU signature | chrF signature |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for s in scores:
+        r = s.result
+        lines.append(
+            f"| {s.decode} | {s.test_set} | {r.bleu:.2f} | {r.chrf:.2f} | {r.n_segments} "
+            f"| {_cell(r.bleu_signature)} | {_cell(r.chrf_signature)} |"
+        )
+    return lines
+
+
+def averaged_line(averaged: Averaged | None) -> str:
+    if averaged is None:
+        return "- Checkpoint: not recorded (no averaged.json)"
+    epochs = ", ".join(str(e) for e in averaged.epochs)
+    if averaged.criterion is None:
+        chosen = "given explicitly"
+    else:
+        chosen = _described(f"chosen by {averaged.criterion}", [
+            _fmt("mode {}", averaged.mode),
+            _fmt("best epoch {}", averaged.best_epoch),
+        ])
+    return f"- Checkpoint: `{averaged.file}`, the average of {len(averaged.epochs)} epochs ({epochs}), {chosen}"
+
+
+def section(exp_dir: Path, key: str, title: str) -> str:
+    """The experiment's whole section, markers included; ``key`` is exp_dir relative to RESULTS.md.
+
+    ``key`` names the section and makes links relative: RESULTS.md may sit anywhere.
+    """
+    scores = find_scores(exp_dir)
+    averaged = read_averaged(exp_dir)
+    config = read_config(exp_dir)
+    num_params = read_num_params(exp_dir)
+    commands = read_commands(exp_dir)
+    inputs = [s.path for s in scores] + [
+        exp_dir / name for name in (AVERAGED_JSON, "config.yaml", "num_params", "run.cmd")
+        if (exp_dir / name).is_file()
+    ]
+    lines = [
+        BEGIN.format(key=key),
+        f"## {title}",
+        "",
+        f"- Experiment: `{exp_dir}`",
+        f"- Date: {newest_date(inputs)}",
+        f"- Hardware: {hardware()}",
+        averaged_line(averaged),
+        "",
+        *score_table(scores),
+        "",
+        "### Model",
+        "",
+        *(model_facts(config, num_params) or ["No config.yaml or num_params."]),
+        "",
+        "### Commands",
+        "",
+    ]
+    if commands is None:
+        lines.append("Not recorded (no run.cmd).")
+    else:
+        lines += ["```bash", *commands, "```"]
+    if (exp_dir / "curves.png").is_file():
+        lines += ["", "### Training curves", "", f"![training curves of {title}]({Path(key, 'curves.png').as_posix()})"]
+    lines.append(END.format(key=key))
+    return "\n".join(lines) + "\n"
+
+
+def replace_section(document: str, key: str, new_section: str) -> str:
+    """``document`` with the section of ``key`` replaced, or appended when it has none."""
+    begin, end = BEGIN.format(key=key), END.format(key=key)
+    start = document.find(begin)
+    if start < 0:
+        return document.rstrip("\n") + "\n\n" + new_section
+    stop = document.find(end, start)
+    if stop < 0:
+        raise ResultsError(f"the section of {key} has its begin marker but no end marker")
+    return document[:start] + new_section + document[stop + len(end):].removeprefix("\n")
+
+
+def make_results(exp_dir: Path, out: Path, title: str | None) -> None:
+    """Create ``out`` or replace the experiment's section in it."""
+    if not exp_dir.is_dir():
+        raise ResultsError(f"experiment dir {exp_dir} does not exist")
+    key = Path(os.path.relpath(exp_dir.resolve(), out.resolve().parent)).as_posix()
+    new_section = section(exp_dir, key, title or exp_dir.resolve().name)
+    try:
+        document = out.read_text(encoding="utf-8") if out.is_file() else FILE_HEADER
+    except (OSError, UnicodeDecodeError) as err:
+        raise ResultsError(f"cannot read {out}: {err}") from None
+    write_text_atomically(out, replace_section(document, key, new_section))

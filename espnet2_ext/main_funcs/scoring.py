@@ -1,0 +1,70 @@
+"""Corpus BLEU and chrF of one test set, with sacreBLEU signatures.
+
+Hypotheses and references are Kaldi-style ``utt-id text`` files (``utt-id`` alone is
+an empty text). The hypotheses must cover exactly the reference ids, so a decode
+that silently dropped utterances cannot report a score. BLEU uses sacreBLEU's
+default 13a tokenizer, or the one sacreBLEU picks for the target language (``zh``,
+``ja``, ``ko``); the signatures make the numbers comparable with published ones.
+"""
+
+from pathlib import Path
+
+from sacrebleu.metrics import BLEU, CHRF
+
+from espnet2_ext.fileio.kaldi_table import read_text
+from espnet2_ext.main_funcs.experiment import ScoreResult
+
+_SHOWN_IDS = 5
+
+
+class ScoringError(ValueError):
+    """Hypotheses and references that do not pair up, or a tokenizer sacreBLEU lacks."""
+
+
+def _some(ids: set[str]) -> str:
+    """At most ``_SHOWN_IDS`` sorted ids, then how many more there are."""
+    shown = sorted(ids)[:_SHOWN_IDS]
+    more = f" and {len(ids) - len(shown)} more" if len(ids) > len(shown) else ""
+    return ", ".join(shown) + more
+
+
+def paired(hyp_path: Path, ref_path: Path) -> tuple[list[str], list[str]]:
+    """Hypotheses and references in reference order, checked to share exactly the same ids."""
+    hyps, refs = read_text(hyp_path), read_text(ref_path)
+    if not refs:
+        raise ScoringError(f"no references in {ref_path}")
+    missing, extra = set(refs) - set(hyps), set(hyps) - set(refs)
+    if missing or extra:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} reference ids have no hypothesis ({_some(missing)})")
+        if extra:
+            problems.append(f"{len(extra)} hypothesis ids are not in the references ({_some(extra)})")
+        raise ScoringError(f"{hyp_path} does not match {ref_path}: {'; '.join(problems)}")
+    return [hyps[utt_id] for utt_id in refs], list(refs.values())
+
+
+def score_files(hyp_path: Path, ref_path: Path, tgt_lang: str = "") -> ScoreResult:
+    """Corpus BLEU (tokenizer chosen by sacreBLEU from ``tgt_lang``) and chrF of ``hyp_path``
+    against the one reference ``ref_path``, paired by id (see :func:`paired`)."""
+    hyps, refs = paired(hyp_path, ref_path)
+    try:
+        bleu = BLEU(trg_lang=tgt_lang)
+        bleu_score = bleu.corpus_score(hyps, [refs])
+    except RuntimeError as err:  # e.g. sacrebleu[ja] not installed for tgt_lang ja
+        raise ScoringError(f"BLEU tokenizer for --tgt_lang {tgt_lang}: {' '.join(str(err).split())}") from None
+    chrf = CHRF()
+    chrf_score = chrf.corpus_score(hyps, [refs])
+    bleu_signature, chrf_signature = str(bleu.get_signature()), str(chrf.get_signature())
+    return ScoreResult(
+        bleu=bleu_score.score,
+        chrf=chrf_score.score,
+        n_segments=len(refs),
+        bleu_signature=bleu_signature,
+        chrf_signature=chrf_signature,
+        bleu_line=bleu_score.format(signature=bleu_signature),
+        chrf_line=chrf_score.format(signature=chrf_signature),
+        tgt_lang=tgt_lang or None,
+        hyp=str(hyp_path),
+        ref=str(ref_path),
+    )

@@ -1,0 +1,74 @@
+"""The benchmark harness itself: the free-compression encoder, the blank-bias calibration,
+and the rule that benchmarks import the library, never a program."""
+
+import importlib.util
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import SMALL_ENCODER, small_encoder, small_model
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture(scope="module")
+def bench_models():
+    """``bench/models.py`` by path (bench/ holds scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_models", BENCH / "models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_encoder(bench_models, ratio: float):
+    torch.manual_seed(0)  # the weights of small_encoder()
+    encoder = bench_models.FreeCompressionEncoder(input_size=20, ctc_vocab_size=12, **SMALL_ENCODER, compression="none")
+    encoder.ratio = ratio
+    return encoder.eval()
+
+
+def test_free_compression_at_ratio_one_is_the_uncompressed_encoder(bench_models):
+    reference = small_encoder(compression="none").eval()
+    free = free_encoder(bench_models, 1.0)
+    feats, lengths = torch.randn(3, 40, 20), torch.tensor([40, 31, 17])
+    with torch.no_grad():
+        expected, got = reference.encode(feats, lengths), free.encode(feats, lengths)
+    for name in ("hidden", "lengths", "ctc_logits", "ctc_lengths"):
+        torch.testing.assert_close(getattr(got, name), getattr(expected, name))
+
+
+def test_free_compression_keeps_the_ratio_after_the_ctc_block(bench_models):
+    free = free_encoder(bench_models, 0.4)
+    feats, lengths = torch.randn(3, 40, 20), torch.tensor([40, 31, 17])
+    with torch.no_grad():
+        out = free.encode(feats, lengths)
+    assert out.lengths.tolist() == [math.ceil(0.4 * n) for n in out.ctc_lengths.tolist()]
+    assert out.hidden.size(1) == int(out.lengths.max())
+    assert out.ctc_logits.size(1) == int(out.ctc_lengths.max())
+
+
+def test_calibration_reaches_the_target_ratio(bench_models):
+    model = small_model().train()
+    batch = dict(speech=torch.randn(4, 120, 20), speech_lengths=torch.tensor([120, 100, 90, 60]))
+    assert bench_models.compression_ratio(model, batch) > 0.8  # random head: almost nothing merged
+    bias, ratio = bench_models.calibrate_blank_bias(model, batch, target=0.4)
+    assert bias > 0
+    assert abs(ratio - 0.4) < 0.05
+    assert bench_models.compression_ratio(model, batch) == pytest.approx(ratio)  # the bias stays set
+
+
+def test_train_batch_follows_the_token_rates(bench_models):
+    batch = bench_models.train_batch(10.0, batch_size=2)
+    assert batch["speech"].shape == (2, 998, 80)
+    assert batch["text_lengths"].tolist() == [44, 44]  # tag + 4.3 tokens/s
+    assert (batch["text"][:, 0] == bench_models.LANG_TAG_ID).all()
+    assert batch["src_text_lengths"].tolist() == [34, 34]
+
+
+def test_benchmarks_import_no_program():
+    for script in BENCH.glob("*.py"):
+        imports = re.findall(r"^\s*(?:from|import)\s+(espnet2_ext\.bin\b\S*)", script.read_text(), re.MULTILINE)
+        assert not imports, f"{script.name} imports the program(s) {imports}: import the library instead"

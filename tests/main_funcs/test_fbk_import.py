@@ -1,0 +1,302 @@
+"""Imported FBK checkpoints compute what FBK-fairseq computes.
+
+Tiny FBK models (checkpoint, ``config.yaml``, fairseq dictionaries, SentencePiece
+models, as FBK publishes them; :func:`tests.fbk_reference.make_fbk_checkpoint`)
+are imported with :func:`espnet2_ext.main_funcs.fbk_import.import_fbk` and
+compared with :class:`tests.fbk_reference.FBKReference`, a plain re-implementation
+of FBK-fairseq HEAD's formulas that runs one utterance at a time, unpadded.
+Our side runs padded batches of utterances of different lengths.
+
+Compared, in float32 (max abs diff ``ATOL`` 1e-5), ids mapped by token string:
+utterance CMVN, encoder states, CTC logits and lengths before and after
+compression, teacher-forced decoder log-probabilities; and the n-best of
+``translate_features`` against fairseq's ``SequenceGenerator`` rules (tokens
+exactly, scores within ``SCORE_ATOL`` 1e-4).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, NamedTuple
+
+import numpy as np
+import pytest
+import torch
+
+from espnet2_ext.inference.speech2translation import Speech2Translation
+from espnet2_ext.main_funcs.fbk_import import import_fbk
+from tests.fbk_reference import (
+    EOS,
+    LANG_TAG,
+    FBKFiles,
+    FBKReference,
+    ensure_max_ctc_out_len,
+    make_fbk_checkpoint,
+    merge_sublist,
+    utterance_cmvn,
+)
+
+ATOL = 1e-5
+SCORE_ATOL = 1e-4
+FRAMES = [37, 80, 53, 61]  # input frames of the test utterances (20 features each)
+BEAM = 5
+MAX_LEN = 10  # maxlen_b (maxlen_a 0): some hypotheses reach it
+NO_REPEAT = 2
+
+# fairseq's special symbols -> ours; every other symbol keeps its string
+TARGET_NAMES = {"<pad>": "<blank>", "</s>": "<sos/eos>"}
+SOURCE_NAMES = {"<ctc_blank>": "<blank>"}
+
+
+class Case(NamedTuple):
+    strategy: str
+    max_out_size: int
+    lang_tag: bool
+    args_format: str
+    seed: int  # of the random weights (3 and 9: max-out-size merges with majority ties)
+    eos_scale: float  # on </s>'s output row, chosen so that hypotheses end at several lengths
+    share_embeddings: bool = False
+
+
+CASES = [
+    Case("none", -1, False, "namespace", seed=0, eos_scale=1.5),
+    Case("none", 3, True, "cfg", seed=1, eos_scale=-1.5),  # max-out-size without compression: no effect
+    Case("avg", -1, True, "cfg", seed=2, eos_scale=2.5),
+    Case("avg", 3, False, "cfg_namespace", seed=5, eos_scale=1.5),
+    Case("weighted", -1, False, "cfg", seed=4, eos_scale=2.5, share_embeddings=True),
+    Case("weighted", 3, True, "namespace", seed=3, eos_scale=3.0),
+    Case("softmax", -1, True, "cfg_namespace", seed=7, eos_scale=-1.5),
+    Case("softmax", 3, False, "namespace", seed=9, eos_scale=1.5),
+    Case("fixed", -1, False, "cfg", seed=6, eos_scale=1.5),
+    Case("fixed", 3, True, "cfg_namespace", seed=8, eos_scale=2.5),
+]
+
+
+def case_id(case: Case) -> str:
+    parts = [case.strategy, f"max{case.max_out_size}" if case.max_out_size > 0 else "nomax",
+             "tag" if case.lang_tag else "notag", case.args_format]
+    return "-".join(parts + (["shared"] if case.share_embeddings else []))
+
+
+class Imported(NamedTuple):
+    case: Case
+    files: FBKFiles
+    reference: FBKReference
+    translator: Speech2Translation
+    target_ids: List[int]  # our id of each fairseq target id
+    source_ids: List[int]  # our id of each fairseq source id
+
+
+def import_and_load(files: FBKFiles, out: Path, cache: Path) -> Speech2Translation:
+    zip_path = import_fbk(files.checkpoint, files.config, files.tgt_spm, files.tgt_dict,
+                          files.src_spm, files.src_dict, out)
+    return Speech2Translation.from_pretrained(
+        zip_path, cache_dir=cache, beam_size=BEAM, nbest=BEAM, no_repeat_ngram_size=NO_REPEAT,
+        maxlen_a=0.0, maxlen_b=MAX_LEN,
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: threads only add overhead (much of it when the cores are busy)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
+def imported(request, tmp_path_factory) -> Imported:
+    case = request.param
+    work = tmp_path_factory.mktemp(case_id(case))
+    files = make_fbk_checkpoint(
+        work / "fbk", strategy=case.strategy, max_out_size=case.max_out_size, lang_tag=case.lang_tag,
+        args_format=case.args_format, share_embeddings=case.share_embeddings, eos_scale=case.eos_scale,
+        seed=case.seed,
+    )
+    translator = import_and_load(files, work / "model.zip", work / "cache")
+    reference = FBKReference.from_files(files.checkpoint, files.tgt_dict, files.src_dict)
+    model = translator.model
+    target_ids = [model.token_list.index(TARGET_NAMES.get(s, s)) for s in reference.tgt_symbols]
+    source_ids = [model.src_token_list.index(SOURCE_NAMES.get(s, s)) for s in reference.src_symbols]
+    return Imported(case, files, reference, translator, target_ids, source_ids)
+
+
+def features(seed: int = 1) -> List[np.ndarray]:
+    """fbank-like features (T, 20) of the test utterances: mean 5, std 3."""
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal((frames, 20)) * 3 + 5).astype(np.float32) for frames in FRAMES]
+
+
+def pad(arrays: List[np.ndarray]) -> torch.Tensor:
+    batch = torch.zeros(len(arrays), max(len(a) for a in arrays), *arrays[0].shape[1:])
+    for i, a in enumerate(arrays):
+        batch[i, : len(a)] = torch.as_tensor(a)
+    return batch
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float((a - b).abs().max())
+
+
+# --------------------------------------------------------------------------- the reference itself
+
+
+def test_reference_relative_shift_is_the_closed_form():
+    """FBK's zero-pad-and-reshape shift, element by element (query i, key j, table P):
+    j <= i: (q_i + v) . P[L-1-(i-j)]; j == i+1: 0; j >= i+2: (q_{i+1} + v) . P[j-i-2]."""
+    length = 6
+    pos_score = torch.randn(2, length, length)  # [h, i, m] = (q_i + v) . P[m]
+    shifted = FBKReference.relative_shift(pos_score)
+    for i in range(length):
+        for j in range(length):
+            if j <= i:
+                expected = pos_score[:, i, length - 1 - (i - j)]
+            elif j == i + 1:
+                expected = torch.zeros(2)
+            else:
+                expected = pos_score[:, i + 1, j - i - 2]
+            assert torch.equal(shifted[:, i, j], expected), (i, j)
+
+
+def test_reference_merges_runs_as_fbk_documents():
+    # ctc_support.py's docstrings: [(a, 3), (b, 5), (c, 6), (a, 4)] -> (a, 18)
+    assert merge_sublist([(7, 3), (8, 5), (9, 6), (7, 4)]) == (7, 18)
+    # ties: the label that reached the count first
+    assert merge_sublist([(5, 2), (7, 2)]) == (5, 4)
+    assert merge_sublist([(5, 1), (7, 2), (5, 1)]) == (7, 4)
+    # max out size 3, five runs: the first two merged, then the next two, then the last
+    runs = [(1, 1), (2, 2), (3, 1), (4, 1), (5, 3)]
+    assert ensure_max_ctc_out_len(runs, 3) == [(2, 3), (3, 2), (5, 3)]
+    assert ensure_max_ctc_out_len(runs, 5) == runs
+    assert ensure_max_ctc_out_len(runs, -1) == runs
+
+
+def test_reference_decoder_is_causal(tmp_path):
+    files = make_fbk_checkpoint(tmp_path)
+    reference = FBKReference.from_files(files.checkpoint, files.tgt_dict, files.src_dict)
+    states = torch.randn(7, 32)
+    tokens = [EOS, 9, 4, 12, 30]
+    full = reference.decoder_log_probs(states, tokens)
+    assert torch.allclose(reference.decoder_log_probs(states, tokens[:3]), full[:3], atol=1e-6)
+    assert torch.allclose(full.exp().sum(-1), torch.ones(len(tokens)), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- imported vs reference
+
+
+def test_token_lists(imported):
+    ref = imported.reference
+    model = imported.translator.model
+    assert model.token_list == ["<blank>", "<unk>", *ref.tgt_symbols[4:], "<s>", "<sos/eos>"]
+    assert model.src_token_list == ["<blank>", "<unk>", *ref.src_symbols[4:-1], "<s>", "<pad>", "</s>"]
+
+
+def test_utterance_cmvn(imported):
+    feats = features()
+    lengths = torch.tensor(FRAMES)
+    normalised, out_lengths = imported.translator.model.normalize(pad(feats), lengths)
+    assert torch.equal(out_lengths, lengths)
+    for b, x in enumerate(feats):
+        expected = torch.from_numpy(utterance_cmvn(x))
+        assert max_diff(normalised[b, : len(x)], expected) <= ATOL
+        assert not normalised[b, len(x) :].any()
+
+
+def test_encoder(imported):
+    ref, model = imported.reference, imported.translator.model
+    normalised = [utterance_cmvn(x) for x in features()]
+    with torch.no_grad():
+        hidden, lengths, ctc_logits, ctc_lengths = model.encoder.encode(pad(normalised), torch.tensor(FRAMES))
+    for b, x in enumerate(normalised):
+        expected = ref.encode(torch.from_numpy(x))
+        assert int(ctc_lengths[b]) == expected.ctc_logits.size(0)
+        ours = ctc_logits[b, : ctc_lengths[b]][:, imported.source_ids]
+        assert max_diff(ours, expected.ctc_logits) <= ATOL, f"utterance {b}: CTC logits"
+        assert int(lengths[b]) == expected.states.size(0), f"utterance {b}: runs {expected.runs}"
+        assert max_diff(hidden[b, : lengths[b]], expected.states) <= ATOL, f"utterance {b}: states"
+
+
+def test_decoder_teacher_forced(imported):
+    ref, model = imported.reference, imported.translator.model
+    rng = np.random.default_rng(2)
+    states = [ref.encode(torch.from_numpy(utterance_cmvn(x))).states for x in features()]
+    prefix = [EOS] + ([ref.tgt_symbols.index(LANG_TAG)] if imported.case.lang_tag else [])
+    targets = [prefix + rng.integers(4, len(ref.tgt_symbols), size=n).tolist() for n in (5, 7, 3, 6)]
+    ys_in = torch.full((len(targets), max(map(len, targets))), model.eos)
+    for b, tokens in enumerate(targets):
+        ys_in[b, : len(tokens)] = torch.tensor([imported.target_ids[t] for t in tokens])
+    ys_lengths = torch.tensor([len(t) for t in targets])
+    with torch.no_grad():
+        logits, _ = model.decoder(pad(states), torch.tensor([len(s) for s in states]), ys_in, ys_lengths)
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    for b, tokens in enumerate(targets):
+        expected = ref.decoder_log_probs(states[b], tokens)
+        ours = log_probs[b, : len(tokens)][:, imported.target_ids]
+        assert max_diff(ours, expected) <= ATOL, f"utterance {b}"
+
+
+def test_nbest(imported):
+    ref, translator = imported.reference, imported.translator
+    feats = features()
+    nbests = translator.translate_features(pad(feats), torch.tensor(FRAMES))
+    prefix = [ref.tgt_symbols.index(LANG_TAG)] if imported.case.lang_tag else []
+    lengths_seen = set()
+    for b, x in enumerate(feats):
+        states = ref.encode(torch.from_numpy(utterance_cmvn(x))).states
+        expected = ref.beam_search(states, BEAM, ref.max_len(len(x), 0.0, MAX_LEN), prefix, NO_REPEAT)
+        assert len(nbests[b]) == len(expected) == BEAM
+        for rank, (hyp, (tokens, score)) in enumerate(zip(nbests[b], expected)):
+            assert tokens[: len(prefix)] == prefix and tokens[-1] == EOS
+            pieces = [ref.tgt_symbols[t] for t in tokens[len(prefix) : -1]]
+            assert hyp.tokens == pieces, f"utterance {b}, hypothesis {rank}"
+            assert abs(hyp.score - score) <= SCORE_ATOL, f"utterance {b}, hypothesis {rank}"
+            lengths_seen.add(len(tokens))
+    assert len(lengths_seen) >= 3  # hypotheses that end at several lengths
+
+
+# --------------------------------------------------------------------------- no omegaconf, no fairseq
+
+IMPORT_WITHOUT_OMEGACONF = """
+import runpy, sys
+sys.modules["omegaconf"] = None  # `import omegaconf` now raises ImportError
+sys.modules["fairseq"] = None
+from espnet2_ext.main_funcs.fbk_import import import_fbk
+names = ["checkpoint", "config", "tgt_spm", "tgt_dict", "src_spm", "src_dict", "out"]
+function_args, cli_args = sys.argv[1:8], sys.argv[8:]
+import_fbk(*function_args)
+sys.argv = ["import_fbk"] + [f"--{k}={v}" for k, v in zip(names, cli_args)]
+try:
+    runpy.run_module("espnet2_ext.bin.import_fbk", run_name="__main__")
+except SystemExit as exit:
+    assert exit.code in (0, None), exit.code
+"""
+
+
+def test_import_without_omegaconf_or_fairseq(tmp_path):
+    """Both cfg checkpoints (``model`` a DictConfig node, and a Namespace inside the
+    DictConfig) import in a process where omegaconf and fairseq cannot be imported:
+    one through ``import_fbk``, one through the command line. The models match the reference."""
+    runs = []
+    for fmt, lang_tag in (("cfg_namespace", True), ("cfg", False)):
+        files = make_fbk_checkpoint(tmp_path / fmt, strategy="avg", max_out_size=3, lang_tag=lang_tag,
+                                    args_format=fmt, seed=3)
+        runs.append((fmt, files, tmp_path / f"{fmt}.zip"))
+    argv = [str(p) for _, files, out in runs for p in (*files[:6], out)]
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_WITHOUT_OMEGACONF, *argv],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    x = utterance_cmvn(features()[1])
+    for fmt, files, out in runs:
+        translator = Speech2Translation.from_pretrained(out, cache_dir=tmp_path / "cache", beam_size=2, nbest=1)
+        reference = FBKReference.from_files(files.checkpoint, files.tgt_dict, files.src_dict)
+        with torch.no_grad():
+            hidden, lengths, _, _ = translator.model.encoder.encode(torch.from_numpy(x)[None], torch.tensor([len(x)]))
+        expected = reference.encode(torch.from_numpy(x)).states
+        assert max_diff(hidden[0, : lengths[0]], expected) <= ATOL, fmt
