@@ -266,20 +266,21 @@ class CTCCompressConformerEncoder(AbsEncoder):
         ctc_logits = self.ctc_head(x)
         ctc_lengths = lengths
         if self.compression != "none":
-            x, lengths = ctc_compress(
-                x,
-                lengths,
-                ctc_logits,
-                self.compression,
-                self.compression_fixed_ratio,
-                self.compression_max_out_size,
-            )
+            x, lengths = self._compress(x, lengths, ctc_logits)
             pos_emb = self._positions(x, lengths)
             valid = make_valid_mask(lengths, x.size(1))
         for block in self.blocks[self.ctc_block :]:
             x = block(x, pos_emb, valid)
         x = x.masked_fill(~valid.unsqueeze(-1), 0.0)
         return CTCCompressEncoderOutput(x, lengths, ctc_logits, ctc_lengths)
+
+    def _compress(
+        self, x: torch.Tensor, lengths: torch.Tensor, ctc_logits: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The shorter sequence the blocks after the CTC head run on (a subclass may change how)."""
+        return ctc_compress(
+            x, lengths, ctc_logits, self.compression, self.compression_fixed_ratio, self.compression_max_out_size
+        )
 
     def _scale_and_position(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, Positions]:
         """Subsampler output scaled by sqrt(D) (with dropout), and its positions."""

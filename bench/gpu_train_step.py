@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Training throughput on one GPU at FBK's batch size: ours against ESPnet's peer, fp32 and bf16.
+
+FBK trains with 40k frames per GPU and mini-batch (4 GPUs x 2 accumulated:
+320k frames per update). A step here is what one GPU does per mini-batch:
+forward, backward and a fused Adam step, on ~40k frames of random features
+(``--shapes``: utterances x seconds), the models of :mod:`models` (ours with
+its CTC head's blank logit raised to compress about as a trained model does;
+the peer built from ESPnet's classes). Reported per model, precision and shape:
+the median step time after warm-up, frames per second, the peak of
+``torch.cuda.max_memory_allocated``, and the GPU-hours of FBK's 100k and 200k
+updates on one such GPU (8 mini-batches per update).
+
+``--attention`` also times FBK's relative attention alone (forward+backward):
+our hand-written matmuls against ``scaled_dot_product_attention`` with the
+position term passed as an additive bias, and checks they agree.
+
+Needs CUDA. Writes ``--out`` (JSON) and prints a Markdown table.
+"""
+
+import argparse
+import json
+import math
+import statistics
+import time
+from typing import Dict, List
+
+import torch
+
+import models
+
+UPDATES = (100_000, 200_000)
+MINIBATCHES_PER_UPDATE = 8  # FBK: 4 GPUs x accumulation 2, 40k frames each
+
+
+def build_peer_from_classes(seed: int = 0) -> torch.nn.Module:
+    """ESPnet's stock ST model as ``STTask.build_model`` builds it from :func:`models.peer_namespace`'s
+    settings, without importing ESPnet's whole task registry (whose optional dependencies a GPU
+    image may lack)."""
+    from espnet2.asr.ctc import CTC
+    from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
+    from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
+    from espnet2.layers.utterance_mvn import UtteranceMVN
+    from espnet2.st.espnet_model import ESPnetSTModel
+
+    torch.manual_seed(seed)
+    target, source = models.token_lists()
+    encoder = ConformerEncoder(
+        80, output_size=512, attention_heads=8, linear_units=2048, num_blocks=12, cnn_module_kernel=31,
+        input_layer="conv2d", macaron_style=True, rel_pos_type="latest", pos_enc_layer_type="rel_pos",
+        selfattention_layer_type="rel_selfattn", activation_type="swish", use_cnn_module=True,
+    )
+    return ESPnetSTModel(
+        vocab_size=len(target), token_list=target, frontend=None, specaug=None,
+        normalize=UtteranceMVN(norm_vars=True), preencoder=None, encoder=encoder, hier_encoder=None,
+        md_encoder=None, extra_mt_encoder=None, postencoder=None,
+        decoder=TransformerDecoder(len(target), 512, attention_heads=8, linear_units=2048, num_blocks=6),
+        extra_asr_decoder=None, extra_mt_decoder=None, ctc=CTC(len(source), 512), st_ctc=CTC(len(target), 512),
+        st_joint_network=None, src_vocab_size=len(source), src_token_list=source, asr_weight=0.3, mtlalpha=1.0,
+        lsm_weight=0.1, report_cer=False, report_wer=False, report_bleu=False,
+    )
+
+
+def batch_of(utterances: int, seconds: float, device: str) -> Dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in models.train_batch(seconds, batch_size=utterances).items()}
+
+
+def time_model(
+    model: torch.nn.Module, batch: Dict[str, torch.Tensor], dtype: torch.dtype, warmup: int, steps: int
+) -> Dict[str, float]:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), fused=True)
+    times: List[float] = []
+    torch.cuda.reset_peak_memory_stats()
+    for i in range(warmup + steps):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+            loss, stats, _ = model(**batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    ratio = float(stats["compression_ratio"]) if "compression_ratio" in stats else float("nan")
+    return {"step_s": statistics.median(times), "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+            "compression_ratio": ratio}
+
+
+def attention_comparison(device: str, batch: int = 20, time_steps: int = 500, repeats: int = 10) -> Dict[str, float]:
+    """FBK's attention, hand-written vs SDPA with the shifted position term as a bias."""
+    from espnet2_ext.layers.fbk_rel_attention import FBKRelativePositions, FBKRelPositionMultiHeadedAttention
+
+    torch.manual_seed(0)
+    attention = FBKRelPositionMultiHeadedAttention(8, 512, 0.0).to(device)
+    x = torch.randn(batch, time_steps, 512, device=device, requires_grad=True)
+    lengths = torch.randint(time_steps // 2, time_steps + 1, (batch,), device=device)
+    lengths[0] = time_steps
+    valid = (torch.arange(time_steps, device=device)[None] < lengths[:, None]).unsqueeze(1)
+    positions = FBKRelativePositions.build(lengths, time_steps, 512, x.dtype)
+
+    def sdpa(q_in: torch.Tensor) -> torch.Tensor:
+        a = attention
+        q, k, v = a.forward_qkv(q_in, q_in, q_in)
+        b, h, t, d = q.shape
+        p = a.linear_pos(positions.table)[positions.rows].view(b, 2 * t + 1, h, d).transpose(1, 2)
+        full = torch.matmul(q + a.pos_bias_v.unsqueeze(1), p.transpose(-2, -1)).contiguous()
+        row = t * (2 * t + 1)
+        shifted = full.as_strided((b, h, t, t), (h * row, row, 2 * t, 1), full.storage_offset() + 2 * t - 1)
+        bias = (shifted / a.sqrt_dim).masked_fill(~valid.unsqueeze(1), float("-inf"))
+        context = torch.nn.functional.scaled_dot_product_attention(
+            q + a.pos_bias_u.unsqueeze(1), k, v, attn_mask=bias, scale=1.0 / a.sqrt_dim
+        )
+        return a.linear_out(context.transpose(1, 2).reshape(b, t, h * d))
+
+    def ours(q_in: torch.Tensor) -> torch.Tensor:
+        return attention(q_in, q_in, q_in, positions, valid)
+
+    result: Dict[str, float] = {}
+    with torch.no_grad():
+        out_ours, out_sdpa = ours(x), sdpa(x)
+        mask = valid.squeeze(1).unsqueeze(-1)
+        result["max_abs_diff"] = float(((out_ours - out_sdpa) * mask).abs().max())
+    for name, fn in (("handwritten_s", ours), ("sdpa_s", sdpa)):
+        times = []
+        for i in range(repeats + 2):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn(x).sum().backward()
+            torch.cuda.synchronize()
+            if i >= 2:
+                times.append(time.perf_counter() - start)
+        result[name] = statistics.median(times)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", default="66x6,20x20", help="utterances x seconds per mini-batch")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--models", default="ours,peer")
+    parser.add_argument("--target-ratio", type=float, default=0.4)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--attention", action="store_true")
+    parser.add_argument("--out", default="gpu_train_step.json")
+    args = parser.parse_args()
+    device = "cuda"
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": []}
+    ours = models.build_ours("avg").to(device).train()
+    bias, ratio = models.calibrate_blank_bias(ours, batch_of(4, 10.0, device), args.target_ratio)
+    results["blank_bias"], results["calibrated_ratio"] = bias, ratio
+    built = {"ours": ours, "peer": build_peer_from_classes().to(device).train()}
+    for shape in args.shapes.split(","):
+        utterances, seconds = shape.split("x")
+        batch = batch_of(int(utterances), float(seconds), device)
+        frames = int(batch["speech_lengths"].sum())
+        for precision in args.precisions.split(","):
+            for name in args.models.split(","):
+                row = time_model(built[name], batch, dtypes[precision], args.warmup, args.steps)
+                row.update(model=name, precision=precision, shape=shape, frames=frames,
+                           frames_per_s=frames / row["step_s"])
+                for updates in UPDATES:
+                    row[f"gpu_hours_{updates // 1000}k"] = row["step_s"] * MINIBATCHES_PER_UPDATE * updates / 3600
+                results["rows"].append(row)
+                print(json.dumps(row), flush=True)
+    if args.attention:
+        results["attention"] = attention_comparison(device)
+        print(json.dumps(results["attention"]), flush=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1)
+    print(f"\n{results['device']}, torch {results['torch']}; blank bias {bias:.2f} -> ratio {ratio:.2f}\n")
+    print("| model | precision | batch | frames/s | step | peak GiB | GPU-h 100k / 200k updates |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for r in results["rows"]:
+        print(f"| {r['model']} | {r['precision']} | {r['shape']} | {r['frames_per_s']:,.0f} | {r['step_s']:.3f} s "
+              f"| {r['peak_gib']:.1f} | {r['gpu_hours_100k']:.0f} / {r['gpu_hours_200k']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
