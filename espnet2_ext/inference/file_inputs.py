@@ -1,22 +1,35 @@
 """What ``translate`` is given: audio files, directories of them and Kaldi ``wav.scp`` files,
-and translating them in batches that read their audio only when their turn comes."""
+and translating them in batches that read their audio only when their turn comes.
 
+Two kinds of problem, two treatments. A path named on the command line or in a
+``wav.scp`` that does not exist, a directory without audio, an empty or malformed
+``wav.scp``: the list itself is wrong, and :func:`expand_inputs` refuses it before
+any work (:class:`InputListError`). A file that exists but cannot be translated
+(not audio, truncated, empty, too short): that input fails alone, when it is read,
+and the others are still translated (:func:`translate_inputs`).
+"""
+
+import os
 import sys
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Sequence, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import soundfile as sf
 from tqdm import tqdm
 
 from espnet2_ext.fileio.kaldi_table import TableError, read_wav_scp
+from espnet2_ext.inference.audio import HEADERLESS_EXTENSIONS, AudioError, is_headerless
 
-# soundfile's formats, except headerless RAW, which needs its parameters given.
-AUDIO_EXTENSIONS = frozenset({fmt.lower() for fmt in sf.available_formats()} - {"raw"} | {"aif", "opus", "oga"})
+# soundfile's formats, except headerless RAW, which needs its sample rate given.
+AUDIO_EXTENSIONS = frozenset(
+    {fmt.lower() for fmt in sf.available_formats()} - HEADERLESS_EXTENSIONS | {"aif", "opus", "oga"}
+)
 PROGRESS_MIN_INPUTS = 5
+LISTED_AT_MOST = 5
 
 
 class InputListError(Exception):
-    """An input list that cannot be used at all (an audio-less directory, a bad ``wav.scp``)."""
+    """Inputs that cannot be used at all (missing paths, an audio-less directory, a bad ``wav.scp``)."""
 
 
 class Input(NamedTuple):
@@ -26,55 +39,114 @@ class Input(NamedTuple):
     path: str
 
 
-def expand_inputs(arguments: Sequence[str]) -> List[Input]:
-    """Files as given, directories' audio files (sorted), ``wav.scp`` entries in file order."""
+def expand_inputs(arguments: Sequence[str], headerless: bool = False) -> List[Input]:
+    """Files as given, directories' audio files (sorted), ``wav.scp`` entries in file order.
+
+    Every path named must exist, and every directory and ``wav.scp`` must hold audio;
+    otherwise :class:`InputListError` names all that is missing. With ``headerless``
+    (a sample rate for them is known) directories' ``.raw`` and ``.pcm`` files are audio too.
+    """
+    missing = [argument for argument in arguments if not Path(argument).exists()]
+    if missing:
+        raise InputListError(
+            f"{missing[0]}: no such file or directory" if len(missing) == 1
+            else f"{len(missing)} inputs do not exist: {_listing(missing)}"
+        )
+    extensions = AUDIO_EXTENSIONS | HEADERLESS_EXTENSIONS if headerless else AUDIO_EXTENSIONS
     inputs: List[Input] = []
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
             found = sorted(
-                str(f) for f in path.rglob("*") if f.is_file() and f.suffix.lower().lstrip(".") in AUDIO_EXTENSIONS
+                str(f) for f in path.rglob("*") if f.is_file() and f.suffix.lower().lstrip(".") in extensions
             )
             if not found:
                 raise InputListError(
-                    f"directory {path} holds no audio files (extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})"
+                    f"directory {path} holds no audio files (extensions: {', '.join(sorted(extensions))})"
                 )
             inputs += [Input(f, f) for f in found]
         elif path.suffix == ".scp":
-            try:
-                inputs += [Input(key, wav) for key, wav in read_wav_scp(path).items()]
-            except TableError as err:
-                raise InputListError(str(err)) from None
-        else:  # a missing file is that input's error, not a reason to stop the others
+            inputs += _wav_scp_inputs(path)
+        else:
             inputs.append(Input(argument, argument))
     return inputs
 
 
-def duration(path: str) -> float:
-    """Seconds of audio from the file header; 0 where soundfile cannot open it (the error comes on reading)."""
+def _wav_scp_inputs(path: Path) -> List[Input]:
+    try:
+        wavs = read_wav_scp(path)
+    except TableError as err:
+        raise InputListError(str(err)) from None
+    except UnicodeDecodeError as err:
+        raise InputListError(_not_utf8(path, err)) from None
+    if not wavs:
+        raise InputListError(f"{path} lists no audio files")
+    missing = [f"{key} {wav}" for key, wav in wavs.items() if not Path(wav).exists()]
+    if missing:
+        raise InputListError(
+            f"{path}: {len(missing)} of {len(wavs)} listed audio files do not exist: {_listing(missing)}"
+        )
+    return [Input(key, wav) for key, wav in wavs.items()]
+
+
+def _not_utf8(path: Path, err: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8: line, byte offset in the file and column.
+
+    A text stream's error counts bytes from the chunk it was decoding, not from the
+    file's start, so the file is decoded again whole to find the place.
+    """
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as whole:
+        err = whole
+    else:  # the stream's error without its place
+        return f"{path}: not UTF-8: {err.reason}"
+    line = data.count(b"\n", 0, err.start) + 1
+    column = err.start - data.rfind(b"\n", 0, err.start)
+    return (
+        f"{path}:{line}: not UTF-8: byte 0x{data[err.start]:02x} at byte offset {err.start} "
+        f"(column {column}): {err.reason}"
+    )
+
+
+def _listing(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:LISTED_AT_MOST])
+    return shown if len(items) <= LISTED_AT_MOST else f"{shown}, ... ({len(items) - LISTED_AT_MOST} more)"
+
+
+def duration(path: str, raw_sample_rate: Optional[int] = None) -> float:
+    """Seconds of audio from the file header (or size, for headerless audio); 0 where that
+    says nothing (the error, if any, comes on reading)."""
+    if is_headerless(path):
+        return os.path.getsize(path) / 2 / raw_sample_rate if raw_sample_rate else 0.0
     try:
         return sf.info(path).duration
     except (sf.SoundFileError, RuntimeError, OSError):
         return 0.0
 
 
-def translate_inputs(translator, inputs: Sequence[Input], batch_size: int) -> Dict[int, Union[object, str]]:
+def translate_inputs(
+    translator, inputs: Sequence[Input], batch_size: int, raw_sample_rate: Optional[int] = None
+) -> Dict[int, Union[object, str]]:
     """Each input's :class:`~espnet2_ext.inference.TranslationResult`, or the message saying
     why it could not be translated, by input index.
 
     Inputs go longest first, so a batch holds similar lengths and little padding;
     a batch's audio is read only when its turn comes, so memory stays bounded.
+    Headerless files are read at ``raw_sample_rate``, and fail without one.
     """
-    from espnet2_ext.inference.audio import AudioError
-
-    order = sorted(range(len(inputs)), key=lambda i: -duration(inputs[i].path))
+    order = sorted(range(len(inputs)), key=lambda i: -duration(inputs[i].path, raw_sample_rate))
     results: Dict[int, Union[object, str]] = {}
     with tqdm(total=len(inputs), unit="file", disable=len(inputs) <= PROGRESS_MIN_INPUTS, file=sys.stderr) as bar:
         for first in range(0, len(order), batch_size):
             prepared = {}
             for index in order[first : first + batch_size]:
+                key, path = inputs[index]
                 try:
-                    prepared[index] = translator.prepare(inputs[index].path, name=inputs[index].key)
+                    prepared[index] = translator.prepare(
+                        path, raw_sample_rate if is_headerless(path) else None, name=key
+                    )
                 except AudioError as err:
                     results[index] = str(err)
             translated = translator.translate_prepared(list(prepared.values()), batch_size)

@@ -1,22 +1,36 @@
-"""``translate``'s output lines: ``tsv``, ``text`` or ``jsonl``, one per input, written whole."""
+"""``translate``'s output lines: ``tsv``, ``text`` or ``jsonl``, one per input, written whole.
+
+A tsv or text line stays one line with its tabs where they belong whatever a file is
+called: :func:`escape` writes backslash, tab, newline and carriage return as ``\\\\``,
+``\\t``, ``\\n``, ``\\r`` (jsonl has JSON's own escapes). A failed input's jsonl record
+has the fields of a translated one, with ``error`` set instead of null.
+"""
 
 import json
+import sys
 from typing import Iterator, Optional, Union
 
 from espnet2_ext.fileio.atomic import atomic_path
 
 FORMATS = ("tsv", "text", "jsonl")
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def escape(text: str) -> str:
+    """``text`` on one line without tabs: backslash, tab, newline and CR as ``\\\\``, ``\\t``, ``\\n``, ``\\r``."""
+    return text.translate(_ESCAPES)
 
 
 def format_line(key: str, result: Union["TranslationResult", str], fmt: str) -> str:  # noqa: F821
     """One output line; ``result`` is a message for inputs that failed."""
     failed = isinstance(result, str)
     if fmt == "text":
-        return "" if failed else result.text
+        return "" if failed else escape(result.text)
     if fmt == "tsv":
-        return f"{key}\t{'' if failed else result.text}"
+        return f"{escape(key)}\t{'' if failed else escape(result.text)}"
     if failed:
-        return json.dumps({"id": key, "translation": "", "error": result}, ensure_ascii=False)
+        record = {"id": key, "translation": "", "source": "", "nbest": None, "segments": [], "warnings": []}
+        return json.dumps({**record, "error": result}, ensure_ascii=False)
     record = {
         "id": key,
         "translation": result.text,
@@ -27,15 +41,21 @@ def format_line(key: str, result: Union["TranslationResult", str], fmt: str) -> 
             for s in result.segments
         ],
         "warnings": result.warnings,
+        "error": None,
     }
     return json.dumps(record, ensure_ascii=False)
 
 
 def write_lines(lines: Iterator[str], output: Optional[str]) -> None:
-    """To ``output`` (written whole, then renamed into place) or to stdout."""
+    """To ``output`` (written whole, then renamed into place) or to stdout.
+
+    Raises:
+        BrokenPipeError: stdout's reader has gone (``| head -1``); raised here, not at exit.
+    """
     if output is None:
         for line in lines:
             print(line)
+        sys.stdout.flush()
         return
     with atomic_path(output) as tmp, tmp.open("w", encoding="utf-8") as stream:
         for line in lines:

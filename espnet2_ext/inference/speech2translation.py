@@ -143,13 +143,13 @@ class Speech2Translation:
             as a mapping with file paths resolved (what :meth:`from_pretrained` passes).
         st_model_file: model weights (e.g. the averaged checkpoint), loaded strictly;
             None leaves the weights random (benchmarks).
-        device: ``cpu`` or ``cuda``.
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (checked: :func:`check_device`).
         search: ``fairseq`` (FBK's decoding, fairseq's ``SequenceGenerator`` rules)
             or ``espnet`` (ESPnet's beam search with fairseq's stopping rule).
-        beam_size: beam width (FBK: 5).
+        beam_size: beam width, >= 1 (FBK: 5).
         no_repeat_ngram_size: forbid repeating n-grams of this size (0: off; FBK: 5).
         maxlen_a, maxlen_b: at most ``maxlen_a * input_frames + maxlen_b`` tokens.
-        nbest: hypotheses returned per utterance.
+        nbest: hypotheses returned per utterance, 1 to ``beam_size``.
         lang_tag: target-language tag forced after <sos>, e.g. ``<lang:de>``.
         dtype: inference dtype.
         max_segment_seconds: longer audio is translated in segments cut at pauses,
@@ -176,6 +176,11 @@ class Speech2Translation:
     ):
         if search not in SEARCHES:
             raise ValueError(f"search: unknown {search!r}, expected one of {SEARCHES}")
+        check_device(device)
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        if nbest < 1:
+            raise ValueError(f"nbest must be >= 1, got {nbest}")
         if nbest > beam_size:
             raise ValueError(f"nbest ({nbest}) cannot exceed beam_size ({beam_size})")
         if max_segment_seconds <= 0:
@@ -240,7 +245,8 @@ class Speech2Translation:
     # ------------------------------------------------------------------ audio in
 
     def __call__(self, audio: Union[str, Path, np.ndarray], sample_rate: Optional[int] = None) -> TranslationResult:
-        """Translate one input: a path, or a waveform with its sample rate.
+        """Translate one input: a path, or a waveform with its sample rate (also needed by
+        headerless ``.raw``/``.pcm`` files, read as 16-bit mono PCM).
 
         Raises:
             AudioError: unreadable, empty, or shorter than the encoder needs.
@@ -262,14 +268,14 @@ class Speech2Translation:
     ) -> PreparedAudio:
         """Read and check an input and compute the model's features, segment by segment.
 
+        ``sample_rate`` goes with a waveform, or with a headerless file
+        (:func:`~espnet2_ext.inference.audio.read_audio`); other files have theirs in their header.
         Features are the training ones: Kaldi fbank at 16 kHz (other rates are
         resampled, channels mixed down); the model applies the packed CMVN.
         """
         if isinstance(audio, (str, Path)):
-            if sample_rate is not None:
-                raise ValueError("sample_rate is read from the file; give it only with a waveform")
             name = str(audio) if name is None else name
-            waveform, sample_rate = read_audio(audio)
+            waveform, sample_rate = read_audio(audio, raw_sample_rate=sample_rate)
         else:
             name = "waveform" if name is None else name
             if sample_rate is None or sample_rate <= 0:
@@ -372,7 +378,27 @@ class Speech2Translation:
         return Translation(self.tokenizer.tokens2text(tokens), tokens, token_ids, score)
 
     def _ctc_transcript(self, logits: torch.Tensor) -> str:
-        return self.src_tokenizer.tokens2text(self.src_converter.ids2tokens(greedy_ctc_ids(logits)))
+        """Words separated by single spaces: a lone word-boundary piece ("▁") decodes to a space of its own."""
+        text = self.src_tokenizer.tokens2text(self.src_converter.ids2tokens(greedy_ctc_ids(logits)))
+        return " ".join(text.split())
+
+
+def check_device(device: str) -> None:
+    """``ValueError`` unless ``device`` is ``cpu``, or ``cuda`` / ``cuda:N`` with that GPU present."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:  # torch names its 20 device types
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: expected cpu, cuda or cuda:N")
+    if parsed.type == "cpu":
+        return
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA GPU is available")
+    count = torch.cuda.device_count()
+    if parsed.index is not None and parsed.index >= count:
+        gpus = "is 1 CUDA GPU (cuda:0)" if count == 1 else f"are {count} CUDA GPUs (cuda:0 to cuda:{count - 1})"
+        raise ValueError(f"device {device!r}: there {gpus}")
 
 
 def greedy_ctc_ids(logits: torch.Tensor, blank: int = 0) -> List[int]:

@@ -35,6 +35,9 @@ REFERENCED_KEYS: tuple[tuple[str, ...], ...] = (("bpemodel",), ("src_bpemodel",)
 # Config keys a model cannot be built without.
 REQUIRED_CONFIG_KEYS = ("encoder", "encoder_conf", "decoder", "decoder_conf", "token_list", "src_token_list")
 CACHE_ENV = "MUSTC_CONFORMER_CTC_CACHE"
+# A zip's "end of central directory" record: its signature, and its size before the comment.
+_END_RECORD_SIGNATURE = b"PK\x05\x06"
+_END_RECORD_SIZE = 22
 
 ConfigKey = tuple[str, ...]
 
@@ -176,19 +179,29 @@ def _resolve(root: Path, source: Path, meta: dict[str, Any], config: dict[str, A
 
 
 def extract(zip_path: Path, cache_dir: Path) -> Path:
-    """Extract ``zip_path`` into ``cache_dir/<sha256 prefix>`` unless already there."""
+    """Extract ``zip_path`` into ``cache_dir/<sha256 prefix>`` unless already there.
+
+    A cache that already holds the extraction is only read, so it may be read-only;
+    one that cannot take a new extraction (not a directory, not writable, full) is
+    a :class:`ModelArchiveError` naming it.
+    """
     target = cache_dir / _sha256(zip_path)[:20]
     if target.is_dir():
         return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=cache_dir))
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=cache_dir))
+    except OSError as err:
+        raise _cache_error(zip_path, cache_dir, err) from None
     try:
         logging.info("extracting %s into %s", zip_path, target)
         with _open_zip(zip_path) as archive:
             try:
                 archive.extractall(partial)
-            except (zipfile.BadZipFile, EOFError, OSError) as err:
+            except (zipfile.BadZipFile, EOFError) as err:
                 raise ModelArchiveError(f"{zip_path}: corrupt archive ({err})") from None
+            except OSError as err:
+                raise _cache_error(zip_path, cache_dir, err) from None
         try:
             partial.rename(target)
         except OSError:
@@ -197,6 +210,14 @@ def extract(zip_path: Path, cache_dir: Path) -> Path:
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def _cache_error(zip_path: Path, cache_dir: Path, err: OSError) -> ModelArchiveError:
+    reason = "it is a file" if cache_dir.is_file() else err.strerror or str(err)
+    return ModelArchiveError(
+        f"{zip_path}: cannot extract into the cache directory {cache_dir}: {reason}; "
+        f"give another (--cache_dir or ${CACHE_ENV})"
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -208,10 +229,26 @@ def _sha256(path: Path) -> str:
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:
+    """The archive, checked to end with its own end record.
+
+    zipfile looks for the end record in the file's last 64 KiB; when the file's end
+    is cut off, it finds the one of a zip member stored whole (the stats' ``.npz``,
+    torch's ``.pth``) and opens that member as if it were the archive.
+    """
     try:
-        return zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, EOFError) as err:
         raise ModelArchiveError(f"{path} is not a readable zip archive (truncated or corrupt?): {err}") from None
+    end_record = path.stat().st_size - _END_RECORD_SIZE - len(archive.comment)
+    with path.open("rb") as stream:
+        stream.seek(max(end_record, 0))
+        ends_here = end_record >= 0 and stream.read(4) == _END_RECORD_SIGNATURE
+    if not ends_here:
+        archive.close()
+        raise ModelArchiveError(
+            f"{path} is not a readable zip archive (truncated or corrupt?): it does not end with its end record"
+        )
+    return archive
 
 
 def _read_meta(source: Path, text: bytes | None) -> dict[str, Any]:
@@ -226,10 +263,30 @@ def _yaml_mapping(source: Path, name: str, text: bytes) -> dict[str, Any]:
     try:
         content = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ModelArchiveError(f"{source}: {name} is not valid YAML: {err}") from None
+        raise ModelArchiveError(f"{source}: {_yaml_problem(name, text, err)}") from None
     if not isinstance(content, dict):
         raise ModelArchiveError(f"{source}: {name} is not a mapping")
     return content
+
+
+def _yaml_problem(name: str, text: bytes, err: yaml.YAMLError) -> str:
+    """One line saying where member ``name`` stops being YAML: ``name:line[:column]`` and why
+    (PyYAML's own message spans lines, and places a bad byte by offset only)."""
+    if isinstance(err, yaml.reader.ReaderError):
+        if err.encoding == "unicode":  # a character YAML refuses; the position counts characters
+            line = text.decode("utf-8")[: err.position].count("\n") + 1
+            return f"{name}:{line}: not valid YAML: character #x{err.character:04x}: {err.reason}"
+        line = text.count(b"\n", 0, err.position) + 1
+        column = err.position - text.rfind(b"\n", 0, err.position)
+        return (
+            f"{name}:{line}: not UTF-8: byte 0x{err.character:02x} at byte offset {err.position} "
+            f"(column {column}): {err.reason}"
+        )
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        mark = err.problem_mark
+        problem = f"{err.context}: {err.problem}" if err.context else err.problem
+        return f"{name}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {problem}"
+    return f"{name} is not valid YAML: {' '.join(str(err).split())}"
 
 
 def _check_version(source: Path, packed: Any) -> None:
@@ -256,17 +313,18 @@ def _meta_members(source: Path, meta: dict[str, Any]) -> tuple[str, str]:
 
 
 def _parse_config(source: Path, name: str, text: bytes) -> dict[str, Any]:
-    # Imported here: the task loads ESPnet's ST stack (about 20 s), which packing does not need.
-    from espnet2_ext.tasks.st_ctc_compress import encoder_choices
+    # Imported here (torch), which packing does not need. Not the task's encoder_choices:
+    # ESPnet's task registry imports g2p_en and nltk, which try to download data.
+    from espnet2_ext.tasks.model_building import CLASSES
 
     config = _yaml_mapping(source, name, text)
     missing = [key for key in REQUIRED_CONFIG_KEYS if key not in config]
     if missing:
         raise ModelArchiveError(f"{source}: {name} lacks {', '.join(missing)}: not a training config of this model")
-    if config["encoder"] not in encoder_choices.choices():
+    encoders = CLASSES["encoder"]
+    if config["encoder"] not in encoders:
         raise ModelArchiveError(
-            f"{source}: {name} names encoder {config['encoder']!r}; this package provides "
-            f"{', '.join(encoder_choices.choices())}"
+            f"{source}: {name} names encoder {config['encoder']!r}; this package provides {', '.join(encoders)}"
         )
     return config
 

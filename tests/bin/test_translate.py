@@ -5,6 +5,9 @@ program (``packed_trained``); the audio is its held-out test set cut into clips.
 """
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -111,13 +114,15 @@ def test_bad_inputs_are_named_and_the_others_still_translate(
     packed_trained, clips, cache, tmp_path, capsys, caplog, translator
 ):
     good = sorted(clips.values())[0]
-    empty, short, junk, silent = (tmp_path / f"{name}.wav" for name in ("empty", "short", "junk", "silent"))
+    empty, short, junk, silent, cut = (tmp_path / f"{name}.wav" for name in ("empty", "short", "junk", "silent", "cut"))
     sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
     sf.write(short, np.full(480, 0.3, dtype=np.float32), 16000)
     junk.write_bytes(b"definitely not audio")
     sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
-    missing = tmp_path / "missing.wav"
-    inputs = [empty, good, short, junk, silent, missing]
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size * 6 // 10])  # a download cut short
+    raw = tmp_path / "headerless.raw"
+    raw.write_bytes(sf.read(good, dtype="int16")[0].astype("<i2").tobytes())
+    inputs = [empty, good, short, junk, silent, cut, raw]
     code, lines, err = cli(capsys, packed_trained, cache, *inputs)
     assert code == 2
     assert lines == [f"{path}\t{translator(good).text if path == good else ''}" for path in inputs]
@@ -126,11 +131,150 @@ def test_bad_inputs_are_named_and_the_others_still_translate(
         f"ERROR: {empty}: empty audio (0 samples)",
         f"ERROR: {short}: 30 ms of audio gives 1 feature frames; the model needs at least {needed}",
         f"ERROR: {junk}: not readable as audio",
-        f"ERROR: {missing}: no such file",
-        "ERROR: 4 of 6 inputs could not be translated",
+        f"ERROR: {cut}: truncated: its header declares",
+        f"ERROR: {raw}: headerless audio: give its sample rate (--raw_sample_rate)",
+        "ERROR: 5 of 7 inputs could not be translated",
     ):
         assert message in err
+    assert "Traceback" not in err
     assert f"{silent}: silent (peak -inf dBFS < -60 dBFS): not translated" in caplog.text  # logged as a warning
+
+
+def test_headerless_audio_translates_given_its_rate(packed_trained, clips, cache, tmp_path, capsys, translator):
+    good = sorted(clips.values())[0]
+    raw = tmp_path / "speech.raw"
+    raw.write_bytes(sf.read(good, dtype="int16")[0].astype("<i2").tobytes())
+    code, lines, err = cli(capsys, packed_trained, cache, raw, "--raw_sample_rate", 16000)
+    assert code == 0 and lines == [f"{raw}\t{translator(good).text}"], err
+    assert translator(raw, 16000).text == translator(good).text
+
+
+def write_wav(path: Path) -> Path:
+    sf.write(path, np.zeros(1600, dtype=np.float32), 16000)
+    return path
+
+
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def one_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+
+OPTION_ERRORS = {
+    "nbest 0": (["--nbest", "0"], None, "--nbest must be >= 1, got 0"),
+    "beam 0": (["--beam_size", "0"], None, "--beam_size must be >= 1, got 0"),
+    "nbest > beam": (["--nbest", "4", "--beam_size", "3"], None, "--nbest (4) cannot exceed --beam_size (3)"),
+    "threads 0": (["--num_threads", "0"], None, "--num_threads must be >= 1, got 0"),
+    "raw rate 0": (["--raw_sample_rate", "0"], None, "--raw_sample_rate must be > 0, got 0"),
+    "segments 0": (["--max_segment_seconds", "0"], None, "--max_segment_seconds must be > 0, got 0.0"),
+    "device foo": (["--device", "foo"], None, "device 'foo': expected cpu, cuda or cuda:N"),
+    "no gpu": (["--device", "cuda"], no_gpu, "device 'cuda': no CUDA GPU is available"),
+    "no such gpu": (["--device", "cuda:3"], one_gpu, "device 'cuda:3': there is 1 CUDA GPU (cuda:0)"),
+    "output is a dir": (["--output", "{tmp}"], None, "--output {tmp} is a directory; expected a file to write"),
+    "output under a file": (
+        ["--output", "{wav}/out.tsv"], None, "--output {wav}/out.tsv: {wav} is a file, not a directory"
+    ),
+    "missing input": (["{tmp}/missing.wav"], None, "{tmp}/missing.wav: no such file or directory"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPTION_ERRORS))
+def test_bad_options_and_outputs_are_one_line_before_any_work(tmp_path, capsys, monkeypatch, case):
+    """The model does not exist: each error comes before it is looked at, let alone any audio read."""
+    argv, patch, message = OPTION_ERRORS[case]
+    wav = write_wav(tmp_path / "speech.wav")
+    if patch:
+        patch(monkeypatch)
+    fill = dict(tmp=tmp_path, wav=wav)
+    code = translate.main(["--model", str(tmp_path / "none.zip"), str(wav), *(a.format(**fill) for a in argv)])
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    assert captured.err == f"ERROR: {message.format(**fill)}\n"
+
+
+def test_help_says_which_problems_stop_the_run():
+    help_text = " ".join(translate.get_parser().format_help().split())
+    assert "each INPUT, and each file a wav.scp lists, must exist" in help_text
+    assert "An audio file that exists but cannot be translated" in help_text
+
+
+def test_cache_dir_that_cannot_be_written_is_one_line(packed_trained, clips, tmp_path, capsys):
+    not_a_dir = tmp_path / "cache"
+    not_a_dir.write_text("a file, not a directory")
+    code, lines, err = cli(capsys, packed_trained, not_a_dir, sorted(clips.values())[0])
+    assert code == 1 and lines == []
+    assert err.startswith(f"ERROR: {packed_trained}: cannot extract into the cache directory {not_a_dir}: ")
+    assert err.count("\n") == 1
+
+
+def test_num_threads_defaults_to_the_cores_this_process_may_use(packed_trained, clips, cache, capsys, monkeypatch):
+    calls = []
+    set_num_threads = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n) or set_num_threads(n))
+    before = torch.get_num_threads()
+    clip = sorted(clips.values())[0]
+    assert cli(capsys, packed_trained, cache, clip, "--num_threads", 1)[0] == 0
+    assert calls[0] == 1 and torch.get_num_threads() == before, "set for the run, then restored"
+    calls.clear()
+    monkeypatch.setattr(translate.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert cli(capsys, packed_trained, cache, clip)[0] == 0
+    assert calls[0] == 1
+
+
+def test_jsonl_failures_have_the_fields_of_successes(packed_trained, clips, cache, tmp_path, capsys):
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"not audio")
+    code, lines, _ = cli(capsys, packed_trained, cache, sorted(clips.values())[0], junk, "--format", "jsonl")
+    good, bad = (json.loads(line) for line in lines)
+    assert code == 2 and good.keys() == bad.keys()
+    assert good["error"] is None and bad["error"].startswith(f"{junk}: not readable as audio")
+    assert (bad["translation"], bad["source"], bad["nbest"], bad["segments"], bad["warnings"]) == ("", "", None, [], [])
+
+
+def test_ids_with_tabs_and_newlines_stay_on_one_line(packed_trained, clips, cache, tmp_path, capsys, translator):
+    clip = sorted(clips.values())[0]
+    folder = tmp_path / "odd names"
+    folder.mkdir()
+    for name in ("a\tb.wav", "c\nd.wav", "back\\slash.wav"):
+        (folder / name).write_bytes(clip.read_bytes())
+    (folder / "e\nf.wav").write_bytes(b"not audio")
+    code, lines, err = cli(capsys, packed_trained, cache, folder)
+    text = translator(clip).text
+    assert code == 2 and lines == [
+        f"{folder}/a\\tb.wav\t{text}", f"{folder}/back\\\\slash.wav\t{text}",
+        f"{folder}/c\\nd.wav\t{text}", f"{folder}/e\\nf.wav\t",
+    ]
+    assert all(line.startswith("ERROR: ") for line in err.splitlines()), err
+    assert f"ERROR: {folder}/e\\nf.wav: not readable as audio" in err
+    code, lines, _ = cli(capsys, packed_trained, cache, folder, "--format", "jsonl")
+    assert [json.loads(line)["id"] for line in lines] == sorted(str(p) for p in folder.iterdir())
+
+
+def test_source_transcript_has_single_spaces(translator, clips, monkeypatch):
+    """Pieces that are a word boundary alone ("\u2581") decode to extra spaces; the transcript has none."""
+    tokens = translator.model.src_token_list
+    words = [t for t in tokens if t.startswith("\u2581") and len(t) > 1][:2]
+    pieces = ["\u2581", words[0], "\u2581", "\u2581", words[1], "\u2581"]
+    ids = [tokens.index(piece) for piece in pieces]
+    monkeypatch.setattr("espnet2_ext.inference.speech2translation.greedy_ctc_ids", lambda logits, blank=0: ids)
+    result = translator(sorted(clips.values())[0])
+    assert result.source == f"{words[0][1:]} {words[1][1:]}" == result.segments[0].source
+
+
+def test_closed_stdout_ends_quietly(packed_trained, clips, cache):
+    """``translate ... | head -1``: the reader leaves; no traceback, the shell's status for SIGPIPE."""
+    argv = ["--model", packed_trained, "--cache_dir", cache, *CLI_SEARCH, *sorted(clips.values())[:2]]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "espnet2_ext.bin.translate", *map(str, argv)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2],
+    )
+    process.stdout.close()  # before anything is written
+    err = process.stderr.read().decode()
+    assert process.wait() == 128 + signal.SIGPIPE, err
+    assert not any(word in err for word in ("Traceback", "BrokenPipe", "Exception ignored", "ERROR")), err
 
 
 def test_long_audio_is_translated_in_segments_cut_at_pauses(packed_trained, cache, clips, translator):

@@ -58,3 +58,79 @@ def test_long_audio_is_cut_in_its_pauses():
     assert len(ranges) >= 2 and all(2.0 * rate <= stop - start <= 4.0 * rate for start, stop in ranges[:-1])
     for _, cut in ranges[:-1]:
         assert any(low <= cut < high for low, high in gaps), f"cut at {cut / rate:.2f} s is not in a pause"
+
+
+def speech_like(seconds: float = 2.0, rate: int = 16000) -> np.ndarray:
+    """A tone gated on and off, so that lossy codecs have something to code."""
+    samples = tone(seconds, rate)
+    return samples * (np.arange(len(samples)) // (rate // 5) % 2).astype(np.float32)
+
+
+# (extension, soundfile format, subtype, sample rate)
+FORMATS = {
+    "wav": ("WAV", "PCM_16", 16000),
+    "float wav": ("WAV", "FLOAT", 16000),
+    "aiff": ("AIFF", "PCM_16", 16000),
+    "flac": ("FLAC", "PCM_16", 16000),
+    "mp3": ("MP3", "MPEG_LAYER_III", 16000),
+    "ogg": ("OGG", "VORBIS", 16000),
+    "opus": ("OGG", "OPUS", 48000),
+}
+EXTENSIONS = {"float wav": "wav", "opus": "opus"}
+
+
+def write_format(tmp_path, name: str):
+    fmt, subtype, rate = FORMATS[name]
+    path = tmp_path / f"full.{EXTENSIONS.get(name, name)}"
+    sf.write(path, speech_like(2.0, rate), rate, format=fmt, subtype=subtype)
+    return path
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9])
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_audio_with_its_end_cut_is_refused_not_read_in_part(tmp_path, name, keep):
+    full = write_format(tmp_path, name)
+    data = full.read_bytes()
+    cut = full.with_name(f"cut{full.suffix}")
+    cut.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(AudioError, match=f"^{cut}: truncated"):
+        read_audio(cut)
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_complete_audio_is_not_called_truncated(tmp_path, name):
+    samples, rate = read_audio(write_format(tmp_path, name))
+    assert rate == FORMATS[name][2] and abs(len(samples) - 2 * rate) < 0.1 * rate
+
+
+def test_mp3_without_a_length_header_is_not_called_truncated(tmp_path):
+    """Without LAME's Xing/Info frame (the first), libsndfile estimates an MP3's length from its size."""
+    data = write_format(tmp_path, "mp3").read_bytes()
+    assert b"Xing" in data[:64] or b"Info" in data[:64]
+    untagged = tmp_path / "untagged.mp3"
+    untagged.write_bytes(data[data.find(data[:2], 4) :])  # from the second frame header on
+    assert sf.info(untagged).frames > 3 * 32000, "the estimate is far too long"
+    samples, rate = read_audio(untagged)
+    assert rate == 16000 and abs(len(samples) - 2 * rate) < 0.1 * rate
+
+
+def test_wav_streamed_with_an_unknown_length_is_read_whole(tmp_path):
+    """Writers that cannot seek back leave the data size 0 or 0xFFFFFFFF: no length declared."""
+    path = write_format(tmp_path, "wav")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data") + 4
+    data[at : at + 4] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    assert len(read_audio(path)[0]) == 32000
+
+
+def test_headerless_raw_audio_needs_its_sample_rate(tmp_path):
+    samples = (tone(0.5) * 32767).astype("<i2")
+    path = tmp_path / "speech.raw"
+    path.write_bytes(samples.tobytes())
+    with pytest.raises(AudioError, match=f"^{path}: headerless audio: give its sample rate"):
+        read_audio(path)
+    read, rate = read_audio(path, raw_sample_rate=8000)
+    assert rate == 8000 and np.array_equal(read, samples / np.float32(32768))
+    with pytest.raises(ValueError, match="a sample rate is given only for headerless audio"):
+        read_audio(write_format(tmp_path, "wav"), raw_sample_rate=8000)

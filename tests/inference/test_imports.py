@@ -26,3 +26,17 @@ def test_translate_help_imports_no_torch():
         "try:\n    t.get_parser().parse_args(['--help'])\nexcept SystemExit:\n    pass"
     )
     assert "torch" not in loaded and not loaded & set(NOT_ON_THE_TRANSLATE_PATH)
+
+
+def test_opening_a_packed_model_pulls_in_no_registry(tiny_exps, tmp_path):
+    """Checking an archive's encoder name must not import ESPnet's task (g2p_en, nltk: downloads at import)."""
+    from espnet2_ext.bin import pack_model
+
+    exp, model = tiny_exps / "exp_abs", tmp_path / "model.zip"
+    argv = ["--exp_dir", str(exp), "--model_file", str(exp / "1epoch.pth"), "--outpath", str(model)]
+    assert pack_model.main(argv) == 0
+    loaded = modules_after(
+        "from espnet2_ext.main_funcs.model_archive import open_model\n"
+        f"open_model({str(model)!r}, {str(tmp_path / 'cache')!r})"
+    )
+    assert not loaded & set(NOT_ON_THE_TRANSLATE_PATH)

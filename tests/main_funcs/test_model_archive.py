@@ -4,7 +4,9 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 import yaml
 from espnet2.main_funcs.pack_funcs import unpack
@@ -94,6 +96,9 @@ BAD_ARCHIVES = {
     "truncated": (lambda src, dst: dst.write_bytes(src.read_bytes()[: src.stat().st_size // 2]),
                   "is not a readable zip archive (truncated or corrupt?)"),
     "not a zip": (lambda src, dst: dst.write_text("hello"), "is not a readable zip archive"),
+    # Without its end record, zipfile finds the one of the last member, itself a zip (npz, torch's .pth).
+    "tail cut": (lambda src, dst: dst.write_bytes(src.read_bytes()[:-60]),
+                 "is not a readable zip archive (truncated or corrupt?)"),
     "no meta.yaml": (lambda src, dst: rewrite(src, dst, drop={"meta.yaml"}), "has no meta.yaml"),
     "meta without files": (
         lambda src, dst: rewrite(src, dst, edit_yaml("meta.yaml", lambda m: m.pop("files"))),
@@ -132,6 +137,42 @@ def test_bad_archive_is_named_with_its_problem(zip_path, tmp_path, case):
     assert not (tmp_path / "cache").exists(), "checked before extracting"
 
 
+def test_cache_dir_that_cannot_be_written_is_named(zip_path, tmp_path):
+    cache = tmp_path / "cache"
+    cache.write_text("a file, not a directory")
+    for where in (cache, cache / "models"):
+        with pytest.raises(ModelArchiveError, match=f"^{zip_path}: cannot extract into the cache directory {where}: "):
+            open_model(zip_path, where)
+
+
+def test_non_utf8_config_is_named_with_its_line_and_offset(zip_path, tmp_path):
+    with zipfile.ZipFile(zip_path) as archive:
+        config = archive.read(CONFIG)
+    bad = rewrite(zip_path, tmp_path / "bad.zip", lambda name, data: data + b"# caf\xe9\n" if name == CONFIG else data)
+    with pytest.raises(ModelArchiveError) as caught:
+        open_model(bad, tmp_path / "cache")
+    line, offset = config.count(b"\n") + 1, len(config) + 5
+    assert str(caught.value) == (
+        f"{bad}: {CONFIG}:{line}: not UTF-8: byte 0xe9 at byte offset {offset} (column 6): invalid continuation byte"
+    )
+
+
+@pytest.mark.parametrize(
+    "meta, message",
+    [
+        (b"files: [oops\n", "meta.yaml:2:1: not valid YAML: while parsing a flow sequence: expected ',' or ']'"),
+        (b"a: 1\n b: 2\n", "meta.yaml:2:3: not valid YAML: mapping values are not allowed here"),
+        (b'a: "caf\xc3\xa9"\nb: \x07\n', "meta.yaml:2: not valid YAML: character #x0007: special characters"),
+    ],
+    ids=["unclosed", "indented", "control character"],
+)
+def test_bad_yaml_is_one_line_naming_its_place(zip_path, tmp_path, meta, message):
+    bad = rewrite(zip_path, tmp_path / "bad.zip", lambda name, data: meta if name == "meta.yaml" else data)
+    with pytest.raises(ModelArchiveError) as caught:
+        open_model(bad, tmp_path / "cache")
+    assert str(caught.value).startswith(f"{bad}: {message}") and "\n" not in str(caught.value), caught.value
+
+
 def test_corrupt_member_is_caught_while_extracting_and_leaves_no_cache(zip_path, tmp_path):
     data = bytearray(zip_path.read_bytes())
     with zipfile.ZipFile(zip_path) as archive:
@@ -147,7 +188,9 @@ def test_corrupt_member_is_caught_while_extracting_and_leaves_no_cache(zip_path,
 
 
 def test_missing_model_is_reported_before_any_audio_is_read(tmp_path, capsys):
-    code = translate.main(["--model", str(tmp_path / "none.zip"), str(tmp_path / "missing.wav")])
+    wav = tmp_path / "speech.wav"
+    sf.write(wav, np.zeros(16000, dtype=np.float32), 16000)
+    code = translate.main(["--model", str(tmp_path / "none.zip"), str(wav)])
     err = capsys.readouterr().err
     assert code == 1 and err == f"ERROR: model {tmp_path / 'none.zip'} not found\n"
 
