@@ -6,6 +6,8 @@ from pathlib import Path
 
 from espnet2.fileio.read_text import read_2columns_text
 
+from espnet2_ext.fileio.text_position import not_utf8_file
+
 
 class TableError(ValueError):
     """A missing or malformed table; the message names the file and line."""
@@ -29,8 +31,8 @@ def read_text(path: Path) -> dict[str, str]:
         return read_2columns_text(path)
     except FileNotFoundError:
         raise TableError(f"missing file {path}") from None
-    except UnicodeDecodeError as err:
-        raise TableError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
+    except UnicodeDecodeError:
+        raise TableError(not_utf8_file(path)) from None
     except RuntimeError as err:  # ESPnet's "<id> is duplicated (<path>:<line>)"
         raise TableError(str(err)) from None
     except ValueError:  # an empty line has no id to unpack

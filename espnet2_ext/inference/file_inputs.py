@@ -18,6 +18,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from espnet2_ext.fileio.kaldi_table import TableError, read_wav_scp
+from espnet2_ext.fileio.text_position import not_utf8_file
 from espnet2_ext.inference.audio import HEADERLESS_EXTENSIONS, AudioError, is_headerless
 
 # soundfile's formats, except headerless RAW, which needs its sample rate given.
@@ -78,7 +79,7 @@ def _wav_scp_inputs(path: Path) -> List[Input]:
     except TableError as err:
         raise InputListError(str(err)) from None
     except UnicodeDecodeError as err:
-        raise InputListError(_not_utf8(path, err)) from None
+        raise InputListError(not_utf8_file(path)) from None
     if not wavs:
         raise InputListError(f"{path} lists no audio files")
     missing = [f"{key} {wav}" for key, wav in wavs.items() if not Path(wav).exists()]
@@ -87,27 +88,6 @@ def _wav_scp_inputs(path: Path) -> List[Input]:
             f"{path}: {len(missing)} of {len(wavs)} listed audio files do not exist: {_listing(missing)}"
         )
     return [Input(key, wav) for key, wav in wavs.items()]
-
-
-def _not_utf8(path: Path, err: UnicodeDecodeError) -> str:
-    """Where a file stops being UTF-8: line, byte offset in the file and column.
-
-    A text stream's error counts bytes from the chunk it was decoding, not from the
-    file's start, so the file is decoded again whole to find the place.
-    """
-    data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as whole:
-        err = whole
-    else:  # the stream's error without its place
-        return f"{path}: not UTF-8: {err.reason}"
-    line = data.count(b"\n", 0, err.start) + 1
-    column = err.start - data.rfind(b"\n", 0, err.start)
-    return (
-        f"{path}:{line}: not UTF-8: byte 0x{data[err.start]:02x} at byte offset {err.start} "
-        f"(column {column}): {err.reason}"
-    )
 
 
 def _listing(items: Sequence[str]) -> str:

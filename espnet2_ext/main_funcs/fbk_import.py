@@ -45,6 +45,7 @@ from espnet2_ext.fileio.fairseq_checkpoint import (
     read_fairseq_checkpoint,
     read_fairseq_dictionary,
 )
+from espnet2_ext.fileio.text_position import not_utf8_file
 from espnet2_ext.main_funcs.model_packing import pack_model
 from espnet2_ext.tasks.model_building import ModelLoadError, load_st_model
 
@@ -188,8 +189,10 @@ def data_settings(config_path: Path) -> Dict[str, Any]:
         raise FBKImportError(f"data config {config_path} not found")
     try:
         config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise FBKImportError(f"{config_path} is not readable YAML: {err}") from None
+    except UnicodeDecodeError:
+        raise FBKImportError(not_utf8_file(config_path)) from None
+    except yaml.YAMLError as err:
+        raise FBKImportError(f"{config_path} is not readable YAML: {' '.join(str(err).split())}") from None
     if not isinstance(config, dict):
         raise FBKImportError(f"{config_path} is not a fairseq data config (a YAML mapping)")
     transforms = config.get("transforms") or {}

@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from espnet2_ext.fileio.text_position import not_utf8
+
 PROJECT = "mustc-conformer-ctc"
 # meta.yaml key holding the version of this project that packed the archive.
 META_KEY = "mustc_conformer_ctc"
@@ -276,12 +278,7 @@ def _yaml_problem(name: str, text: bytes, err: yaml.YAMLError) -> str:
         if err.encoding == "unicode":  # a character YAML refuses; the position counts characters
             line = text.decode("utf-8")[: err.position].count("\n") + 1
             return f"{name}:{line}: not valid YAML: character #x{err.character:04x}: {err.reason}"
-        line = text.count(b"\n", 0, err.position) + 1
-        column = err.position - text.rfind(b"\n", 0, err.position)
-        return (
-            f"{name}:{line}: not UTF-8: byte 0x{err.character:02x} at byte offset {err.position} "
-            f"(column {column}): {err.reason}"
-        )
+        return not_utf8(name, text)
     if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
         mark = err.problem_mark
         problem = f"{err.context}: {err.problem}" if err.context else err.problem

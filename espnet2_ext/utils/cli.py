@@ -28,6 +28,8 @@ from typing import Any, NoReturn
 import yaml
 from espnet2.utils import config_argparse
 
+from espnet2_ext.fileio.text_position import not_utf8_file
+
 Main = Callable[[Sequence[str] | None], int | None]
 
 
@@ -82,7 +84,9 @@ class ArgumentParser(config_argparse.ArgumentParser):
             raise CommandError(f"no such config file {path}")
         try:
             node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
+        except UnicodeDecodeError:
+            raise CommandError(not_utf8_file(path)) from None
+        except yaml.YAMLError as err:
             raise CommandError(f"{path}: malformed YAML: {err}") from None
         if not isinstance(node, yaml.MappingNode):
             raise CommandError(f"{path}: expected a mapping of option: value")

@@ -44,7 +44,7 @@ def test_text_is_espnet_s_two_column_reading(tmp_path):
         (None, "missing file {path}"),
         ("a x\na y\n", "a is duplicated ({path}:2)"),
         ("a x\n\nb y\n", "{path}: a blank line"),
-        (b"a \xff\n", "{path}: not UTF-8"),
+        (b"a \xff\n", "{path}:1: not UTF-8: byte 0xff at byte offset 2 (column 3)"),
     ],
     ids=["missing", "duplicate", "blank line", "not UTF-8"],
 )
