@@ -109,6 +109,14 @@ def text_tokenizer(token_type: str, bpemodel: Optional[str]) -> Any:
         from espnet2.text.sentencepiece_tokenizer import SentencepiecesTokenizer
 
         return SentencepiecesTokenizer(bpemodel)
+    if token_type == "word":
+        from espnet2.text.word_tokenizer import WordTokenizer
+
+        return WordTokenizer()
+    if token_type == "char":
+        from espnet2.text.char_tokenizer import CharTokenizer
+
+        return CharTokenizer()
     from espnet2.text.build_tokenizer import build_tokenizer
 
     return build_tokenizer(token_type=token_type, bpemodel=bpemodel)

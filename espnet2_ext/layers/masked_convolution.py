@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from espnet2_ext.layers.masks import ValidFrames
+
 
 class MaskedConvolutionModule(nn.Module):
     """Pointwise -> GLU -> depthwise -> BatchNorm -> SiLU -> pointwise, padding-clean.
@@ -31,18 +33,14 @@ class MaskedConvolutionModule(nn.Module):
         self.activation = nn.SiLU()
         self.pointwise_out = nn.Linear(channels, channels)
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Map (B, T, C) to (B, T, C); ``valid`` (B, T) is True on real frames.
-
-        Padded output frames are zero.
-        """
+    def forward(self, x: torch.Tensor, frames: ValidFrames) -> torch.Tensor:
+        """Map (B, T, C) to (B, T, C); ``frames`` says which are real. Padded output frames are zero."""
         x = nn.functional.glu(self.pointwise_in(x), dim=-1)
-        x = x.masked_fill(~valid.unsqueeze(-1), 0.0)
+        x = x.masked_fill(~frames.mask.unsqueeze(-1), 0.0)
         x = self.depthwise(x.transpose(1, 2)).transpose(1, 2)
-        packed = self.pointwise_out(self.activation(self._normalize(x[valid])))
-        out = x.new_zeros(x.shape)
-        out[valid] = packed
-        return out
+        flat = x.reshape(-1, x.size(-1))
+        packed = self.pointwise_out(self.activation(self._normalize(flat.index_select(0, frames.index))))
+        return flat.new_zeros(flat.shape).index_copy(0, frames.index, packed.to(flat.dtype)).view(x.shape)
 
     def _normalize(self, frames: torch.Tensor) -> torch.Tensor:
         """BatchNorm over the valid frames (N, C).

@@ -22,7 +22,7 @@ from espnet2_ext.layers.fbk_rel_attention import (
     FBKRelPositionMultiHeadedAttention,
 )
 from espnet2_ext.layers.masked_convolution import MaskedConvolutionModule
-from espnet2_ext.layers.masks import make_valid_mask
+from espnet2_ext.layers.masks import ValidFrames
 
 REL_POS_TYPES = ("fbk", "latest")
 Positions = Union[FBKRelativePositions, torch.Tensor]
@@ -45,9 +45,9 @@ class CTCCompressEncoderOutput(NamedTuple):
 class ConformerBlock(nn.Module):
     """Macaron Conformer block: ½FFN, rel-pos MHSA, conv, ½FFN, LayerNorm.
 
-    Pre-norm residual sub-layers. ``valid`` masks are booleans (True = frame),
-    passed to attention as keys mask and to the conv module, so no padded frame
-    reaches a valid one. ``rel_pos_type`` picks FBK's relative attention or
+    Pre-norm residual sub-layers. The valid frames (mask and indices, built once
+    per forward) go to attention as keys mask and to the conv module, so no
+    padded frame reaches a valid one. ``rel_pos_type`` picks FBK's relative attention or
     ESPnet's (see :class:`CTCCompressConformerEncoder`).
     """
 
@@ -74,12 +74,12 @@ class ConformerBlock(nn.Module):
         self.norm_final = nn.LayerNorm(size)
         self.dropout = nn.Dropout(dropout_rate)
 
-    def forward(self, x: torch.Tensor, pos_emb: Positions, valid: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) -> (B, T, D); ``pos_emb`` as the attention needs it, ``valid`` (B, T)."""
+    def forward(self, x: torch.Tensor, pos_emb: Positions, frames: ValidFrames) -> torch.Tensor:
+        """(B, T, D) -> (B, T, D); ``pos_emb`` as the attention needs it, ``frames`` the real ones."""
         x = x + 0.5 * self.dropout(self.ffn_macaron(self.norm_ffn_macaron(x)))
         h = self.norm_attn(x)
-        x = x + self.dropout(self.self_attn(h, h, h, pos_emb, valid.unsqueeze(1)))
-        x = x + self.dropout(self.conv(self.norm_conv(x), valid))
+        x = x + self.dropout(self.self_attn(h, h, h, pos_emb, frames.mask.unsqueeze(1)))
+        x = x + self.dropout(self.conv(self.norm_conv(x), frames))
         x = x + 0.5 * self.dropout(self.ffn(self.norm_ffn(x)))
         return self.norm_final(x)
 
@@ -260,18 +260,18 @@ class CTCCompressConformerEncoder(AbsEncoder):
             )
         x, lengths = self.subsampling(xs_pad, ilens)
         x, pos_emb = self._scale_and_position(x, lengths)
-        valid = make_valid_mask(lengths, x.size(1))
+        frames = ValidFrames.of(lengths, x.size(1))  # once per length: every block uses it
         for block in self.blocks[: self.ctc_block]:
-            x = block(x, pos_emb, valid)
+            x = block(x, pos_emb, frames)
         ctc_logits = self.ctc_head(x)
         ctc_lengths = lengths
         if self.compression != "none":
             x, lengths = self._compress(x, lengths, ctc_logits)
             pos_emb = self._positions(x, lengths)
-            valid = make_valid_mask(lengths, x.size(1))
+            frames = ValidFrames.of(lengths, x.size(1))
         for block in self.blocks[self.ctc_block :]:
-            x = block(x, pos_emb, valid)
-        x = x.masked_fill(~valid.unsqueeze(-1), 0.0)
+            x = block(x, pos_emb, frames)
+        x = x.masked_fill(~frames.mask.unsqueeze(-1), 0.0)
         return CTCCompressEncoderOutput(x, lengths, ctc_logits, ctc_lengths)
 
     def _compress(
