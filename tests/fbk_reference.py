@@ -39,8 +39,9 @@ and random weights.
 import argparse
 import itertools
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -57,13 +58,13 @@ LAYER_NORM_EPS = 1e-5
 BATCH_NORM_EPS = 1e-5
 PE_MAX_LEN = 10000  # rows of FBK's PositionalEncoding buffer
 
-Hypothesis = Tuple[List[int], float]  # fairseq ids (no initial </s>, final </s>), normalised score
+Hypothesis = tuple[list[int], float]  # fairseq ids (no initial </s>, final </s>), normalised score
 
 
 # --------------------------------------------------------------------------- data
 
 
-def load_fairseq_dictionary(path: Path, add_ctc_blank: bool = False) -> List[str]:
+def load_fairseq_dictionary(path: Path, add_ctc_blank: bool = False) -> list[str]:
     """Symbols by index, as ``Dictionary.load`` (+ ``add_symbol("<ctc_blank>")``) orders them."""
     symbols = list(FAIRSEQ_SPECIALS)
     for line in Path(path).read_text(encoding="utf-8").splitlines():
@@ -93,19 +94,19 @@ def utterance_cmvn(x: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- CTC compression
 
 
-def ctc_runs(ctc_logits: torch.Tensor) -> List[Tuple[int, int]]:
+def ctc_runs(ctc_logits: torch.Tensor) -> list[tuple[int, int]]:
     """(label, frames) of each run of equal argmax labels of one utterance (T, V)."""
     predicted = torch.softmax(ctc_logits, dim=-1).argmax(-1).tolist()
     return [(label, len(list(group))) for label, group in itertools.groupby(predicted)]
 
 
-def merge_sublist(elements: Sequence[Tuple[int, int]]) -> Tuple[int, int]:
+def merge_sublist(elements: Sequence[tuple[int, int]]) -> tuple[int, int]:
     """FBK's ``merge_sublist``: the label with most frames (the first to reach that
     count wins a tie) and the frames of all the runs."""
     sum_num_vectors = 0
     max_element = None
     max_element_cnt = 0
-    totals: Dict[int, int] = {}
+    totals: dict[int, int] = {}
     for label, frames in elements:
         totals[label] = totals.get(label, 0) + frames
         if totals[label] > max_element_cnt:
@@ -115,7 +116,7 @@ def merge_sublist(elements: Sequence[Tuple[int, int]]) -> Tuple[int, int]:
     return max_element, sum_num_vectors
 
 
-def ensure_max_ctc_out_len(runs: List[Tuple[int, int]], max_out_size: int) -> List[Tuple[int, int]]:
+def ensure_max_ctc_out_len(runs: list[tuple[int, int]], max_out_size: int) -> list[tuple[int, int]]:
     """FBK's ``ensure_max_ctc_out_len`` for one utterance: runs merged ``ceil(n / max)`` at a time."""
     if max_out_size <= 0 or len(runs) <= max_out_size:
         return runs
@@ -124,7 +125,7 @@ def ensure_max_ctc_out_len(runs: List[Tuple[int, int]], max_out_size: int) -> Li
 
 
 def compression_weights(
-    strategy: str, prob_ctc: torch.Tensor, runs: List[Tuple[int, int]], fixed_ratio: int
+    strategy: str, prob_ctc: torch.Tensor, runs: list[tuple[int, int]], fixed_ratio: int
 ) -> torch.Tensor:
     """FBK's ``CTCCompressStrategy.<strategy>`` weights matrix (T, T') of one utterance."""
     time = prob_ctc.size(0)
@@ -162,10 +163,10 @@ def compression_weights(
 class EncoderResult(NamedTuple):
     states: torch.Tensor  # (T', D): the encoder output the decoder attends to
     ctc_logits: torch.Tensor  # (T, V_src): CTC head logits, before compression
-    runs: List[Tuple[int, int]]  # the CTC runs compression used (after max-out-size merging)
+    runs: list[tuple[int, int]]  # the CTC runs compression used (after max-out-size merging)
 
 
-def fbk_model_args(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
+def fbk_model_args(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """The model's arguments from a checkpoint: ``args`` (a Namespace) or ``cfg.model``."""
     if checkpoint.get("args") is not None:
         return dict(vars(checkpoint["args"]))
@@ -186,7 +187,7 @@ class FBKReference:
         tgt_symbols, src_symbols: fairseq dictionaries (the source one with ``<ctc_blank>``).
     """
 
-    def __init__(self, state_dict: Dict[str, torch.Tensor], args: Dict[str, Any], tgt_symbols, src_symbols):
+    def __init__(self, state_dict: dict[str, torch.Tensor], args: dict[str, Any], tgt_symbols, src_symbols):
         self.sd = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
         self.args = args
         self.tgt_symbols = list(tgt_symbols)
@@ -312,7 +313,7 @@ class FBKReference:
         x = self._feed_forward(x, f"{name}.second_feed_forward") * self.ffn_residual + x
         return self._layer_norm(x, f"{name}.layernorm")
 
-    def compress(self, x: torch.Tensor, ctc_logits: torch.Tensor) -> Tuple[torch.Tensor, List[Tuple[int, int]]]:
+    def compress(self, x: torch.Tensor, ctc_logits: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """``average_same_ctc_features`` on one utterance: (T, D) -> (T', D)."""
         runs = ensure_max_ctc_out_len(ctc_runs(ctc_logits), self.max_out_size)
         prob_ctc = torch.softmax(ctc_logits, dim=-1)
@@ -393,12 +394,12 @@ class FBKReference:
         return min(int(max_len_a * src_len + max_len_b), self.args.get("max_target_positions", 1024) - 1)
 
     @staticmethod
-    def banned_ngram_tokens(row: List[int], step: int, n: int) -> List[int]:
+    def banned_ngram_tokens(row: list[int], step: int, n: int) -> list[int]:
         """``SequenceGenerator._no_repeat_ngram`` for one hypothesis: ``row`` is its whole
         token buffer (</s>, tokens, then <pad> up to max_len + 2)."""
         if step + 2 - n < 0:
             return []
-        gen_ngrams: Dict[Tuple[int, ...], List[int]] = {}
+        gen_ngrams: dict[tuple[int, ...], list[int]] = {}
         for start in range(len(row) - n + 1):
             ngram = row[start : start + n]
             gen_ngrams.setdefault(tuple(ngram[:-1]), []).append(ngram[-1])
@@ -412,7 +413,7 @@ class FBKReference:
         prefix: Sequence[int] = (),
         no_repeat_ngram_size: int = 0,
         min_len: int = 1,
-    ) -> List[Hypothesis]:
+    ) -> list[Hypothesis]:
         """fairseq's ``SequenceGenerator`` + ``BeamSearch`` for one utterance, n-best by score.
 
         Hypotheses with score -inf (fairseq keeps some in its beam, e.g. after a
@@ -423,8 +424,8 @@ class FBKReference:
         beam_size = min(beam_size, vocab - 1)
         neg_inf = torch.tensor(float("-inf"))
         # step 0 extends fairseq's first beam only: one hypothesis, </s> alone
-        hyps: List[Tuple[List[int], torch.Tensor]] = [([EOS], torch.tensor(0.0))]
-        finalized: List[Hypothesis] = []
+        hyps: list[tuple[list[int], torch.Tensor]] = [([EOS], torch.tensor(0.0))]
+        finalized: list[Hypothesis] = []
         for step in range(max_len + 1):
             candidates = []  # (cumulative float32 score, hypothesis, token)
             for h, (tokens, score) in enumerate(hyps):
@@ -476,10 +477,10 @@ class FBKFiles(NamedTuple):
     tgt_dict: Path
     src_spm: Path
     src_dict: Path
-    args: Dict[str, Any]
+    args: dict[str, Any]
 
 
-def _train_sentencepiece(prefix: Path, sentences: List[str], vocab_size: int, tags: List[str]) -> List[str]:
+def _train_sentencepiece(prefix: Path, sentences: list[str], vocab_size: int, tags: list[str]) -> list[str]:
     """A SentencePiece model with FBK's special ids (``gen_vocab``) and its fairseq dictionary
     (``<prefix>.txt``: every piece but <s>, <pad>, </s>, <unk>, in id order, count 1)."""
     import sentencepiece as spm
@@ -528,7 +529,7 @@ def fbk_model_namespace(**overrides: Any) -> argparse.Namespace:
     return argparse.Namespace(**args)
 
 
-def fbk_state_dict(args: argparse.Namespace, tgt_size: int, src_size: int, seed: int) -> Dict[str, torch.Tensor]:
+def fbk_state_dict(args: argparse.Namespace, tgt_size: int, src_size: int, seed: int) -> dict[str, torch.Tensor]:
     """Random weights with FBK-fairseq's names and shapes (BatchNorm statistics included).
 
     The CTC head favours the blank (the last source symbol) so that its argmax
@@ -555,7 +556,7 @@ def fbk_state_dict(args: argparse.Namespace, tgt_size: int, src_size: int, seed:
 
     d = args.encoder_embed_dim
     heads = args.encoder_attention_heads
-    sd: Dict[str, torch.Tensor] = {}
+    sd: dict[str, torch.Tensor] = {}
     kernels = [int(k) for k in args.conv_kernel_sizes.split(",")]
     in_size = args.input_feat_per_channel * args.input_channels
     for i, k in enumerate(kernels):

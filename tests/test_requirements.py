@@ -12,10 +12,12 @@ OWN = {"espnet2_ext", "tests", "mini_corpus"}  # mini_corpus: the recipe's local
 
 
 def imported_modules() -> dict[str, Path]:
-    """Top-level module -> one file importing it (absolute imports only)."""
+    """Top-level module -> one file importing it (absolute imports only; a script's
+    sibling modules, as bench/'s, are its own)."""
     found: dict[str, Path] = {}
     for root in SOURCES:
         for path in sorted((REPO / root).rglob("*.py")):
+            siblings = {p.stem for p in path.parent.glob("*.py")}
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Import):
                     names = [alias.name for alias in node.names]
@@ -24,7 +26,8 @@ def imported_modules() -> dict[str, Path]:
                 else:
                     continue
                 for name in names:
-                    found.setdefault(name.split(".")[0], path.relative_to(REPO))
+                    if name.split(".")[0] not in siblings:
+                        found.setdefault(name.split(".")[0], path.relative_to(REPO))
     return found
 
 

@@ -14,8 +14,8 @@ Usage:
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from espnet2_ext.main_funcs.fbk_import import FBKImportError, import_fbk
 from espnet2_ext.utils.cli import ArgumentParser, command
@@ -40,7 +40,7 @@ def get_parser() -> ArgumentParser:
 
 
 @command(FBKImportError)
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     out = import_fbk(**{name: Path(getattr(args, name)) for name, _ in FILES})

@@ -9,7 +9,7 @@ see :mod:`espnet2_ext.inference.speech2translation` for the search.
 import argparse
 import logging
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from espnet2.utils.types import str2triple_str, str_or_none
 
@@ -52,7 +52,7 @@ def get_parser() -> ArgumentParser:
 
 
 @command(ModelLoadError)
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     args = vars(get_parser().parse_args(argv))
     args.pop("config", None)
     logging.basicConfig(

@@ -42,7 +42,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from espnet2.utils.types import int_or_none, str_or_none
 
@@ -201,7 +201,7 @@ def stdout_closed() -> int:
 
 
 @command()
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Exit status 0, 1 (one ``ERROR:`` line on a fatal error) or 2 (some inputs not translated)."""
     args = get_parser().parse_args(argv)
     logging.basicConfig(

@@ -18,7 +18,7 @@ import io
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Union
+from typing import Any
 
 import torch
 
@@ -108,7 +108,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def read_fairseq_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
+def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's ``model`` (state dict) and ``args`` (a dict, from ``args`` or ``cfg.model``).
 
     Raises:
@@ -144,7 +144,7 @@ def read_fairseq_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 
 
-def read_fairseq_dictionary(path: Union[str, Path]) -> List[str]:
+def read_fairseq_dictionary(path: str | Path) -> list[str]:
     """A fairseq ``dict.txt``'s symbols, in file order (fairseq puts ``<s> <pad> </s> <unk>`` before them).
 
     Each line is ``<symbol> <count>``, optionally followed by ``#fairseq:overwrite``
@@ -157,7 +157,7 @@ def read_fairseq_dictionary(path: Union[str, Path]) -> List[str]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as err:
         raise FairseqCheckpointError(f"{path}: not UTF-8 text ({err})") from None
-    symbols: List[str] = []
+    symbols: list[str] = []
     seen = set(FAIRSEQ_SPECIALS)
     for number, line in enumerate(lines, start=1):
         fields = line.rstrip().rsplit(" ", 1)

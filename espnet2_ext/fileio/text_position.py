@@ -5,7 +5,6 @@ decoding, not from the file's start, so the place is found again from the bytes.
 """
 
 from pathlib import Path
-from typing import Union
 
 
 def line_and_column(data: bytes, offset: int) -> tuple[int, int]:
@@ -13,7 +12,7 @@ def line_and_column(data: bytes, offset: int) -> tuple[int, int]:
     return data.count(b"\n", 0, offset) + 1, offset - data.rfind(b"\n", 0, offset)
 
 
-def not_utf8(name: Union[str, Path], data: bytes) -> str:
+def not_utf8(name: str | Path, data: bytes) -> str:
     """``<name>:<line>: not UTF-8: byte 0x.. at byte offset N (column C): <reason>`` for the
     first byte of ``data`` that does not decode (``<name>: not UTF-8`` if none)."""
     try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO, List, Optional, Tuple, Union
+from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -40,12 +40,12 @@ class AudioError(ValueError):
     """Audio that cannot be translated; the message names the input and the reason."""
 
 
-def is_headerless(path: Union[str, Path]) -> bool:
+def is_headerless(path: str | Path) -> bool:
     """Whether ``path`` names headerless audio (``.raw``, ``.pcm``), which has no sample rate of its own."""
     return Path(path).suffix.lower().lstrip(".") in HEADERLESS_EXTENSIONS
 
 
-def read_audio(path: Union[str, Path], raw_sample_rate: Optional[int] = None) -> Tuple[np.ndarray, int]:
+def read_audio(path: str | Path, raw_sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """Mono float32 samples in [-1, 1] and the sample rate of a soundfile-readable file.
 
     Multi-channel audio is averaged to one channel. Headerless ``.raw`` and ``.pcm``
@@ -89,7 +89,7 @@ def read_audio(path: Union[str, Path], raw_sample_rate: Optional[int] = None) ->
     return mix_to_mono(samples).astype(np.float32, copy=False), int(sample_rate)
 
 
-def _read_to_the_end(stream: sf.SoundFile) -> Tuple[np.ndarray, Optional[Exception]]:
+def _read_to_the_end(stream: sf.SoundFile) -> tuple[np.ndarray, Exception | None]:
     """The frames (frames, channels) decoded until the end or the first decoding error, and that error.
 
     soundfile reads at most the frames the file declares, so they are the buffer's size.
@@ -124,7 +124,7 @@ def _declares_exact_length(path: Path, fmt: str) -> bool:
     return False  # libsndfile counts what is there: see _container_cut
 
 
-def _container_cut(path: Path) -> Optional[str]:
+def _container_cut(path: Path) -> str | None:
     """How a WAV, AIFF or Ogg file shows it was cut short, or None."""
     with path.open("rb") as stream:
         head = stream.read(12)
@@ -137,7 +137,7 @@ def _container_cut(path: Path) -> Optional[str]:
     return None
 
 
-def _chunk_cut(stream: BinaryIO, audio_chunk: bytes, endian: str) -> Optional[str]:
+def _chunk_cut(stream: BinaryIO, audio_chunk: bytes, endian: str) -> str | None:
     """The audio chunk of a RIFF (little-endian) or AIFF (big-endian) file holds fewer bytes than its header says.
 
     Sizes 0 and 0xFFFFFFFF mean unknown (written by a program that could not seek back).
@@ -158,7 +158,7 @@ def _chunk_cut(stream: BinaryIO, audio_chunk: bytes, endian: str) -> Optional[st
         position += 8 + size + (size & 1)  # chunks are padded to even sizes
 
 
-def _ogg_cut(stream: BinaryIO) -> Optional[str]:
+def _ogg_cut(stream: BinaryIO) -> str | None:
     """Walk an Ogg file's pages: the last one must be whole and end the stream."""
     file_size = os.fstat(stream.fileno()).st_size
     position, flags = 0, 0
@@ -199,7 +199,7 @@ def peak_dbfs(waveform: np.ndarray) -> float:
     return 20.0 * np.log10(peak) if peak > 0 else float("-inf")
 
 
-def split_at_pauses(waveform: np.ndarray, sample_rate: int, max_seconds: float) -> List[Tuple[int, int]]:
+def split_at_pauses(waveform: np.ndarray, sample_rate: int, max_seconds: float) -> list[tuple[int, int]]:
     """Cut audio longer than ``max_seconds`` into ``[start, stop)`` sample ranges.
 
     Each cut falls on the quietest 10 ms (lowest RMS) in the second half of the

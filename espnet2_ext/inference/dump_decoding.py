@@ -1,6 +1,6 @@
 """The recipe's decode stage: translate a dump dir of features into ESPnet's output files."""
 
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
@@ -10,10 +10,10 @@ from espnet2_ext.inference.speech2translation import Speech2Translation
 
 def decode_dump(
     output_dir: str,
-    data_path_and_name_and_type: Sequence[Tuple[str, str, str]],
+    data_path_and_name_and_type: Sequence[tuple[str, str, str]],
     st_train_config: str,
     st_model_file: str,
-    key_file: Optional[str] = None,
+    key_file: str | None = None,
     batch_size: int = 1,
     ngpu: int = 0,
     num_workers: int = 1,

@@ -11,8 +11,9 @@ and the others are still translated (:func:`translate_inputs`).
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Sequence, Union
+from typing import NamedTuple
 
 import soundfile as sf
 from tqdm import tqdm
@@ -40,7 +41,7 @@ class Input(NamedTuple):
     path: str
 
 
-def expand_inputs(arguments: Sequence[str], headerless: bool = False) -> List[Input]:
+def expand_inputs(arguments: Sequence[str], headerless: bool = False) -> list[Input]:
     """Files as given, directories' audio files (sorted), ``wav.scp`` entries in file order.
 
     Every path named must exist, and every directory and ``wav.scp`` must hold audio;
@@ -54,7 +55,7 @@ def expand_inputs(arguments: Sequence[str], headerless: bool = False) -> List[In
             else f"{len(missing)} inputs do not exist: {_listing(missing)}"
         )
     extensions = AUDIO_EXTENSIONS | HEADERLESS_EXTENSIONS if headerless else AUDIO_EXTENSIONS
-    inputs: List[Input] = []
+    inputs: list[Input] = []
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
@@ -73,12 +74,12 @@ def expand_inputs(arguments: Sequence[str], headerless: bool = False) -> List[In
     return inputs
 
 
-def _wav_scp_inputs(path: Path) -> List[Input]:
+def _wav_scp_inputs(path: Path) -> list[Input]:
     try:
         wavs = read_wav_scp(path)
     except TableError as err:
         raise InputListError(str(err)) from None
-    except UnicodeDecodeError as err:
+    except UnicodeDecodeError:
         raise InputListError(not_utf8_file(path)) from None
     if not wavs:
         raise InputListError(f"{path} lists no audio files")
@@ -95,7 +96,7 @@ def _listing(items: Sequence[str]) -> str:
     return shown if len(items) <= LISTED_AT_MOST else f"{shown}, ... ({len(items) - LISTED_AT_MOST} more)"
 
 
-def duration(path: str, raw_sample_rate: Optional[int] = None) -> float:
+def duration(path: str, raw_sample_rate: int | None = None) -> float:
     """Seconds of audio from the file header (or size, for headerless audio); 0 where that
     says nothing (the error, if any, comes on reading)."""
     if is_headerless(path):
@@ -107,8 +108,8 @@ def duration(path: str, raw_sample_rate: Optional[int] = None) -> float:
 
 
 def translate_inputs(
-    translator, inputs: Sequence[Input], batch_size: int, raw_sample_rate: Optional[int] = None
-) -> Dict[int, Union[object, str]]:
+    translator, inputs: Sequence[Input], batch_size: int, raw_sample_rate: int | None = None
+) -> dict[int, object | str]:
     """Each input's :class:`~espnet2_ext.inference.TranslationResult`, or the message saying
     why it could not be translated, by input index.
 
@@ -117,7 +118,7 @@ def translate_inputs(
     Headerless files are read at ``raw_sample_rate``, and fail without one.
     """
     order = sorted(range(len(inputs)), key=lambda i: -duration(inputs[i].path, raw_sample_rate))
-    results: Dict[int, Union[object, str]] = {}
+    results: dict[int, object | str] = {}
     with tqdm(total=len(inputs), unit="file", disable=len(inputs) <= PROGRESS_MIN_INPUTS, file=sys.stderr) as bar:
         for first in range(0, len(order), batch_size):
             prepared = {}

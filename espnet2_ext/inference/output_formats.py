@@ -8,9 +8,13 @@ has the fields of a translated one, with ``error`` set instead of null.
 
 import json
 import sys
-from typing import Iterator, Optional, Union
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from espnet2_ext.fileio.atomic import atomic_path
+
+if TYPE_CHECKING:
+    from espnet2_ext.inference.speech2translation import TranslationResult
 
 FORMATS = ("tsv", "text", "jsonl")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -21,7 +25,7 @@ def escape(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
-def format_line(key: str, result: Union["TranslationResult", str], fmt: str) -> str:  # noqa: F821
+def format_line(key: str, result: "TranslationResult | str", fmt: str) -> str:
     """One output line; ``result`` is a message for inputs that failed."""
     failed = isinstance(result, str)
     if fmt == "text":
@@ -46,7 +50,7 @@ def format_line(key: str, result: Union["TranslationResult", str], fmt: str) -> 
     return json.dumps(record, ensure_ascii=False)
 
 
-def write_lines(lines: Iterator[str], output: Optional[str]) -> None:
+def write_lines(lines: Iterator[str], output: str | None) -> None:
     """To ``output`` (written whole, then renamed into place) or to stdout.
 
     Raises:

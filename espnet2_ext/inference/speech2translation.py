@@ -22,8 +22,9 @@ classes its config names (:func:`espnet2_ext.tasks.model_building.lazy_class`).
 import argparse
 import copy
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -39,15 +40,15 @@ from espnet2_ext.utils.fbank import FRAME_LENGTH_MS, FRAME_SHIFT_MS, SAMPLE_RATE
 
 LANG_TAG_PREFIX = "<lang:"
 BLANK = "<blank>"  # ESPnet's id 0, never a target (an imported FBK model's fairseq <pad>)
-AudioInput = Union[str, Path, Tuple[np.ndarray, int]]
+AudioInput = str | Path | tuple[np.ndarray, int]
 
 
 class Translation(NamedTuple):
     """One hypothesis: detokenised text, its pieces and ids (tag and <eos> removed)."""
 
     text: str
-    tokens: List[str]
-    token_ids: List[int]
+    tokens: list[str]
+    token_ids: list[int]
     score: float
 
 
@@ -56,7 +57,7 @@ class SegmentTranslation(NamedTuple):
 
     start: float
     end: float
-    nbest: List[Translation]
+    nbest: list[Translation]
     source: str
 
 
@@ -69,8 +70,8 @@ class TranslationResult(NamedTuple):
     """
 
     name: str
-    segments: List[SegmentTranslation]
-    warnings: List[str]
+    segments: list[SegmentTranslation]
+    warnings: list[str]
 
     @property
     def text(self) -> str:
@@ -83,7 +84,7 @@ class TranslationResult(NamedTuple):
         return " ".join(s.source for s in self.segments if s.source)
 
     @property
-    def nbest(self) -> List[Translation]:
+    def nbest(self) -> list[Translation]:
         """The n-best list of an input translated in one piece (see ``segments`` otherwise)."""
         if len(self.segments) != 1:
             raise ValueError(
@@ -97,12 +98,12 @@ class PreparedAudio(NamedTuple):
     """An input checked and turned into features: one array (frames, 80) per segment."""
 
     name: str
-    features: List[np.ndarray]
-    spans: List[Tuple[float, float]]
-    warnings: List[str]
+    features: list[np.ndarray]
+    spans: list[tuple[float, float]]
+    warnings: list[str]
 
 
-def text_tokenizer(token_type: str, bpemodel: Optional[str]) -> Any:
+def text_tokenizer(token_type: str, bpemodel: str | None) -> Any:
     """ESPnet's tokenizer of a config; SentencePiece without ESPnet's tokenizer registry,
     which imports every phoneme tokenizer (g2p_en, nltk) to build any tokenizer."""
     if token_type == "bpe":
@@ -122,7 +123,7 @@ def text_tokenizer(token_type: str, bpemodel: Optional[str]) -> Any:
     return build_tokenizer(token_type=token_type, bpemodel=bpemodel)
 
 
-def resolve_lang_tag(token_list: Sequence[str], lang_tag: Optional[str]) -> List[int]:
+def resolve_lang_tag(token_list: Sequence[str], lang_tag: str | None) -> list[int]:
     """Ids forced after <sos>: the language tag asked for, the model's only tag, or
     none for a model without tags (FBK's published models have none)."""
     tags = [t for t in token_list if t.startswith(LANG_TAG_PREFIX)]
@@ -168,8 +169,8 @@ class Speech2Translation:
 
     def __init__(
         self,
-        st_train_config: Union[Path, str, Dict[str, Any]],
-        st_model_file: Optional[Union[Path, str]],
+        st_train_config: Path | str | dict[str, Any],
+        st_model_file: Path | str | None,
         device: str = "cpu",
         search: str = "fairseq",
         beam_size: int = 5,
@@ -177,7 +178,7 @@ class Speech2Translation:
         maxlen_a: float = 0.0,
         maxlen_b: int = 200,
         nbest: int = 1,
-        lang_tag: Optional[str] = None,
+        lang_tag: str | None = None,
         dtype: str = "float32",
         max_segment_seconds: float = 30.0,
         silence_dbfs: float = -60.0,
@@ -239,7 +240,7 @@ class Speech2Translation:
 
     @classmethod
     def from_pretrained(
-        cls, model: Union[str, Path], cache_dir: Optional[Union[str, Path]] = None, **kwargs: Any
+        cls, model: str | Path, cache_dir: str | Path | None = None, **kwargs: Any
     ) -> "Speech2Translation":
         """Load a packed ``model.zip`` (recipe stage 8) or the directory it was unpacked into.
 
@@ -252,7 +253,7 @@ class Speech2Translation:
 
     # ------------------------------------------------------------------ audio in
 
-    def __call__(self, audio: Union[str, Path, np.ndarray], sample_rate: Optional[int] = None) -> TranslationResult:
+    def __call__(self, audio: str | Path | np.ndarray, sample_rate: int | None = None) -> TranslationResult:
         """Translate one input: a path, or a waveform with its sample rate (also needed by
         headerless ``.raw``/``.pcm`` files, read as 16-bit mono PCM).
 
@@ -261,7 +262,7 @@ class Speech2Translation:
         """
         return self.translate_prepared([self.prepare(audio, sample_rate)])[0]
 
-    def translate_batch(self, inputs: Sequence[AudioInput], batch_size: int = 10) -> List[TranslationResult]:
+    def translate_batch(self, inputs: Sequence[AudioInput], batch_size: int = 10) -> list[TranslationResult]:
         """Translate many inputs (paths or ``(waveform, sample_rate)`` pairs), ``batch_size`` at a time."""
         prepared = [
             self.prepare(*item) if isinstance(item, tuple) else self.prepare(item) for item in inputs
@@ -270,9 +271,9 @@ class Speech2Translation:
 
     def prepare(
         self,
-        audio: Union[str, Path, np.ndarray],
-        sample_rate: Optional[int] = None,
-        name: Optional[str] = None,
+        audio: str | Path | np.ndarray,
+        sample_rate: int | None = None,
+        name: str | None = None,
     ) -> PreparedAudio:
         """Read and check an input and compute the model's features, segment by segment.
 
@@ -290,7 +291,7 @@ class Speech2Translation:
                 raise ValueError(f"{name}: give the waveform's sample rate, got {sample_rate}")
             waveform = as_waveform(audio, name)
         self._check_length(name, len(waveform), sample_rate)
-        warnings: List[str] = []
+        warnings: list[str] = []
         ranges = split_at_pauses(waveform, sample_rate, self.max_segment_seconds)
         peaks = [peak_dbfs(waveform[start:stop]) for start, stop in ranges]  # the ranges cover the input
         if max(peaks) < self.silence_dbfs:
@@ -314,13 +315,13 @@ class Speech2Translation:
                 spans.append(span)
         return self._log(PreparedAudio(name, features, spans, warnings))
 
-    def translate_prepared(self, prepared: Sequence[PreparedAudio], batch_size: int = 1) -> List[TranslationResult]:
+    def translate_prepared(self, prepared: Sequence[PreparedAudio], batch_size: int = 1) -> list[TranslationResult]:
         """Translate prepared inputs; segments of similar length are batched together."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         segments = [(i, j) for i, item in enumerate(prepared) for j in range(len(item.features))]
         segments.sort(key=lambda ij: len(prepared[ij[0]].features[ij[1]]))
-        decoded: Dict[Tuple[int, int], Tuple[List[Translation], str]] = {}
+        decoded: dict[tuple[int, int], tuple[list[Translation], str]] = {}
         for first in range(0, len(segments), batch_size):
             chunk = segments[first : first + batch_size]
             speech, lengths = pad_features([prepared[i].features[j] for i, j in chunk])
@@ -357,11 +358,11 @@ class Speech2Translation:
 
     # ------------------------------------------------------------------ features in
 
-    def translate_features(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> List[List[Translation]]:
+    def translate_features(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> list[list[Translation]]:
         """N-best translations of each utterance of a padded feature batch (B, T, F)."""
         return self._search(speech, speech_lengths)[1]
 
-    def _decode(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> List[Tuple[List[Translation], str]]:
+    def _decode(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> list[tuple[list[Translation], str]]:
         """(n-best, CTC source transcript) of each utterance of a padded batch."""
         enc, nbests = self._search(speech, speech_lengths)
         sources = [self._ctc_transcript(enc.ctc_logits[i, : enc.ctc_lengths[i]]) for i in range(len(nbests))]
@@ -370,7 +371,7 @@ class Speech2Translation:
     @torch.no_grad()
     def _search(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
-    ) -> Tuple[CTCCompressEncoderOutput, List[List[Translation]]]:
+    ) -> tuple[CTCCompressEncoderOutput, list[list[Translation]]]:
         """The encoder's output and each utterance's n-best translations."""
         speech = speech.to(device=self.device, dtype=getattr(torch, self.dtype))
         enc = self.model.encode_with_ctc(speech, speech_lengths.to(self.device))
@@ -378,7 +379,7 @@ class Speech2Translation:
         nbests = self.beam_search(enc.hidden, enc.lengths, maxlens)
         return enc, [[self._to_translation(yseq, score) for yseq, score in hyps[: self.nbest]] for hyps in nbests]
 
-    def _to_translation(self, yseq: List[int], score: float) -> Translation:
+    def _to_translation(self, yseq: list[int], score: float) -> Translation:
         token_ids = yseq[len(self.primer) :]
         while token_ids and token_ids[-1] == self.model.eos:  # two when <eos> was forced at the length limit
             token_ids = token_ids[:-1]
@@ -409,14 +410,14 @@ def check_device(device: str) -> None:
         raise ValueError(f"device {device!r}: there {gpus}")
 
 
-def greedy_ctc_ids(logits: torch.Tensor, blank: int = 0) -> List[int]:
+def greedy_ctc_ids(logits: torch.Tensor, blank: int = 0) -> list[int]:
     """Greedy CTC decoding of one utterance's logits (T, V): best label per frame,
     repeats merged, then blanks dropped (so a label repeated across a blank stays twice)."""
     ids = torch.unique_consecutive(logits.argmax(-1))
     return ids[ids != blank].tolist()
 
 
-def pad_features(features: Sequence[np.ndarray]) -> Tuple[torch.Tensor, torch.Tensor]:
+def pad_features(features: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-padded batch (B, T, F) and lengths (B,) of feature arrays (T_i, F)."""
     lengths = torch.tensor([len(f) for f in features])
     batch = torch.zeros(len(features), int(lengths.max()), features[0].shape[1])

@@ -1,6 +1,5 @@
 """FBK's convolutional subsampler, with padding kept out of every convolution."""
 
-from typing import Tuple
 
 import torch
 from torch import nn
@@ -60,7 +59,7 @@ class Conv1dSubsampling(nn.Module):
             lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
         return lengths
 
-    def forward(self, xs: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, xs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Subsample (B, T, F) features to (B, T', D); padded output frames are zero."""
         x = xs.transpose(1, 2)
         for conv in self.convs:

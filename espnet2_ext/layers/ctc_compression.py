@@ -5,7 +5,6 @@ This is the one place that knows what the strategies ``avg``, ``weighted``,
 compression for direct speech translation").
 """
 
-from typing import Optional, Tuple
 
 import torch
 
@@ -20,8 +19,8 @@ def ctc_compress(
     ctc_logits: torch.Tensor,
     strategy: str,
     fixed_ratio: int = 4,
-    max_out_size: Optional[int] = None,
-) -> Tuple[torch.Tensor, torch.Tensor]:
+    max_out_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Merge consecutive frames that share a CTC label into one vector.
 
     The argmax of ``ctc_logits`` splits each utterance into runs of equal labels
@@ -97,8 +96,8 @@ def ctc_compress(
 
 
 def _label_runs(
-    labels: torch.Tensor, valid: torch.Tensor, max_out_size: Optional[int]
-) -> Tuple[torch.Tensor, torch.Tensor]:
+    labels: torch.Tensor, valid: torch.Tensor, max_out_size: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Index of the run each frame belongs to, and the number of runs (B,)."""
     changes = torch.ones_like(valid)
     changes[:, 1:] = labels[:, 1:] != labels[:, :-1]

@@ -9,7 +9,6 @@ variance includes the zeroed padded frames (an utterance's features then change
 with the batch) and it writes into its input.
 """
 
-from typing import Tuple
 
 import torch
 from espnet2.layers.abs_normalize import AbsNormalize
@@ -38,7 +37,7 @@ class UtteranceCMVN(AbsNormalize):
     def extra_repr(self) -> str:
         return f"norm_means={self.norm_means}, norm_vars={self.norm_vars}, eps={self.eps}"
 
-    def forward(self, x: torch.Tensor, ilens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, ilens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalise features (B, T, F) of lengths (B,); a new tensor, padded frames zero."""
         valid = make_valid_mask(ilens, x.size(1)).unsqueeze(-1)
         x = x.masked_fill(~valid, 0.0)

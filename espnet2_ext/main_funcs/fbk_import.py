@@ -32,8 +32,9 @@ import logging
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any
 
 import torch
 import yaml
@@ -54,7 +55,7 @@ TARGET_SPECIALS = ("<blank>", "<unk>", "<s>", "<sos/eos>")
 SOURCE_SPECIALS = ("<blank>", "<unk>", "<s>", "<pad>", "</s>")
 CTC_BLANK = "<ctc_blank>"
 # FBK-fairseq's defaults (base_architecture, conformer_base_architecture), for keys older checkpoints lack.
-FBK_DEFAULTS: Dict[str, Any] = dict(
+FBK_DEFAULTS: dict[str, Any] = dict(
     conv_kernel_sizes="5,5",
     conv_channels=1024,
     encoder_embed_dim=512,
@@ -101,7 +102,7 @@ class FBKImportError(Exception):
 # --------------------------------------------------------------------------- architecture
 
 
-def fbk_args(args: Dict[str, Any], checkpoint: Path) -> Dict[str, Any]:
+def fbk_args(args: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
     """The checkpoint's arguments with FBK's defaults filled in, checked to be a model we can build."""
     args = {**FBK_DEFAULTS, **{k: v for k, v in args.items() if v is not None or k == "adaptive_softmax_cutoff"}}
     arch = args.get("arch", args.get("_name"))
@@ -138,7 +139,7 @@ def fbk_args(args: Dict[str, Any], checkpoint: Path) -> Dict[str, Any]:
     return {**args, "conv_kernel_sizes": kernels}
 
 
-def model_settings(args: Dict[str, Any]) -> Dict[str, Any]:
+def model_settings(args: dict[str, Any]) -> dict[str, Any]:
     """Our training config's model keys for FBK's arguments."""
     dim = args["encoder_embed_dim"]
     return dict(
@@ -183,7 +184,7 @@ def model_settings(args: Dict[str, Any]) -> Dict[str, Any]:
 # --------------------------------------------------------------------------- data config
 
 
-def data_settings(config_path: Path) -> Dict[str, Any]:
+def data_settings(config_path: Path) -> dict[str, Any]:
     """Our normalisation and SpecAugment keys for FBK's data ``config.yaml``."""
     if not config_path.is_file():
         raise FBKImportError(f"data config {config_path} not found")
@@ -201,7 +202,7 @@ def data_settings(config_path: Path) -> Dict[str, Any]:
         raise FBKImportError(
             f"{config_path}: evaluation transforms {evaluation!r} are not supported (only utterance_cmvn, or none)"
         )
-    settings: Dict[str, Any] = {"normalize": "utterance_cmvn" if evaluation else None, "normalize_conf": {}}
+    settings: dict[str, Any] = {"normalize": "utterance_cmvn" if evaluation else None, "normalize_conf": {}}
     cmvn = config.get("utterance_cmvn") or {}
     if evaluation and isinstance(cmvn, dict):
         settings["normalize_conf"] = dict(
@@ -228,14 +229,14 @@ def data_settings(config_path: Path) -> Dict[str, Any]:
 # --------------------------------------------------------------------------- vocabularies
 
 
-def target_vocabulary(entries: Sequence[str]) -> Tuple[List[str], List[int]]:
+def target_vocabulary(entries: Sequence[str]) -> tuple[list[str], list[int]]:
     """Our target token list and, for each of our ids, fairseq's id."""
     tokens = ["<blank>", "<unk>", *entries, "<s>", "<sos/eos>"]
     fairseq_ids = [1, 3, *range(4, 4 + len(entries)), 0, 2]
     return tokens, fairseq_ids
 
 
-def source_vocabulary(entries: Sequence[str]) -> Tuple[List[str], List[int]]:
+def source_vocabulary(entries: Sequence[str]) -> tuple[list[str], list[int]]:
     """Our source (CTC) token list and, for each of our ids, fairseq's id (``<ctc_blank>`` last there)."""
     tokens = ["<blank>", "<unk>", *entries, "<s>", "<pad>", "</s>"]
     fairseq_ids = [4 + len(entries), 3, *range(4, 4 + len(entries)), 0, 1, 2]
@@ -250,7 +251,7 @@ def _check_entries(entries: Sequence[str], specials: Sequence[str], path: Path) 
 
 # --------------------------------------------------------------------------- weights
 
-_Rule = Tuple[str, str, Callable[[torch.Tensor], torch.Tensor]]
+_Rule = tuple[str, str, Callable[[torch.Tensor], torch.Tensor]]
 
 
 def _same(tensor: torch.Tensor) -> torch.Tensor:
@@ -265,7 +266,7 @@ def _pointwise(tensor: torch.Tensor) -> torch.Tensor:
 _LAYER = r"encoder\.conformer_layers\.(\d+)\."
 _DECODER_LAYER = r"decoder\.layers\.(\d+)\."
 # FBK-fairseq name (regex) -> our name (format with the layer number) and transformation.
-WEIGHT_RULES: Tuple[_Rule, ...] = (
+WEIGHT_RULES: tuple[_Rule, ...] = (
     (r"encoder\.subsample\.conv_layers\.(\d+)\.(weight|bias)", "encoder.subsampling.convs.{0}.{1}", _same),
     (_LAYER + r"first_feed_forward\.layernorm\.(\w+)", "encoder.blocks.{0}.norm_ffn_macaron.{1}", _same),
     (_LAYER + r"first_feed_forward\.first_linear\.(\w+)", "encoder.blocks.{0}.ffn_macaron.w_1.{1}", _same),
@@ -310,10 +311,10 @@ _COMPILED = tuple((re.compile(pattern), name, transform) for pattern, name, tran
 
 
 def convert_weights(
-    fbk_state: Dict[str, torch.Tensor], target_ids: Sequence[int], source_ids: Sequence[int], checkpoint: Path
-) -> Dict[str, torch.Tensor]:
+    fbk_state: dict[str, torch.Tensor], target_ids: Sequence[int], source_ids: Sequence[int], checkpoint: Path
+) -> dict[str, torch.Tensor]:
     """Our state dict from FBK's: names mapped, vocabulary rows put in our order."""
-    state: Dict[str, torch.Tensor] = {}
+    state: dict[str, torch.Tensor] = {}
     for name, tensor in fbk_state.items():
         if IGNORED.fullmatch(name):
             continue
@@ -346,7 +347,7 @@ def convert_weights(
 # --------------------------------------------------------------------------- the whole import
 
 
-def _training_config(settings: Dict[str, Any]) -> Dict[str, Any]:
+def _training_config(settings: dict[str, Any]) -> dict[str, Any]:
     """A complete ESPnet training config: every default of our task, then ``settings``."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         # ESPnet's whole registry; its g2p tokenizer tries to download NLTK data while importing

@@ -27,9 +27,9 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Callable, Iterable, Iterator
 
 import yaml
 from espnet2.main_funcs.pack_funcs import pack

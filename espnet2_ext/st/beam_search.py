@@ -12,15 +12,15 @@ fairseq calls ``</s>``) and ending with <eos>.
   language-tag primer and fairseq's stopping rule.
 """
 
-import math
-from typing import Any, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 
 from espnet2_ext.st.incremental_decoding import incremental
 
-Hypotheses = List[List[Tuple[List[int], float]]]
+Hypotheses = list[list[tuple[list[int], float]]]
 from espnet2_ext.st import SEARCHES  # noqa: F401 (re-exported)
 
 
@@ -37,13 +37,13 @@ class NoRepeatNGramScorer(BatchScorerInterface):
         self.ngram_size = ngram_size
         self.vocab_size = vocab_size
 
-    def score(self, y: torch.Tensor, state: Any, x: torch.Tensor) -> Tuple[torch.Tensor, Any]:
+    def score(self, y: torch.Tensor, state: Any, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
         scores, _ = self.batch_score(y.unsqueeze(0), [state], x.unsqueeze(0))
         return scores[0], state
 
     def batch_score(
-        self, ys: torch.Tensor, states: List[Any], xs: torch.Tensor
-    ) -> Tuple[torch.Tensor, List[Any]]:
+        self, ys: torch.Tensor, states: list[Any], xs: torch.Tensor
+    ) -> tuple[torch.Tensor, list[Any]]:
         """Scores (n_hyps, V): -inf where the next token would close a seen n-gram."""
         scores = torch.zeros(ys.size(0), self.vocab_size, device=ys.device)
         n = self.ngram_size

@@ -1,6 +1,7 @@
 """Direct ST model with FBK's multi-loss: label-smoothed CE + weighted intermediate CTC."""
 
-from typing import Dict, NamedTuple, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -111,12 +112,12 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
         self,
         vocab_size: int,
         token_list: Sequence[str],
-        frontend: Optional[AbsFrontend],
-        specaug: Optional[AbsSpecAug],
-        normalize: Optional[AbsNormalize],
+        frontend: AbsFrontend | None,
+        specaug: AbsSpecAug | None,
+        normalize: AbsNormalize | None,
         encoder: CTCCompressConformerEncoder,
         decoder: AbsDecoder,
-        src_token_list: Optional[Sequence[str]] = None,
+        src_token_list: Sequence[str] | None = None,
         ctc_weight: float = 0.5,
         lsm_weight: float = 0.1,
         ignore_prefix_size: int = 1,
@@ -152,10 +153,10 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
         speech_lengths: torch.Tensor,
         text: torch.Tensor,
         text_lengths: torch.Tensor,
-        src_text: Optional[torch.Tensor] = None,
-        src_text_lengths: Optional[torch.Tensor] = None,
+        src_text: torch.Tensor | None = None,
+        src_text_lengths: torch.Tensor | None = None,
         **kwargs,
-    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """Batch loss, logged stats and the batch size as weight (ESPnet's contract)."""
         losses = self.utterance_losses(
             speech, speech_lengths, text, text_lengths, src_text, src_text_lengths
@@ -183,8 +184,8 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
         speech_lengths: torch.Tensor,
         text: torch.Tensor,
         text_lengths: torch.Tensor,
-        src_text: Optional[torch.Tensor] = None,
-        src_text_lengths: Optional[torch.Tensor] = None,
+        src_text: torch.Tensor | None = None,
+        src_text_lengths: torch.Tensor | None = None,
     ) -> UtteranceLosses:
         """Every loss term per utterance; ``forward`` only reduces these."""
         text = text[:, : int(text_lengths.max())]
@@ -206,7 +207,7 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
 
     def _translation_terms(
         self, enc: CTCCompressEncoderOutput, text: torch.Tensor, text_lengths: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ys_in, ys_out = add_sos_eos(text, self.sos, self.eos, self.ignore_id)
         logits, _ = self.decoder(enc.hidden, enc.lengths, ys_in, text_lengths + 1)
         ys_out = ys_out.clone()
@@ -218,7 +219,7 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
 
     def _ctc_terms(
         self, enc: CTCCompressEncoderOutput, src_text: torch.Tensor, src_text_lengths: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """CTC on the pre-compression frames; infeasible utterances count 0 (zero_infinity)."""
         targets = src_text.masked_fill(src_text == self.ignore_id, 0)
         log_probs = enc.ctc_logits.float().log_softmax(-1).transpose(0, 1)
@@ -251,7 +252,7 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
 
     def encode(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """ESPnet's inference interface: compressed states (B, T', D) and lengths."""
         enc = self.encode_with_ctc(speech, speech_lengths)
         return enc.hidden, enc.lengths
@@ -260,16 +261,16 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
         self,
         speech: torch.Tensor,
         speech_lengths: torch.Tensor,
-        text: Optional[torch.Tensor] = None,
-        text_lengths: Optional[torch.Tensor] = None,
+        text: torch.Tensor | None = None,
+        text_lengths: torch.Tensor | None = None,
         **kwargs,
-    ) -> Dict[str, torch.Tensor]:
+    ) -> dict[str, torch.Tensor]:
         feats, feats_lengths = self._extract_feats(speech, speech_lengths)
         return {"feats": feats, "feats_lengths": feats_lengths}
 
     def _extract_feats(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.frontend is None:
             return speech, speech_lengths
         return self.frontend(speech, speech_lengths)

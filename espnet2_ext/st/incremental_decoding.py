@@ -10,7 +10,7 @@ A state holds ``utts * beam`` hypothesis rows grouped by utterance and has
 utterances ``utts`` (None: every utterance still there).
 """
 
-from typing import Any, List, NamedTuple, Optional, Protocol, Tuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
@@ -22,16 +22,16 @@ class IncrementalDecoder(Protocol):
     def start(self, memory: torch.Tensor, memory_lengths: torch.Tensor, beam: int) -> Any:
         """State for ``beam`` hypotheses per utterance of encoder states (B, T, D)."""
 
-    def step(self, ys: torch.Tensor, state: Any) -> Tuple[torch.Tensor, Any]:
+    def step(self, ys: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         """float32 log-probabilities (N, V) of the next token after prefixes ``ys`` (N, L)."""
 
 
 class ESPnetDecoderState(NamedTuple):
     memory: torch.Tensor  # (rows, T, D)
     memory_mask: torch.Tensor  # (rows, 1, T)
-    cache: Optional[List[torch.Tensor]]
+    cache: list[torch.Tensor] | None
 
-    def select(self, rows: torch.Tensor, utts: Optional[torch.Tensor] = None) -> "ESPnetDecoderState":
+    def select(self, rows: torch.Tensor, utts: torch.Tensor | None = None) -> "ESPnetDecoderState":
         cache = None if self.cache is None else [layer.index_select(0, rows) for layer in self.cache]
         return ESPnetDecoderState(self.memory.index_select(0, rows), self.memory_mask.index_select(0, rows), cache)
 
@@ -46,7 +46,7 @@ class ESPnetDecoderSteps:
         mask = make_valid_mask(memory_lengths.to(memory.device), memory.size(1)).unsqueeze(1)
         return ESPnetDecoderState(memory.repeat_interleave(beam, 0), mask.repeat_interleave(beam, 0), None)
 
-    def step(self, ys: torch.Tensor, state: ESPnetDecoderState) -> Tuple[torch.Tensor, ESPnetDecoderState]:
+    def step(self, ys: torch.Tensor, state: ESPnetDecoderState) -> tuple[torch.Tensor, ESPnetDecoderState]:
         ys_mask = subsequent_mask(ys.size(1), device=ys.device).unsqueeze(0)
         logp, cache = self.decoder.forward_one_step(ys, ys_mask, state.memory, state.memory_mask, cache=state.cache)
         return logp.float(), state._replace(cache=cache)

@@ -10,13 +10,13 @@ import argparse
 import importlib
 import logging
 import pickle
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 
 # Our classes, and the ESPnet ones a packed model may name, by config key and name.
-CLASSES: Dict[str, Dict[str, str]] = {
+CLASSES: dict[str, dict[str, str]] = {
     "encoder": {
         "ctc_compress_conformer": "espnet2_ext.asr.encoder.ctc_compress_conformer_encoder:CTCCompressConformerEncoder",
     },
@@ -50,7 +50,7 @@ def lazy_class(kind: str, name: str) -> type:
     return getattr(importlib.import_module(module), attribute)
 
 
-def read_token_list(value: Union[str, Path, Sequence[str]], name: str) -> List[str]:
+def read_token_list(value: str | Path | Sequence[str], name: str) -> list[str]:
     """A token list given inline (saved configs) or as a file of one token per line."""
     if isinstance(value, (str, Path)):
         with open(value, encoding="utf-8") as f:
@@ -100,7 +100,7 @@ def build_st_model(args: argparse.Namespace, resolve: ClassResolver = lazy_class
     )
 
 
-def load_weights(model: torch.nn.Module, model_file: Union[str, Path], device: str = "cpu") -> torch.nn.Module:
+def load_weights(model: torch.nn.Module, model_file: str | Path, device: str = "cpu") -> torch.nn.Module:
     """Load weights strictly into ``model``.
 
     ESPnet loads with ``strict=False``: weights of another architecture would
@@ -138,7 +138,7 @@ def load_weights(model: torch.nn.Module, model_file: Union[str, Path], device: s
 
 def load_st_model(
     args: argparse.Namespace,
-    model_file: Optional[Union[str, Path]],
+    model_file: str | Path | None,
     device: str = "cpu",
     resolve: ClassResolver = lazy_class,
 ) -> torch.nn.Module:

@@ -3,7 +3,6 @@
 import argparse
 import logging
 from pathlib import Path
-from typing import Optional, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -11,9 +10,8 @@ import yaml
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.layers.abs_normalize import AbsNormalize
-from espnet2.tasks.st import STTask
+from espnet2.tasks.st import STTask, frontend_choices, preprocessor_choices, specaug_choices
 from espnet2.tasks.st import decoder_choices as espnet_decoder_choices
-from espnet2.tasks.st import frontend_choices, preprocessor_choices, specaug_choices
 from espnet2.tasks.st import normalize_choices as espnet_normalize_choices
 from espnet2.torch_utils.initialize import initialize
 from espnet2.train.class_choices import ClassChoices
@@ -109,10 +107,10 @@ class STCTCCompressTask(STTask):
     @classmethod
     def build_model_from_file(
         cls,
-        config_file: Optional[Union[Path, str]] = None,
-        model_file: Optional[Union[Path, str]] = None,
+        config_file: Path | str | None = None,
+        model_file: Path | str | None = None,
         device: str = "cpu",
-    ) -> Tuple[ESPnetSTCTCCompressModel, argparse.Namespace]:
+    ) -> tuple[ESPnetSTCTCCompressModel, argparse.Namespace]:
         """ESPnet's, except that the weights must fit the model exactly (see :meth:`load_model`)."""
         if config_file is None:
             if model_file is None:
@@ -124,7 +122,7 @@ class STCTCCompressTask(STTask):
 
     @classmethod
     def load_model(
-        cls, args: argparse.Namespace, model_file: Optional[Union[Path, str]], device: str = "cpu"
+        cls, args: argparse.Namespace, model_file: Path | str | None, device: str = "cpu"
     ) -> ESPnetSTCTCCompressModel:
         """The model of a training config with its weights, loaded strictly
         (:func:`espnet2_ext.tasks.model_building.load_weights`)."""

@@ -1,8 +1,8 @@
 """Checkpoint averaging: which epochs are chosen, how tensors are combined, what is recorded."""
 
 import json
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import torch

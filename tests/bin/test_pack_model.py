@@ -14,8 +14,8 @@ import yaml
 from espnet2.main_funcs.pack_funcs import pack, unpack
 
 from espnet2_ext.bin import pack_model
-from espnet2_ext.main_funcs import model_packing
 from espnet2_ext.inference.speech2translation import Speech2Translation
+from espnet2_ext.main_funcs import model_packing
 
 SEARCH = dict(beam_size=2, no_repeat_ngram_size=0, maxlen_b=8)
 

@@ -17,8 +17,8 @@ import torch
 import torchaudio
 
 from espnet2_ext.bin import translate
-from espnet2_ext.inference.speech2translation import Speech2Translation, greedy_ctc_ids
 from espnet2_ext.inference.audio import peak_dbfs
+from espnet2_ext.inference.speech2translation import Speech2Translation, greedy_ctc_ids
 from tests.helpers import DECODE_SEARCH, cut_segment_clips, decode_dump
 
 CLI_SEARCH = [arg for key, value in DECODE_SEARCH.items() for arg in (f"--{key}", str(value))]

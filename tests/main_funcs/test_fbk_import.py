@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -84,8 +84,8 @@ class Imported(NamedTuple):
     files: FBKFiles
     reference: FBKReference
     translator: Speech2Translation
-    target_ids: List[int]  # our id of each fairseq target id
-    source_ids: List[int]  # our id of each fairseq source id
+    target_ids: list[int]  # our id of each fairseq target id
+    source_ids: list[int]  # our id of each fairseq source id
 
 
 def import_and_load(files: FBKFiles, out: Path, cache: Path) -> Speech2Translation:
@@ -123,13 +123,13 @@ def imported(request, tmp_path_factory) -> Imported:
     return Imported(case, files, reference, translator, target_ids, source_ids)
 
 
-def features(seed: int = 1) -> List[np.ndarray]:
+def features(seed: int = 1) -> list[np.ndarray]:
     """fbank-like features (T, 20) of the test utterances: mean 5, std 3."""
     rng = np.random.default_rng(seed)
     return [(rng.standard_normal((frames, 20)) * 3 + 5).astype(np.float32) for frames in FRAMES]
 
 
-def pad(arrays: List[np.ndarray]) -> torch.Tensor:
+def pad(arrays: list[np.ndarray]) -> torch.Tensor:
     batch = torch.zeros(len(arrays), max(len(a) for a in arrays), *arrays[0].shape[1:])
     for i, a in enumerate(arrays):
         batch[i, : len(a)] = torch.as_tensor(a)

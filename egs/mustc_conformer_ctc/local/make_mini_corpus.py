@@ -23,9 +23,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from espnet2_ext.utils.cli import ArgumentParser, CommandError, check_output_dir, command
 from mini_corpus.grammar import GrammarError
 from mini_corpus.speech import SpeechError, build_corpus, corpus_summary
+
+from espnet2_ext.utils.cli import ArgumentParser, CommandError, check_output_dir, command
 
 
 def get_parser() -> ArgumentParser:

@@ -27,7 +27,7 @@ prefix there): ``embed_tokens`` -> ``embed``, ``layers.n.self_attn.{q,k,v,out}_p
 """
 
 import math
-from typing import Any, List, NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple
 
 import torch
 from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
@@ -66,14 +66,14 @@ class FBKDecoderState(NamedTuple):
     and values are per utterance, self-attention ones per row.
     """
 
-    memory_keys: List[torch.Tensor]  # per layer (utts, H, T, d_k)
-    memory_values: List[torch.Tensor]
+    memory_keys: list[torch.Tensor]  # per layer (utts, H, T, d_k)
+    memory_values: list[torch.Tensor]
     memory_valid: torch.Tensor  # (utts, 1, 1, T)
-    self_keys: List[torch.Tensor]  # per layer (rows, H, L, d_k)
-    self_values: List[torch.Tensor]
+    self_keys: list[torch.Tensor]  # per layer (rows, H, L, d_k)
+    self_values: list[torch.Tensor]
     beam: int
 
-    def select(self, rows: torch.Tensor, utts: Optional[torch.Tensor] = None) -> "FBKDecoderState":
+    def select(self, rows: torch.Tensor, utts: torch.Tensor | None = None) -> "FBKDecoderState":
         """Keep hypotheses ``rows`` (old row of each new one) of utterances ``utts`` (None: all)."""
         memory_keys, memory_values, memory_valid = self.memory_keys, self.memory_values, self.memory_valid
         if utts is not None:
@@ -132,7 +132,7 @@ class FBKDecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(size, eps=LAYER_NORM_EPS)
         self.dropout = nn.Dropout(dropout_rate)
 
-    def memory_keys_values(self, memory: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def memory_keys_values(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-attention keys and values (B, H, T, d_k) of encoder states (B, T, D)."""
         attn = self.src_attn
         return _split_heads(attn.linear_k(memory), self.heads), _split_heads(attn.linear_v(memory), self.heads)
@@ -146,7 +146,7 @@ class FBKDecoderLayer(nn.Module):
         memory_keys: torch.Tensor,
         memory_values: torch.Tensor,
         memory_valid: torch.Tensor,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Inputs (N, L, D) -> outputs (N, L, D), and the self-attention keys and values
         (N, H, L' + L, d_k) of the earlier tokens (``past_*``, L' of them) and these.
 
@@ -247,7 +247,7 @@ class FBKTransformerDecoder(AbsDecoder, BatchScorerInterface):
         hlens: torch.Tensor,
         ys_in_pad: torch.Tensor,
         ys_in_lens: torch.Tensor,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced logits (B, L, V) of target prefixes (B, L) over encoder states (B, T, D)."""
         memory_keys, memory_values, memory_valid = self._memory(hs_pad, hlens)
         length = ys_in_pad.size(1)
@@ -268,7 +268,7 @@ class FBKTransformerDecoder(AbsDecoder, BatchScorerInterface):
         empty = [memory.new_zeros(rows, layer.heads, 0, self.size // layer.heads) for layer in self.decoders]
         return FBKDecoderState(keys, values, valid, empty, list(empty), beam)
 
-    def step(self, ys: torch.Tensor, state: FBKDecoderState) -> Tuple[torch.Tensor, FBKDecoderState]:
+    def step(self, ys: torch.Tensor, state: FBKDecoderState) -> tuple[torch.Tensor, FBKDecoderState]:
         """Log-probabilities (N, V) in float32 of the token after prefixes ``ys`` (N, L).
 
         Only the tokens the state has not seen are computed (one per step; the
@@ -297,14 +297,14 @@ class FBKTransformerDecoder(AbsDecoder, BatchScorerInterface):
 
     # ------------------------------------------------------------ ESPnet's scorer interface
 
-    def score(self, ys: torch.Tensor, state: Any, x: torch.Tensor) -> Tuple[torch.Tensor, Any]:
+    def score(self, ys: torch.Tensor, state: Any, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """ESPnet's ``ScorerInterface``: log-probabilities (V,) after prefix ``ys`` (L,) over ``x`` (T, D)."""
         logp, states = self.batch_score(ys.unsqueeze(0), [state], x.unsqueeze(0))
         return logp[0], states[0]
 
     def batch_score(
-        self, ys: torch.Tensor, states: List[Any], xs: torch.Tensor
-    ) -> Tuple[torch.Tensor, List[Any]]:
+        self, ys: torch.Tensor, states: list[Any], xs: torch.Tensor
+    ) -> tuple[torch.Tensor, list[Any]]:
         """ESPnet's ``BatchScorerInterface``, recomputing the prefix (ESPnet's searches keep
         no per-utterance memory state; ours use :meth:`start` / :meth:`step`)."""
         lengths = torch.full((xs.size(0),), xs.size(1), dtype=torch.long, device=xs.device)

@@ -2,7 +2,7 @@
 
 import inspect
 import math
-from typing import Any, Dict, NamedTuple, Optional, Tuple, Union
+from typing import Any, NamedTuple
 
 import torch
 from espnet.nets.pytorch_backend.transformer.attention import (
@@ -25,7 +25,7 @@ from espnet2_ext.layers.masked_convolution import MaskedConvolutionModule
 from espnet2_ext.layers.masks import ValidFrames
 
 REL_POS_TYPES = ("fbk", "latest")
-Positions = Union[FBKRelativePositions, torch.Tensor]
+Positions = FBKRelativePositions | torch.Tensor
 
 
 class CTCCompressEncoderOutput(NamedTuple):
@@ -176,7 +176,7 @@ class CTCCompressConformerEncoder(AbsEncoder):
         ctc_block: int = 8,
         compression: str = "avg",
         compression_fixed_ratio: int = 4,
-        compression_max_out_size: Optional[int] = None,
+        compression_max_out_size: int | None = None,
         rel_pos_type: str = "fbk",
     ):
         super().__init__()
@@ -234,7 +234,7 @@ class CTCCompressConformerEncoder(AbsEncoder):
         return self.subsampling.min_input_length
 
     @classmethod
-    def min_input_length_for(cls, encoder_conf: Dict[str, Any]) -> int:
+    def min_input_length_for(cls, encoder_conf: dict[str, Any]) -> int:
         """``min_input_length`` of the encoder ``encoder_conf`` would build, without building it."""
         default = inspect.signature(cls).parameters["subsampling_kernel_size"].default
         return Conv1dSubsampling.min_input_length_of(encoder_conf.get("subsampling_kernel_size", default))
@@ -243,8 +243,8 @@ class CTCCompressConformerEncoder(AbsEncoder):
         self,
         xs_pad: torch.Tensor,
         ilens: torch.Tensor,
-        prev_states: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor, None]:
+        prev_states: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, None]:
         """ESPnet's encoder interface: compressed states (B, T', D) and lengths."""
         out = self.encode(xs_pad, ilens)
         return out.hidden, out.lengths, None
@@ -276,13 +276,13 @@ class CTCCompressConformerEncoder(AbsEncoder):
 
     def _compress(
         self, x: torch.Tensor, lengths: torch.Tensor, ctc_logits: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The shorter sequence the blocks after the CTC head run on (a subclass may change how)."""
         return ctc_compress(
             x, lengths, ctc_logits, self.compression, self.compression_fixed_ratio, self.compression_max_out_size
         )
 
-    def _scale_and_position(self, x: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, Positions]:
+    def _scale_and_position(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, Positions]:
         """Subsampler output scaled by sqrt(D) (with dropout), and its positions."""
         if self.rel_pos_type == "latest":
             return self.pos_enc(x)

@@ -22,8 +22,8 @@ from mini_corpus.lexicon import (
     Pronoun,
     TimeExpression,
     Verb,
-    kinds,
     clock_time,
+    kinds,
 )
 
 SPLITS = ("train", "dev", "tst-COMMON")
