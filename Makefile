@@ -7,7 +7,7 @@ SYSTEM_TOOLS := espeak-ng sox
 
 DEMO_ZIP := egs/mustc_conformer_ctc/exp/st_demo_finetune/packed/model.zip
 
-.PHONY: venv sysdeps test demo bench bench-translate clean-venv
+.PHONY: venv sysdeps test demo bench bench-quick bench-translate clean-venv
 
 venv: sysdeps $(STAMP)
 
@@ -34,14 +34,21 @@ test: venv
 demo: venv
 	cd egs/mustc_conformer_ctc && time ./demo.sh $(DEMO_ARGS)
 
+# Every benchmark, ours against ESPnet's peer (about 1.5 h on 2 cores): writes docs/benchmarks.md.
+# `make bench-quick` smoke-tests the harness in a few minutes (output in a temporary directory).
 bench: venv
-	$(PY) bench/encoder_bench.py
+	BENCH_COMMAND="make bench" $(PY) bench/run_all.py
 
-# Real-time factor at batch 1 and 10 on the demo's test clips: needs `make demo` first.
+bench-quick: venv
+	$(PY) bench/run_all.py --quick
+
+# Real-time factor at batch 1 and 10 (2 threads) on the demo's test clips (needs `make demo` first):
+# the demo model on 50, then full size (random weights) against ESPnet's stock decoding on 20.
+DEMO_TEST := egs/mustc_conformer_ctc/data/tst-COMMON
 bench-translate: venv
 	@test -f $(DEMO_ZIP) || { echo "ERROR: $(DEMO_ZIP) not found: run make demo first" >&2; exit 1; }
-	$(PY) bench/translate_rtf.py --model $(DEMO_ZIP)
-	$(PY) bench/translate_rtf.py --full-size --clips 20
+	$(PY) bench/decoding.py --model $(DEMO_ZIP) --data_dir $(DEMO_TEST) --clips 50 --threads 2
+	$(PY) bench/decoding.py --data_dir $(DEMO_TEST) --clips 20 --threads 2
 
 clean-venv:
 	rm -rf $(VENV)

@@ -23,7 +23,6 @@ import json
 import math
 import statistics
 import time
-from typing import Dict, List
 
 import torch
 
@@ -61,16 +60,16 @@ def build_peer_from_classes(seed: int = 0) -> torch.nn.Module:
     )
 
 
-def batch_of(utterances: int, seconds: float, device: str) -> Dict[str, torch.Tensor]:
+def batch_of(utterances: int, seconds: float, device: str) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in models.train_batch(seconds, batch_size=utterances).items()}
 
 
 def time_model(
-    model: torch.nn.Module, batch: Dict[str, torch.Tensor], dtype: torch.dtype, warmup: int, steps: int
-) -> Dict[str, float]:
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], dtype: torch.dtype, warmup: int, steps: int
+) -> dict[str, float]:
     # lr 0: the same work as a real step, but the weights (and so the calibrated compression) stay
     optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=(0.9, 0.98), fused=True)
-    times: List[float] = []
+    times: list[float] = []
     torch.cuda.reset_peak_memory_stats()
     for i in range(warmup + steps):
         torch.cuda.synchronize()
@@ -89,7 +88,7 @@ def time_model(
             "compression_ratio": ratio}
 
 
-def attention_comparison(device: str, batch: int = 20, time_steps: int = 500, repeats: int = 10) -> Dict[str, float]:
+def attention_comparison(device: str, batch: int = 20, time_steps: int = 500, repeats: int = 10) -> dict[str, float]:
     """FBK's attention, hand-written vs SDPA with the shifted position term as a bias."""
     from espnet2_ext.layers.fbk_rel_attention import FBKRelativePositions, FBKRelPositionMultiHeadedAttention
 
@@ -118,7 +117,7 @@ def attention_comparison(device: str, batch: int = 20, time_steps: int = 500, re
     def ours(q_in: torch.Tensor) -> torch.Tensor:
         return attention(q_in, q_in, q_in, positions, valid)
 
-    result: Dict[str, float] = {}
+    result: dict[str, float] = {}
     with torch.no_grad():
         out_ours, out_sdpa = ours(x), sdpa(x)
         mask = valid.squeeze(1).unsqueeze(-1)
@@ -141,11 +140,11 @@ def main() -> None:
     parser.add_argument("--shapes", default="66x6,20x20", help="utterances x seconds per mini-batch")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--models", default="ours,peer")
-    parser.add_argument("--target-ratio", type=float, default=0.4)
+    parser.add_argument("--target_ratio", type=float, default=0.4)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--attention", action="store_true")
-    parser.add_argument("--out", default="gpu_train_step.json")
+    parser.add_argument("--out", default="docs/gpu_train_step.json", help="read by report.py for docs/benchmarks.md")
     args = parser.parse_args()
     device = "cuda"
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

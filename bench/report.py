@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""``docs/benchmarks.md`` and ``docs/train_step.png`` from the results ``run_all.py`` saves.
+
+``run_all.py`` measures and calls :func:`write`; run alone, this re-renders the
+page and the plot from a saved ``benchmarks.json`` without measuring again.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import models
+
+# The issue's targets, at 1 thread.
+TRAIN_SPEEDUP = 1.9
+TRAIN_MEMORY = 0.6
+DECODE_SPEEDUP = {1: 2.0, 10: 3.0}
+HELP_S = 1.5
+FILE_S = 3.0
+
+
+def machine_info() -> dict:
+    """CPU, cores, memory, library versions, load and the checkout's commit."""
+    import espnet
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    memory_gib = None
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        total = next(line for line in meminfo.read_text().splitlines() if line.startswith("MemTotal"))
+        memory_gib = int(total.split()[1]) / 2**20
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=models.ROOT).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                text=True, cwd=models.ROOT).stdout.strip())
+    return dict(
+        cpu=cpu, cores=os.cpu_count(), memory_gib=memory_gib, python=platform.python_version(),
+        torch=torch.__version__, espnet=espnet.__version__, system=platform.platform(),
+        commit=commit + (" with uncommitted changes" if dirty else ""),
+    )
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence], align: str | None = None) -> str:
+    align = align or "l" + "r" * (len(headers) - 1)
+    rule = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _verdict(met: bool) -> str:
+    return "yes" if met else "**no**"
+
+
+def _threads(rows: list[dict]) -> list[int]:
+    return sorted({row["threads"] for row in rows})
+
+
+def _by(rows: list[dict], **keys) -> dict:
+    found = [row for row in rows if all(row.get(k) == v for k, v in keys.items())]
+    return found[0] if found else None
+
+
+def _cell(row: dict, wall: str, cpu: str, threads: int) -> str:
+    """``CPU (wall)`` at 1 thread, wall alone otherwise."""
+    return f"{row[cpu]:.2f} ({row[wall]:.2f})" if threads == 1 else f"{row[wall]:.2f}"
+
+
+def _time(row: dict, wall: str, cpu: str, threads: int) -> float:
+    """What comparisons use: CPU time at 1 thread (immune to other processes), wall time otherwise."""
+    return row[cpu] if threads == 1 else row[wall]
+
+
+def _heading(threads: int, repeats: int) -> str:
+    if threads == 1:
+        return (f"**1 thread**, CPU seconds of the process (wall seconds), median of {repeats} after a warm-up; "
+                "ratios and targets on CPU time")
+    return f"**{threads} threads**, wall seconds, median of {repeats} after a warm-up"
+
+
+def train_section(results: dict) -> str:
+    train, memory, repeats = results["train"], results["memory"], results["settings"]["repeats"]
+    parts = []
+    for threads in _threads(train):
+        rows = []
+        for seconds in sorted({row["seconds"] for row in train if row["threads"] == threads}):
+            cell = {name: _by(train, model=name, seconds=seconds, threads=threads) for name in models.MODELS}
+            cost = {name: _time(cell[name], "step_s", "cpu_s", threads) for name in models.MODELS}
+            speedup = cost["peer"] / cost["ours"]
+            rows.append([
+                f"{seconds:g} s", *(_cell(cell[n], "step_s", "cpu_s", threads) for n in models.MODELS),
+                f"{speedup:.2f}", f"{cost['peer'] / cost['limit']:.2f}", f"{cell['ours']['compression_ratio']:.2f}",
+                _verdict(speedup >= TRAIN_SPEEDUP) if threads == 1 else "",
+            ])
+        headers = ["4 utts of", *(models.LABELS[n] for n in models.MODELS), "peer / ours",
+                   "peer / limit", "ratio reached", f"≥ {TRAIN_SPEEDUP}×"]
+        parts.append(f"{_heading(threads, repeats)}:\n\n" + _table(headers, rows, "lrrrrrrrl"))
+    if memory:
+        gradients = {n: results["parameters"][n] * 4 / 2**20 for n in ("ours", "peer")}
+        rows = []
+        for seconds in sorted({row["seconds"] for row in memory}):
+            cell = {name: _by(memory, model=name, seconds=seconds) for name in models.MODELS}
+            share = cell["ours"]["peak_mib"] / cell["peer"]["peak_mib"]
+            without = (cell["ours"]["peak_mib"] - gradients["ours"]) / (cell["peer"]["peak_mib"] - gradients["peer"])
+            rows.append([f"{seconds:g} s", *(f"{cell[n]['peak_mib']:.0f}" for n in models.MODELS),
+                         f"{share:.2f}", f"{cell['limit']['peak_mib'] / cell['peer']['peak_mib']:.2f}",
+                         f"{without:.2f}", _verdict(share <= TRAIN_MEMORY)])
+        headers = ["4 utts of", *(f"{models.LABELS[n]} (MiB)" for n in models.MODELS), "ours / peer",
+                   "limit / peer", "ours / peer without gradients", f"≤ {TRAIN_MEMORY}×"]
+        parts.append(
+            "**Peak memory of one step** (growth of the resident set during the step: activations, "
+            f"gradients and temporaries; the gradients alone are {gradients['ours']:.0f} MiB for ours and "
+            f"{gradients['peer']:.0f} MiB for the peer):\n\n" + _table(headers, rows, "lrrrrrrrl"))
+    parts.append("![train step time against utterance length](train_step.png)")
+    return "\n\n".join(parts)
+
+
+def decoding_section(results: dict) -> str:
+    decoding, repeats = results["decoding"], results["settings"]["repeats"]
+    parts = []
+    for threads in _threads(decoding):
+        rows = []
+        stock = _by(decoding, decoder="stock", threads=threads)
+        stock_cost = _time(stock, "seconds", "cpu_seconds", threads)
+        for row in [r for r in decoding if r["threads"] == threads]:
+            name = "ESPnet `Speech2Text` (stock)" if row["decoder"] == "stock" else "ours, `Speech2Translation`"
+            cost = _time(row, "seconds", "cpu_seconds", threads)
+            speedup = stock_cost / cost
+            target = ""
+            if row["decoder"] == "ours" and threads == 1 and row["batch_size"] in DECODE_SPEEDUP:
+                wanted = DECODE_SPEEDUP[row["batch_size"]]
+                target = f"≥ {wanted:g}×: {_verdict(speedup >= wanted)}"
+            rows.append([name, row["batch_size"], _cell(row, "seconds", "cpu_seconds", threads),
+                         f"{cost / row['audio_s']:.3f}", f"{row['clips'] / cost:.2f}", f"{row['tokens_per_clip']:.1f}",
+                         f"{speedup:.2f}", target])
+        parts.append(
+            f"{_heading(threads, repeats)}; {decoding[0]['clips']} clips, "
+            f"{decoding[0]['audio_s']:.0f} s of audio:\n\n"
+            + _table(["decoder", "batch", "time (s)", "RTF", "clips/s", "tokens/clip", "speed vs stock", "target"],
+                     rows, "lrrrrrrl"))
+    return "\n\n".join(parts)
+
+
+def startup_section(results: dict) -> str:
+    rows = []
+    for row in results["startup"]:
+        threads = row["threads"]
+        rows.append([
+            threads, f"{row['help_cpu_s']:.2f} ({row['help_s']:.2f})",
+            _verdict(row["help_cpu_s"] < HELP_S) if threads == 1 else "",
+            f"{row['file_cpu_s']:.2f} ({row['file_s']:.2f})",
+            _verdict(row["file_cpu_s"] < FILE_S) if threads == 1 else "", row["model"],
+        ])
+    return _table(["threads", "`translate --help`", f"< {HELP_S} s", "one 3-s file", f"< {FILE_S} s", "model"],
+                  rows, "rrlrll")
+
+
+def fbank_section(results: dict) -> str:
+    rows = [[f"{row['rate'] / 1000:g} kHz", f"{row['rtf']:.5f}", f"{1 / row['rtf']:.0f}×"] for row in results["fbank"]]
+    return _table(["input", "RTF per core", "faster than real time"], rows)
+
+
+def render(results: dict) -> str:
+    m, s, cal = results["machine"], results["settings"], results["calibration"]
+    params = results["parameters"]
+    load = results.get("load_average", {})
+    quick = " (**`--quick` smoke test: not the benchmark figures**)" if results.get("quick") else ""
+    return f"""# Benchmarks
+
+Written by `{results['command']}` on {results['started'][:10]}{quick}, in
+{results['elapsed_s'] / 60:.0f} min; regenerate it rather than edit it
+(`python bench/report.py docs/benchmarks.json` re-renders it from the saved
+figures). Every benchmark also runs alone: `python bench/<name>.py --help`.
+
+## Machine
+
+| | |
+|---|---|
+| CPU | {m['cpu']}, {m['cores']} cores ({m['system']}) |
+| memory | {m['memory_gib']:.0f} GiB |
+| software | Python {m['python']}, torch {m['torch']}, ESPnet {m['espnet']} |
+| threads | {', '.join(map(str, s['threads']))} (`torch.set_num_threads`; `OMP_NUM_THREADS` for the programs) |
+| checkout | {m['commit']} |
+| load average | {load.get('start', '?')} at the start, {load.get('end', '?')} at the end |
+
+The machine was shared: other processes ran during the measurements (see the
+load average). Every comparison therefore interleaves its contestants (one
+step or decoding run of each in turn, a warm-up round, then the median of
+{s['repeats']} rounds), so that a busy period slows all of them alike, and at
+one thread the comparisons use the CPU time of the process (`time.process_time`),
+which is what the work costs on a core of its own, with the wall time beside
+it. At 2 threads only wall time means anything, and on 2 cores shared with
+other processes it is mostly waiting: those figures are the least reliable.
+
+## Models
+
+| model | what | parameters |
+|---|---|---:|
+| {models.LABELS['ours']} | `build_st_model` from `conf/train.yaml`: Conv1d subsampling, 12 × 512 Conformer (FBK's relative attention), CTC head and `avg` compression after block 8, fairseq's 6-block decoder, utterance CMVN | {params['ours'] / 1e6:.1f}M |
+| {models.LABELS['ours_none']} | the same, `compression: none` | {params['ours_none'] / 1e6:.1f}M |
+| {models.LABELS['limit']} | ours if compression were free: after block 8 each utterance keeps its first ⌈r·T⌉ states (r: the ratio ours reached on the same batch), so blocks 9–12 and the decoder run on the compressed length, while the CTC head and loss run on all T frames; no argmax, runs or averages are computed (`bench/models.py`, `FreeCompressionEncoder`) | {params['limit'] / 1e6:.1f}M |
+| {models.LABELS['peer']} | ESPnet {m['espnet']}'s `ESPnetSTModel` built by ESPnet's `STTask.build_model`: `ConformerEncoder` 12 × 512, 8 heads, FFN 2048, macaron, rel-pos (`rel_pos_type: latest`, `rel_pos`, `rel_selfattn`), conv kernel 31, `conv2d` input layer, ESPnet's 6-block `TransformerDecoder`, utterance MVN, source CTC on the encoder output (`asr_weight: 0.3`, `mtlalpha: 1.0`) | {params['peer'] / 1e6:.1f}M |
+
+Vocabularies: 8000 target tokens, 5002 source tokens; random weights; no
+SpecAugment; features are 80-dim.
+
+**Compression ratio.** A random CTC head compresses nothing (its argmax changes
+at almost every frame). A trained one emits long runs of blanks, so the head's
+blank logit is raised (`encoder.ctc_head.bias[0] += b`): bisection on a batch
+of 4 × {cal['seconds']:g} s in training mode gives b = {cal['bias']:.3f} for a
+ratio of {cal['ratio']:.3f} (target {cal['target']:g}; compressed / uncompressed
+frames). Each table reports the ratio ours actually reached. The same b serves
+decoding (evaluation mode, no dropout), where ours reached
+{_decode_ratio(results):.3f}.
+
+## Training step
+
+Forward and backward of the whole model, loss included (ours: label-smoothed
+CE + 0.5 CTC on the source transcript; peer: label-smoothed CE + 0.3 CTC),
+gradients then dropped, no optimizer; batches of 4 utterances of equal length
+with random features, a target of 4.3 tokens per second (language tag first)
+and a source transcript of 3.4 tokens per second (about MuST-C en-de's).
+Peak memory: in a fresh process per model and length, one warm-up step, then
+the Linux high-water mark (`VmHWM`, reset through `/proc/self/clear_refs`)
+after one step minus the resident set (`VmRSS`) before it, with glibc's mmap
+threshold fixed at 128 KiB (`MALLOC_MMAP_THRESHOLD_`) so that freed tensors
+return to the system instead of staying in the heap (`tracemalloc` does not
+see torch's allocations).
+
+{train_section(results)}
+
+## Decoding
+
+Beam 5 on {results['decoding'][0]['clips']} clips of noise, {_clip_range(s)} (evenly spread; MuST-C's
+tst-COMMON averages about 6 s), full-size random models; time counts the features, the
+encoder and the search. Ours: `espnet2_ext.inference.Speech2Translation`, search
+`fairseq`, no repeated 5-grams. Stock: ESPnet's `espnet2.bin.st_inference.Speech2Text`
+(`BatchBeamSearch`, ESPnet's `TransformerDecoder`, no CTC or length bonus) over
+the peer; ESPnet decodes one utterance at a time (its `st_inference` raises
+`NotImplementedError` for a batch size above 1), so its throughput is the same
+whatever the batch and both of ours compare against it. A random decoder never
+ends a hypothesis, so each search runs to a length fixed per utterance:
+⌊4.3 × seconds⌋ tokens after `<sos>` for ours (language tag included) plus the
+forced `<eos>`, and one more for ESPnet (a negative `maxlenratio`), so both
+make the same number of decoder calls (tokens/clip counts the tokens returned).
+Ours gives the same hypotheses at every batch size (checked).
+
+{decoding_section(results)}
+
+## Start-up
+
+CPU seconds (user + system) and, in brackets, wall seconds of a fresh
+`python -m espnet2_ext.bin.translate` process with `OMP_NUM_THREADS` set, median of {results['startup'][0]['repeats']} after a warm-up
+run; targets on CPU time; the file run finds the model already extracted in its cache. Model: {_startup_model(results)}.
+
+{startup_section(results)}
+
+## Features
+
+`espnet2_ext.utils.fbank.compute_fbank` on {results['fbank'][0]['seconds']:g} s of noise, one thread,
+CPU seconds over audio seconds (44.1 kHz is resampled to 16 kHz first):
+
+{fbank_section(results)}
+"""
+
+
+def _clip_range(settings: dict) -> str:
+    shortest, longest = settings["clip_seconds"]
+    return f"{shortest:g}–{longest:g} s"
+
+
+def _decode_ratio(results: dict) -> float:
+    ratios = [row["compression_ratio"] for row in results["decoding"] if row.get("compression_ratio")]
+    return statistics.mean(ratios) if ratios else float("nan")
+
+
+def _startup_model(results: dict) -> str:
+    model = results["startup"][0]["model"]
+    if model == "demo":
+        return "`make demo`'s packed model"
+    if model == "random demo-size":
+        return ("`egs/mustc_conformer_ctc/exp/st_demo_finetune/packed/model.zip` did not exist, so a model of "
+                "the demo's architecture (`conf/demo/train.yaml`) with random weights and small SentencePiece "
+                "models was packed by `espnet2_ext.main_funcs.model_packing`; its decoder never ends a "
+                "hypothesis, so the run is given `--maxlen_a 0 --maxlen_b 13` (4.3 tokens per second of the "
+                "3-s file: espeak-ng speech padded with silence, 22.05 kHz)")
+    return f"`{model}`"
+
+
+def plot(results: dict, path: Path) -> None:
+    """Step time against utterance length, one line per model: CPU time at 1 thread (solid),
+    wall time at more (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = {"ours": "C0", "ours_none": "C2", "peer": "C3", "limit": "C7"}
+    for threads in _threads(results["train"]):
+        style = "-" if threads == 1 else "--"
+        for name in models.MODELS:
+            rows = sorted((r for r in results["train"] if r["model"] == name and r["threads"] == threads),
+                          key=lambda r: r["seconds"])
+            ax.plot([r["seconds"] for r in rows], [_time(r, "step_s", "cpu_s", threads) for r in rows], style,
+                    marker="o", markersize=3, color=colors[name],
+                    label=f"{models.LABELS[name]}, {threads} thr ({'CPU' if threads == 1 else 'wall'} s)")
+    ax.set_xlabel("utterance length (s), batches of 4")
+    ax.set_ylabel("forward + backward (s)")
+    ax.set_title(f"Training step, {results['machine']['cpu']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save(results: dict, out_dir: Path) -> None:
+    """``benchmarks.json`` in ``out_dir``, replaced whole."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / "benchmarks.json.partial"
+    partial.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    partial.replace(out_dir / "benchmarks.json")
+
+
+def write(results: dict, out_dir: Path) -> None:
+    """``benchmarks.json``, ``benchmarks.md`` and ``train_step.png`` in ``out_dir``."""
+    save(results, out_dir)
+    plot(results, out_dir / "train_step.png")
+    (out_dir / "benchmarks.md").write_text(render(results), encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path, help="benchmarks.json written by run_all.py")
+    parser.add_argument("--out_dir", type=Path, help="default: the directory of RESULTS")
+    args = parser.parse_args()
+    results = json.loads(args.results.read_text(encoding="utf-8"))
+    write(results, args.out_dir or args.results.parent)
+
+
+if __name__ == "__main__":
+    main()
