@@ -171,7 +171,37 @@ def fbank_section(results: dict) -> str:
     return _table(["input", "RTF per core", "faster than real time"], rows)
 
 
-def render(results: dict) -> str:
+def gpu_section(gpu: dict | None) -> str:
+    """The GPU figures ``gpu_train_step.py`` saved (``docs/gpu_train_step.json``), if any."""
+    if gpu is None:
+        return ("No GPU figures: run `python bench/gpu_train_step.py --attention` on a CUDA machine; it writes "
+                "`docs/gpu_train_step.json`, which this page then shows.")
+    rows = []
+    for row in gpu["rows"]:
+        peer = _by(gpu["rows"], model="peer", precision=row["precision"], shape=row["shape"])
+        ratio = f"{row['frames_per_s'] / peer['frames_per_s']:.2f}" if peer and row["model"] != "peer" else ""
+        compression = "" if row["compression_ratio"] != row["compression_ratio"] else f"{row['compression_ratio']:.2f}"
+        rows.append([models.LABELS[row["model"]], row["precision"], row["shape"].replace("x", " × ") + " s",
+                     f"{row['frames_per_s']:,.0f}", ratio, f"{row['step_s']:.3f}", f"{row['peak_gib']:.1f}",
+                     compression, f"{row['gpu_hours_100k']:.0f} / {row['gpu_hours_200k']:.0f}"])
+    text = (f"{gpu['device']}, torch {gpu['torch']}. One step is what one GPU does per mini-batch of FBK's "
+            "(about 40k frames): forward, backward, gradient clipping and a fused Adam step (lr 0, so the "
+            f"calibrated compression holds: blank bias {gpu['blank_bias']:.2f}, ratio {gpu['calibrated_ratio']:.2f}); "
+            "median of 5 steps after 2. GPU-hours: FBK's 100k and 200k updates of 8 such mini-batches "
+            "(4 GPUs × accumulation 2) on one GPU.\n\n"
+            + _table(["model", "precision", "batch", "frames/s", "ours / peer", "step (s)", "peak GiB",
+                      "ratio", "GPU-h 100k / 200k"], rows, "lllrrrrrr"))
+    attention = gpu.get("attention")
+    if attention:
+        text += (f"\n\nFBK's relative attention alone (20 × 500 frames, forward+backward): our matmuls "
+                 f"{attention['handwritten_s'] * 1e3:.2f} ms, `scaled_dot_product_attention` with the shifted "
+                 f"position term as an additive mask {attention['sdpa_s'] * 1e3:.2f} ms "
+                 f"({(1 - attention['sdpa_s'] / attention['handwritten_s']) * 100:.1f}% less), outputs equal "
+                 f"within {attention['max_abs_diff']:.1g}. Not adopted: too little gain for a second code path.")
+    return text
+
+
+def render(results: dict, gpu: dict | None = None) -> str:
     m, s, cal = results["machine"], results["settings"], results["calibration"]
     params = results["parameters"]
     load = results.get("load_average", {})
@@ -272,6 +302,12 @@ run; targets on CPU time; the file run finds the model already extracted in its 
 CPU seconds over audio seconds (44.1 kHz is resampled to 16 kHz first):
 
 {fbank_section(results)}
+
+## GPU training
+
+Measured on a borrowed GPU machine, not by `make bench` (which runs on the CPU):
+
+{gpu_section(gpu)}
 """
 
 
@@ -338,7 +374,9 @@ def write(results: dict, out_dir: Path) -> None:
     """``benchmarks.json``, ``benchmarks.md`` and ``train_step.png`` in ``out_dir``."""
     save(results, out_dir)
     plot(results, out_dir / "train_step.png")
-    (out_dir / "benchmarks.md").write_text(render(results), encoding="utf-8")
+    gpu_file = out_dir / "gpu_train_step.json"
+    gpu = json.loads(gpu_file.read_text(encoding="utf-8")) if gpu_file.is_file() else None
+    (out_dir / "benchmarks.md").write_text(render(results, gpu), encoding="utf-8")
 
 
 def main() -> None:
