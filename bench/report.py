@@ -201,6 +201,17 @@ def gpu_section(gpu: dict | None) -> str:
     return text
 
 
+def padding_section(results: dict) -> str:
+    rows = []
+    for row in results.get("padding", []):
+        part = "normalisation + encoder" if row["part"] == "encode" else "encoder alone"
+        rows.append([models.LABELS[row["model"]], part, f"{row['max_abs_diff']:.1e}",
+                     f"{row['lengths_differ']} of {row['utterances']}"])
+    if not rows:
+        return "Not measured in this run."
+    return _table(["model", "what", "max abs difference", "encoded to another length"], rows, "llrr")
+
+
 def render(results: dict, gpu: dict | None = None) -> str:
     m, s, cal = results["machine"], results["settings"], results["calibration"]
     params = results["parameters"]
@@ -303,12 +314,30 @@ CPU seconds over audio seconds (44.1 kHz is resampled to 16 kHz first):
 
 {fbank_section(results)}
 
+## Padding
+
+Each utterance of one batch of {_padding_lengths(results)} s is encoded alone and in the
+batch (evaluation mode; `bench/padding.py`): the largest difference of its valid
+encoder states (over the common frames where the lengths differ), and how many
+utterances come out with another number of encoder frames when padded. The
+peer's `UtteranceMVN` counts padded frames in its statistics; its `conv2d`
+subsampler keeps up to two more frames for a padded utterance, computed from
+padding, and its conv module convolves over padded frames. "Encoder alone" feeds
+both encoders features already normalised per utterance.
+
+{padding_section(results)}
+
 ## GPU training
 
 Measured on a borrowed GPU machine, not by `make bench` (which runs on the CPU):
 
 {gpu_section(gpu)}
 """
+
+
+def _padding_lengths(results: dict) -> str:
+    rows = results.get("padding") or [{"seconds": []}]
+    return ", ".join(f"{s:g}" for s in rows[0]["seconds"]) or "?"
 
 
 def _clip_range(settings: dict) -> str:

@@ -5,7 +5,8 @@ Sections, in order: calibration of ours' CTC head (``models.py``); training
 step time over the length sweep, at each thread count (``train_step.py``; at 2
 threads on the table's lengths only), and peak memory; beam-search decoding
 against ESPnet's ``Speech2Text`` at each thread count (``decoding.py``);
-start-up of ``translate`` (``startup.py``); the features (``fbank_speed.py``).
+start-up of ``translate`` (``startup.py``); the features (``fbank_speed.py``);
+what padding changes in an utterance's encoding (``padding.py``).
 ``benchmarks.json`` (every timing) is saved in ``--out_dir`` after each section,
 then ``report.py`` writes ``benchmarks.md`` and ``train_step.png`` next to it.
 ``--resume`` goes on from the sections a killed run saved (same settings).
@@ -29,6 +30,7 @@ from pathlib import Path
 import decoding
 import fbank_speed
 import models
+import padding
 import report
 import startup
 import train_step
@@ -38,6 +40,7 @@ FULL = dict(
     memory_lengths=[5.0, 10.0, 20.0, 30.0], calibration_seconds=10.0, clips=20, clip_seconds=[3.0, 9.0],
     startup_repeats=5, fbank_seconds=60.0,
 )
+PADDING_SECONDS = [2.0, 4.0, 6.0]  # one batch: small enough for every run
 QUICK = dict(
     threads=[1], repeats=1, train_lengths={"1": [2.0, 3.0]}, memory_lengths=[2.0], calibration_seconds=2.0,
     clips=3, clip_seconds=[2.0, 3.0], startup_repeats=1, fbank_seconds=5.0,
@@ -83,6 +86,9 @@ def sections(settings: dict, target_ratio: float) -> dict[str, Callable[[dict], 
     def features(results: dict) -> None:
         results["fbank"] = fbank_speed.measure(settings["fbank_seconds"], threads=1)
 
+    def padding_leaks(results: dict) -> None:
+        results["padding"] = padding.measure(PADDING_SECONDS, results["calibration"]["bias"])
+
     return {
         "calibration": calibrate,
         **{f"train/{t}": train(t) for t in settings["threads"] if str(t) in settings["train_lengths"]},
@@ -90,6 +96,7 @@ def sections(settings: dict, target_ratio: float) -> dict[str, Callable[[dict], 
         **{f"decoding/{t}": decode(t) for t in settings["threads"]},
         "startup": start_up,
         "fbank": features,
+        "padding": padding_leaks,
     }
 
 

@@ -73,3 +73,33 @@ def test_benchmarks_import_no_program():
     for script in BENCH.glob("*.py"):
         imports = re.findall(r"^\s*(?:from|import)\s+(espnet2_ext\.bin\b\S*)", script.read_text(), re.MULTILINE)
         assert not imports, f"{script.name} imports the program(s) {imports}: import the library instead"
+
+
+@pytest.fixture(scope="module")
+def bench_padding():
+    """``bench/padding.py``, which imports its sibling ``models`` by name."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(BENCH))
+        spec = importlib.util.spec_from_file_location("bench_padding", BENCH / "padding.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
+
+
+def test_padding_measure_sees_a_leak_and_its_absence(bench_padding):
+    from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
+
+    torch.manual_seed(0)
+    features = [torch.randn(n, 20) for n in (198, 120, 301)]
+    ours = small_model().eval()
+    clean = bench_padding.padding_error(ours, features, encoder_only=False)
+    assert clean["lengths_differ"] == 0 and clean["max_abs_diff"] < 1e-5
+
+    class Stock(torch.nn.Module):  # ESPnet's Conformer: conv2d subsampling, conv module over padding
+        def __init__(self):
+            super().__init__()
+            self.encoder = ConformerEncoder(20, output_size=16, attention_heads=2, linear_units=32, num_blocks=2,
+                                            cnn_module_kernel=7, input_layer="conv2d", use_cnn_module=True)
+
+    leaky = bench_padding.padding_error(Stock().eval(), features, encoder_only=True)
+    assert leaky["lengths_differ"] > 0 or leaky["max_abs_diff"] > 1e-3
