@@ -3,7 +3,7 @@
 
 Sections, in order: calibration of ours' CTC head (``models.py``); training
 step time over the length sweep, at each thread count (``train_step.py``; at 2
-threads on the table's lengths only), and peak memory; beam-search decoding
+threads on the table's lengths only), peak memory, and the operations of a step; beam-search decoding
 against ESPnet's ``Speech2Text`` at each thread count (``decoding.py``);
 start-up of ``translate`` (``startup.py``); the features (``fbank_speed.py``);
 what padding changes in an utterance's encoding (``padding.py``).
@@ -70,6 +70,12 @@ def sections(settings: dict, target_ratio: float) -> dict[str, Callable[[dict], 
         results["memory"] = train_step.memory_rows(models.MODELS, settings["memory_lengths"],
                                                    results["calibration"]["bias"], ratios)
 
+    def flops(results: dict) -> None:
+        ratios = {row["seconds"]: row["compression_ratio"] for row in results["train"]
+                  if row["model"] == "limit" and row["threads"] == 1}
+        results["flops"] = train_step.flop_rows(models.MODELS, settings["memory_lengths"],
+                                                results["calibration"]["bias"], ratios)
+
     def decode(threads: int) -> Callable[[dict], None]:
         def run(results: dict) -> None:
             clips = decoding.synthetic_clips(settings["clips"], *settings["clip_seconds"])
@@ -93,6 +99,7 @@ def sections(settings: dict, target_ratio: float) -> dict[str, Callable[[dict], 
         "calibration": calibrate,
         **{f"train/{t}": train(t) for t in settings["threads"] if str(t) in settings["train_lengths"]},
         "memory": memory,
+        "flops": flops,
         **{f"decoding/{t}": decode(t) for t in settings["threads"]},
         "startup": start_up,
         "fbank": features,

@@ -23,6 +23,10 @@ minus ``VmRSS`` before it, the high-water mark reset through
 process per model and length, with glibc's mmap threshold fixed at 128 KiB so
 that freed tensors go back to the system instead of staying in the heap. It
 counts activations, gradients and temporaries, not the weights or the batch.
+
+Work: the floating-point operations of one step (``FlopCounterMode``), the
+bound on any speed-up that does not change the model: a step that does 0.6 of
+the peer's operations at the same efficiency takes 0.6 of its time.
 """
 
 import argparse
@@ -134,6 +138,30 @@ def memory_rows(names: Sequence[str], lengths: Sequence[float], blank_bias: floa
         for name in names:
             rows.append(peak_memory(name, seconds, blank_bias, ratios.get(seconds, 1.0), threads))
             print(f"  memory {seconds:4g} s  {models.LABELS[name]:12} {rows[-1]['peak_mib']:8.0f} MiB", flush=True)
+    return rows
+
+
+def step_flops(name: str, seconds: float, blank_bias: float, ratio: float) -> dict:
+    """Floating-point operations of one step, as torch's ``FlopCounterMode`` counts them
+    (matrix products, convolutions, attention kernels; element-wise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = models.build(name, blank_bias, ratio).train()
+    torch.manual_seed(0)  # the same dropout masks, hence the same compression, as any other count
+    with FlopCounterMode(display=False) as counter:
+        stats = step(model, models.train_batch(seconds))
+    return dict(model=name, seconds=seconds, gflop=counter.get_total_flops() / 1e9,
+                compression_ratio=stats.get("compression_ratio"))
+
+
+def flop_rows(names: Sequence[str], lengths: Sequence[float], blank_bias: float,
+              ratios: dict[float, float]) -> list[dict]:
+    """:func:`step_flops` of each model at each length; the limit keeps ``ratios[seconds]``."""
+    rows = []
+    for seconds in lengths:
+        for name in names:
+            rows.append(step_flops(name, seconds, blank_bias, ratios.get(seconds, 1.0)))
+            print(f"  flops  {seconds:4g} s  {models.LABELS[name]:12} {rows[-1]['gflop']:8.0f} GFLOP", flush=True)
     return rows
 
 
