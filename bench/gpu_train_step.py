@@ -44,16 +44,12 @@ def build_peer_from_classes(seed: int = 0) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     target, source = models.token_lists()
-    encoder = ConformerEncoder(
-        80, output_size=512, attention_heads=8, linear_units=2048, num_blocks=12, cnn_module_kernel=31,
-        input_layer="conv2d", macaron_style=True, rel_pos_type="latest", pos_enc_layer_type="rel_pos",
-        selfattention_layer_type="rel_selfattn", activation_type="swish", use_cnn_module=True,
-    )
+    encoder = ConformerEncoder(80, **models.PEER_ENCODER_CONF)
     return ESPnetSTModel(
         vocab_size=len(target), token_list=target, frontend=None, specaug=None,
         normalize=UtteranceMVN(norm_vars=True), preencoder=None, encoder=encoder, hier_encoder=None,
         md_encoder=None, extra_mt_encoder=None, postencoder=None,
-        decoder=TransformerDecoder(len(target), 512, attention_heads=8, linear_units=2048, num_blocks=6),
+        decoder=TransformerDecoder(len(target), 512, **models.PEER_DECODER_CONF),
         extra_asr_decoder=None, extra_mt_decoder=None, ctc=CTC(len(source), 512), st_ctc=CTC(len(target), 512),
         st_joint_network=None, src_vocab_size=len(source), src_token_list=source, asr_weight=0.3, mtlalpha=1.0,
         lsm_weight=0.1, report_cer=False, report_wer=False, report_bleu=False,
@@ -148,7 +144,8 @@ def main() -> None:
     args = parser.parse_args()
     device = "cuda"
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": []}
+    results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": [],
+               "peer_attention_dropout": models.PEER_ENCODER_CONF["attention_dropout_rate"]}
     ours = models.build_ours("avg").to(device).train()
     bias, ratio = models.calibrate_blank_bias(ours, batch_of(4, 10.0, device), args.target_ratio)
     results["blank_bias"], results["calibrated_ratio"] = bias, ratio

@@ -206,6 +206,10 @@ def gpu_section(gpu: dict | None) -> str:
             "(4 GPUs × accumulation 2) on one GPU.\n\n"
             + _table(["model", "precision", "batch", "frames/s", "ours / peer", "step (s)", "peak GiB",
                       "ratio", "GPU-h 100k / 200k"], rows, "lllrrrrrr"))
+    if gpu.get("peer_attention_dropout", 0.0) == 0.0:
+        text += ("\n\nThese steps ran the peer with ESPnet's default attention dropout (none) against ours' 0.1, "
+                 "so the peer did less work than ours (no dropout masks over the attention weights); the CPU "
+                 "tables above give both the same dropout.")
     attention = gpu.get("attention")
     if attention:
         text += (f"\n\nFBK's relative attention alone (20 × 500 frames, forward+backward): our matmuls "
@@ -266,7 +270,7 @@ other processes it is mostly waiting: those figures are the least reliable.
 | {models.LABELS['ours']} | `build_st_model` from `conf/train.yaml`: Conv1d subsampling, 12 × 512 Conformer (FBK's relative attention), CTC head and `avg` compression after block 8, fairseq's 6-block decoder, utterance CMVN | {params['ours'] / 1e6:.1f}M |
 | {models.LABELS['ours_none']} | the same, `compression: none` | {params['ours_none'] / 1e6:.1f}M |
 | {models.LABELS['limit']} | ours if compression were free: after block 8 each utterance keeps its first ⌈r·T⌉ states (r: the ratio ours reached on the same batch), so blocks 9–12 and the decoder run on the compressed length, while the CTC head and loss run on all T frames; no argmax, runs or averages are computed (`bench/models.py`, `FreeCompressionEncoder`) | {params['limit'] / 1e6:.1f}M |
-| {models.LABELS['peer']} | ESPnet {m['espnet']}'s `ESPnetSTModel` built by ESPnet's `STTask.build_model`: `ConformerEncoder` 12 × 512, 8 heads, FFN 2048, macaron, rel-pos (`rel_pos_type: latest`, `rel_pos`, `rel_selfattn`), conv kernel 31, `conv2d` input layer, ESPnet's 6-block `TransformerDecoder`, utterance MVN, source CTC on the encoder output (`asr_weight: 0.3`, `mtlalpha: 1.0`) | {params['peer'] / 1e6:.1f}M |
+| {models.LABELS['peer']} | ESPnet {m['espnet']}'s `ESPnetSTModel` built by ESPnet's `STTask.build_model`: `ConformerEncoder` 12 × 512, 8 heads, FFN 2048, macaron, rel-pos (`rel_pos_type: latest`, `rel_pos`, `rel_selfattn`), conv kernel 31, `conv2d` input layer, ESPnet's 6-block `TransformerDecoder`, dropout 0.1 everywhere as ours (attention weights included: ESPnet's defaults drop none there, which would spare the peer work ours does), utterance MVN, source CTC on the encoder output (`asr_weight: 0.3`, `mtlalpha: 1.0`) | {params['peer'] / 1e6:.1f}M |
 
 Vocabularies: 8000 target tokens, 5002 source tokens; random weights; no
 SpecAugment; features are 80-dim.
