@@ -238,8 +238,8 @@ def render(results: dict, gpu: dict | None = None) -> str:
     quick = " (**`--quick` smoke test: not the benchmark figures**)" if results.get("quick") else ""
     return f"""# Benchmarks
 
-Written by `{results['command']}` on {results['started'][:10]}{quick}, in
-{results['elapsed_s'] / 60:.0f} min; regenerate it rather than edit it
+Written by `{results['command']}` on {results['started'][:10]}{quick}, after
+{results['elapsed_s'] / 60:.0f} min of measuring; regenerate it rather than edit it
 (`python bench/report.py docs/benchmarks.json` re-renders it from the saved
 figures). Every benchmark also runs alone: `python bench/<name>.py --help`.
 
@@ -254,8 +254,8 @@ figures). Every benchmark also runs alone: `python bench/<name>.py --help`.
 | checkout | {m['commit']} |
 | load average | {load.get('start', '?')} at the start, {load.get('end', '?')} at the end |
 
-The machine was shared: other processes ran during the measurements (see the
-load average). Every comparison therefore interleaves its contestants (one
+Other processes may run during the measurements (the load average says how
+busy the machine was). Every comparison therefore interleaves its contestants (one
 step or decoding run of each in turn, a warm-up round, then the median of
 {s['repeats']} rounds), so that a busy period slows all of them alike, and at
 one thread the comparisons use the CPU time of the process (`time.process_time`),
