@@ -34,7 +34,7 @@ test: venv
 demo: venv
 	cd egs/mustc_conformer_ctc && time ./demo.sh $(DEMO_ARGS)
 
-# Every benchmark, ours against ESPnet's peer (about 1.5 h on 2 cores): writes docs/benchmarks.md.
+# Every benchmark, ours against ESPnet's peer (about an hour on 2 cores): writes docs/benchmarks.md.
 # `make bench-quick` smoke-tests the harness in a few minutes (output in a temporary directory).
 bench: venv
 	BENCH_COMMAND="make bench" $(PY) bench/run_all.py

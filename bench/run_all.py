@@ -11,7 +11,7 @@ what padding changes in an utterance's encoding (``padding.py``).
 then ``report.py`` writes ``benchmarks.md`` and ``train_step.png`` next to it.
 ``--resume`` goes on from the sections a killed run saved (same settings).
 
-The full run (``make bench``) takes about 1.5 h on 2 CPU cores. ``--quick`` is a
+The full run (``make bench``) takes about an hour on 2 idle CPU cores. ``--quick`` is a
 smoke test of the whole harness in a few minutes (full-size models, short
 utterances, one round, few clips); it writes into a temporary directory unless
 ``--out_dir`` is given, so it never replaces the real page.
