@@ -145,7 +145,8 @@ def main() -> None:
     device = "cuda"
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": [],
-               "peer_attention_dropout": models.PEER_ENCODER_CONF["attention_dropout_rate"]}
+               "peer_attention_dropout": models.PEER_ENCODER_CONF["attention_dropout_rate"],
+               "warmup": args.warmup, "steps": args.steps}
     ours = models.build_ours("avg").to(device).train()
     bias, ratio = models.calibrate_blank_bias(ours, batch_of(4, 10.0, device), args.target_ratio)
     results["blank_bias"], results["calibrated_ratio"] = bias, ratio

@@ -202,7 +202,7 @@ def gpu_section(gpu: dict | None) -> str:
     text = (f"{gpu['device']}, torch {gpu['torch']}. One step is what one GPU does per mini-batch of FBK's "
             "(about 40k frames): forward, backward, gradient clipping and a fused Adam step (lr 0, so the "
             f"calibrated compression holds: blank bias {gpu['blank_bias']:.2f}, ratio {gpu['calibrated_ratio']:.2f}); "
-            "median of 5 steps after 2. GPU-hours: FBK's 100k and 200k updates of 8 such mini-batches "
+            f"median of {gpu.get('steps', 5)} steps after {gpu.get('warmup', 2)}. GPU-hours: FBK's 100k and 200k updates of 8 such mini-batches "
             "(4 GPUs × accumulation 2) on one GPU.\n\n"
             + _table(["model", "precision", "batch", "frames/s", "ours / peer", "step (s)", "peak GiB",
                       "ratio", "GPU-h 100k / 200k"], rows, "lllrrrrrr"))
