@@ -80,8 +80,8 @@ class FBKRelPositionMultiHeadedAttention(RelPositionMultiHeadedAttention):
     Parameters are ESPnet's (``linear_q/k/v/out``, ``linear_pos`` without bias,
     ``pos_bias_u/v`` of shape (heads, d_k)); they map one to one onto FBK's
     ``query_proj/key_proj/value_proj/out_proj``, ``pos_proj``, ``u_bias/v_bias``.
-    Padded keys get no weight (ESPnet's ``forward_attention``; FBK's -1e9 fill
-    gives the same zeros).
+    Padded keys get no weight (the lowest float before the softmax; FBK's -1e9
+    fill gives the same zeros).
 
     Args:
         n_head: attention heads.
@@ -119,3 +119,16 @@ class FBKRelPositionMultiHeadedAttention(RelPositionMultiHeadedAttention):
             position.storage_offset() + 2 * time - 1,
         )
         return self.forward_attention(v, content.add_(shifted), mask)
+
+    def forward_attention(self, value: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Weights (B, H, T, T) from ``scores`` (overwritten), applied to ``value`` (B, H, T, d_k).
+
+        ESPnet's, less two (B, H, T, T) tensors per layer: padded keys get the lowest
+        score in place, and the softmax then gives them exactly zero (every utterance
+        has a valid key), so ESPnet's second fill after the softmax, and the copy of the
+        weights it keeps in ``self.attn`` until the next forward, are not needed.
+        """
+        scores.masked_fill_(~mask.unsqueeze(1), torch.finfo(scores.dtype).min)
+        weights = self.dropout(torch.softmax(scores, dim=-1))
+        context = torch.matmul(weights, value).transpose(1, 2)
+        return self.linear_out(context.reshape(value.size(0), -1, self.h * self.d_k))

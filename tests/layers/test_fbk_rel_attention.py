@@ -86,3 +86,33 @@ def test_gradients_flow_through_the_strided_shift():
     (out[0].sum() + out[1, :3].sum()).backward()  # the valid outputs
     assert att.linear_pos.weight.grad.abs().sum() > 0 and att.pos_bias_v.grad.abs().sum() > 0
     assert torch.count_nonzero(x.grad[1, 3:]) == 0  # padded frames influence no valid output
+
+
+def test_weights_as_espnet_computes_them_without_keeping_them(monkeypatch):
+    """Our forward_attention drops ESPnet's post-softmax fill and its ``self.attn`` copy:
+    outputs and gradients stay ESPnet's exactly, and no (B, H, T, T) tensor outlives the step."""
+    from espnet.nets.pytorch_backend.transformer.attention import RelPositionMultiHeadedAttention
+
+    torch.manual_seed(0)
+    att = FBKRelPositionMultiHeadedAttention(HEADS, DIM, 0.0).double()
+    x = torch.randn(3, 17, DIM, dtype=torch.double, requires_grad=True)
+    lengths = torch.tensor([17, 11, 4])
+    valid = (torch.arange(17)[None] < lengths[:, None]).unsqueeze(1)
+    positions = FBKRelativePositions.build(lengths, 17, DIM, torch.double)
+    weights = torch.randn(3, 17, DIM, dtype=torch.double) * valid.transpose(1, 2)
+
+    def run() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        att.zero_grad()
+        x.grad = None
+        out = att(x, x, x, positions, valid)
+        (out * weights).sum().backward()
+        return out.detach(), [x.grad.clone(), *(p.grad.clone() for p in att.parameters())]
+
+    out, grads = run()
+    assert att.attn is None
+    monkeypatch.setattr(FBKRelPositionMultiHeadedAttention, "forward_attention",
+                        RelPositionMultiHeadedAttention.forward_attention)
+    espnet_out, espnet_grads = run()
+    assert att.attn is not None  # ESPnet's keeps the weights
+    assert torch.equal(out, espnet_out)
+    assert all(torch.equal(a, b) for a, b in zip(grads, espnet_grads))
