@@ -119,8 +119,9 @@ def train_section(results: dict) -> str:
         headers = ["4 utts of", *(f"{models.LABELS[n]} (MiB)" for n in models.MODELS), "ours / peer",
                    "limit / peer", "ours / peer without gradients", f"≤ {TRAIN_MEMORY}×"]
         parts.append(
-            "**Peak memory of one step** (growth of the resident set during the step: activations, "
-            f"gradients and temporaries; the gradients alone are {gradients['ours']:.0f} MiB for ours and "
+            "**Peak memory of one step** (the resident set's high-water mark during a step above the "
+            "weights and the batch: activations, gradients, temporaries and what the previous step left "
+            f"behind; the gradients alone are {gradients['ours']:.0f} MiB for ours and "
             f"{gradients['peer']:.0f} MiB for the peer):\n\n" + _table(headers, rows, "lrrrrrrrl"))
     if results.get("flops"):
         flops, train = results["flops"], results["train"]
@@ -293,7 +294,8 @@ with random features, a target of 4.3 tokens per second (language tag first)
 and a source transcript of 3.4 tokens per second (about MuST-C en-de's).
 Peak memory: in a fresh process per model and length, one warm-up step, then
 the Linux high-water mark (`VmHWM`, reset through `/proc/self/clear_refs`)
-after one step minus the resident set (`VmRSS`) before it, with glibc's mmap
+during a second step minus the resident set (`VmRSS`) before the first, so
+that what a step leaves behind for the next counts too, with glibc's mmap
 threshold fixed at 128 KiB (`MALLOC_MMAP_THRESHOLD_`) so that freed tensors
 return to the system instead of staying in the heap (`tracemalloc` does not
 see torch's allocations).

@@ -17,12 +17,13 @@ costs on a core of its own, whatever else runs on the machine. Ours' CTC head ge
 it reaches in each step (dropout changes it a little) is reported, and the
 limit keeps the ratio ours reached in the warm-up round of the same length.
 
-Peak memory: the growth of the resident set (Linux ``VmHWM`` after the step
-minus ``VmRSS`` before it, the high-water mark reset through
-``/proc/self/clear_refs``) during one step after a warm-up step, in a fresh
-process per model and length, with glibc's mmap threshold fixed at 128 KiB so
-that freed tensors go back to the system instead of staying in the heap. It
-counts activations, gradients and temporaries, not the weights or the batch.
+Peak memory: the high-water mark of the resident set (Linux ``VmHWM``, reset
+through ``/proc/self/clear_refs`` after a warm-up step) during the second step,
+minus the resident set before the first, in a fresh process per model and
+length, with glibc's mmap threshold fixed at 128 KiB so that freed tensors go
+back to the system instead of staying in the heap. It counts activations,
+gradients, temporaries and what a step leaves behind for the next (ESPnet's
+attention layers keep their last weights), not the weights or the batch.
 
 Work: the floating-point operations of one step (``FlopCounterMode``), the
 bound on any speed-up that does not change the model: a step that does 0.6 of
@@ -111,13 +112,14 @@ def probe_memory(name: str, seconds: float, blank_bias: float, ratio: float, thr
     torch.set_num_threads(threads)
     model = models.build(name, blank_bias, ratio).train()
     batch = models.train_batch(seconds)
+    before = _memory_kib()["VmRSS"]  # the weights and the batch
     step(model, batch)
-    before = _memory_kib()["VmRSS"]
+    between = _memory_kib()["VmRSS"]  # what a step leaves behind (e.g. attention weights kept in modules)
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
     stats = step(model, batch)
     peak = _memory_kib()["VmHWM"]
     return dict(model=name, seconds=seconds, peak_mib=(peak - before) / 1024, resident_mib=before / 1024,
-                compression_ratio=stats.get("compression_ratio"))
+                kept_mib=(between - before) / 1024, compression_ratio=stats.get("compression_ratio"))
 
 
 def peak_memory(name: str, seconds: float, blank_bias: float, ratio: float, threads: int = 1) -> dict:
