@@ -47,12 +47,11 @@ def build_peer_from_classes(seed: int = 0) -> torch.nn.Module:
     encoder = ConformerEncoder(80, **models.PEER_ENCODER_CONF)
     return ESPnetSTModel(
         vocab_size=len(target), token_list=target, frontend=None, specaug=None,
-        normalize=UtteranceMVN(norm_vars=True), preencoder=None, encoder=encoder, hier_encoder=None,
+        normalize=UtteranceMVN(**models.PEER_NORMALIZE_CONF), preencoder=None, encoder=encoder, hier_encoder=None,
         md_encoder=None, extra_mt_encoder=None, postencoder=None,
         decoder=TransformerDecoder(len(target), 512, **models.PEER_DECODER_CONF),
         extra_asr_decoder=None, extra_mt_decoder=None, ctc=CTC(len(source), 512), st_ctc=CTC(len(target), 512),
-        st_joint_network=None, src_vocab_size=len(source), src_token_list=source, asr_weight=0.3, mtlalpha=1.0,
-        lsm_weight=0.1, report_cer=False, report_wer=False, report_bleu=False,
+        st_joint_network=None, src_vocab_size=len(source), src_token_list=source, **models.PEER_MODEL_CONF,
     )
 
 

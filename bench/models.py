@@ -128,6 +128,11 @@ PEER_DECODER_CONF = dict(
     self_attention_dropout_rate=0.1, src_attention_dropout_rate=0.1,
 )
 
+PEER_NORMALIZE_CONF = dict(norm_vars=True)
+PEER_MODEL_CONF = dict(
+    asr_weight=0.3, mtlalpha=1.0, lsm_weight=0.1, report_cer=False, report_wer=False, report_bleu=False
+)
+
 
 def peer_namespace() -> argparse.Namespace:
     """The peer's training config, as ESPnet's ``st_train`` would save it."""
@@ -145,11 +150,9 @@ def peer_namespace() -> argparse.Namespace:
     args.encoder_conf = dict(PEER_ENCODER_CONF)
     args.decoder = "transformer"
     args.decoder_conf = dict(PEER_DECODER_CONF)
-    args.normalize, args.normalize_conf = "utterance_mvn", dict(norm_vars=True)
+    args.normalize, args.normalize_conf = "utterance_mvn", dict(PEER_NORMALIZE_CONF)
     args.specaug = None
-    args.model_conf = dict(
-        asr_weight=0.3, mtlalpha=1.0, lsm_weight=0.1, report_cer=False, report_wer=False, report_bleu=False
-    )
+    args.model_conf = dict(PEER_MODEL_CONF)
     return args
 
 

@@ -21,6 +21,7 @@ import argparse
 import torch
 
 import models
+from espnet2_ext.layers.utterance_cmvn import UtteranceCMVN
 
 MODELS = ("ours", "peer")
 
@@ -31,7 +32,8 @@ def _features(seconds: list[float], seed: int = 0) -> list[torch.Tensor]:
 
 
 def _normalised(features: torch.Tensor) -> torch.Tensor:
-    return (features - features.mean(0)) / features.std(0, unbiased=False).clamp(min=1e-10)
+    """One utterance (T, F) normalised alone, as ours' ``UtteranceCMVN`` does."""
+    return UtteranceCMVN()(features[None], torch.tensor([len(features)]))[0][0]
 
 
 def _encode(model: torch.nn.Module, features: list[torch.Tensor], encoder_only: bool) -> list[torch.Tensor]:

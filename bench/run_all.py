@@ -65,16 +65,12 @@ def sections(settings: dict, target_ratio: float) -> dict[str, Callable[[dict], 
         return run
 
     def memory(results: dict) -> None:
-        ratios = {row["seconds"]: row["compression_ratio"] for row in results["train"]
-                  if row["model"] == "limit" and row["threads"] == 1}
         results["memory"] = train_step.memory_rows(models.MODELS, settings["memory_lengths"],
-                                                   results["calibration"]["bias"], ratios)
+                                                   results["calibration"]["bias"], _limit_ratios(results))
 
     def flops(results: dict) -> None:
-        ratios = {row["seconds"]: row["compression_ratio"] for row in results["train"]
-                  if row["model"] == "limit" and row["threads"] == 1}
         results["flops"] = train_step.flop_rows(models.MODELS, settings["memory_lengths"],
-                                                results["calibration"]["bias"], ratios)
+                                                results["calibration"]["bias"], _limit_ratios(results))
 
     def decode(threads: int) -> Callable[[dict], None]:
         def run(results: dict) -> None:
@@ -105,6 +101,12 @@ def sections(settings: dict, target_ratio: float) -> dict[str, Callable[[dict], 
         "fbank": features,
         "padding": padding_leaks,
     }
+
+
+def _limit_ratios(results: dict) -> dict[float, float]:
+    """Utterance seconds -> the ratio the limit kept in the 1-thread timings (ours' own)."""
+    return {row["seconds"]: row["compression_ratio"] for row in results["train"]
+            if row["model"] == "limit" and row["threads"] == 1}
 
 
 def run(settings: dict, target_ratio: float, out_dir: Path, resume: bool) -> dict:

@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import numpy as np
 import soundfile as sf
 
@@ -98,8 +97,9 @@ def random_demo_zip(work: Path) -> Path:
     return work / "packed" / "model.zip"
 
 
-def run_times(command: list[str], repeats: int, env: dict[str, str]) -> tuple[list[float], list[float]]:
-    """Wall and CPU (user + system) seconds of ``repeats`` runs of ``command`` after one warm-up run."""
+def run_times(command: list[str], repeats: int, env: dict[str, str]) -> tuple[list[float], list[float], str]:
+    """Wall and CPU (user + system) seconds of ``repeats`` runs of ``command`` after one warm-up
+    run, and what the last run printed."""
     times, cpu_times = [], []
     for run in range(1 + repeats):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -112,7 +112,7 @@ def run_times(command: list[str], repeats: int, env: dict[str, str]) -> tuple[li
         if run > 0:
             times.append(elapsed)
             cpu_times.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-    return times, cpu_times
+    return times, cpu_times, result.stdout.strip()
 
 
 def measure(repeats: int = 5, model: Path | None = None, threads: int | None = None) -> dict:
@@ -124,18 +124,18 @@ def measure(repeats: int = 5, model: Path | None = None, threads: int | None = N
         model = DEMO_ZIP
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        help_times, help_cpu = run_times([*translate, "--help"], repeats, env)
+        help_times, help_cpu, _ = run_times([*translate, "--help"], repeats, env)
         search = []
         if model is None:
             model = random_demo_zip(work)
             search = ["--maxlen_a", "0", "--maxlen_b", str(round(TOKENS_PER_SECOND * 3))]
         clip = write_clip(work / "clip.wav")
         command = [*translate, "--model", str(model), "--cache_dir", str(work / "cache"), *search, str(clip)]
-        file_times, file_cpu = run_times(command, repeats, env)
-        output = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env).stdout.strip()
+        file_times, file_cpu, output = run_times(command, repeats, env)
     return dict(
         help_s=statistics.median(help_times), help_times=help_times, help_cpu_s=statistics.median(help_cpu),
-        file_s=statistics.median(file_times), file_times=file_times, file_cpu_s=statistics.median(file_cpu), model="demo" if model == DEMO_ZIP else ("random demo-size" if search else str(model)),
+        file_s=statistics.median(file_times), file_times=file_times, file_cpu_s=statistics.median(file_cpu),
+        model="demo" if model == DEMO_ZIP else ("random demo-size" if search else str(model)),
         output=output, threads=threads, repeats=repeats,
     )
 
