@@ -15,6 +15,7 @@ exactly, scores within ``SCORE_ATOL`` 1e-4).
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -300,3 +301,53 @@ def test_import_without_omegaconf_or_fairseq(tmp_path):
             hidden, lengths, _, _ = translator.model.encoder.encode(torch.from_numpy(x)[None], torch.tensor([len(x)]))
         expected = reference.encode(torch.from_numpy(x)).states
         assert max_diff(hidden[0, : lengths[0]], expected) <= ATOL, fmt
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def fbk_files(tmp_path_factory) -> FBKFiles:
+    return make_fbk_checkpoint(tmp_path_factory.mktemp("fbk"), strategy="avg", seed=0)
+
+
+def _broken(files: FBKFiles, tmp_path: Path, what: str) -> FBKFiles:
+    """A copy of ``files`` with one thing wrong, as a user might hand it over."""
+    if what == "missing checkpoint":
+        return files._replace(checkpoint=tmp_path / "no_such_ckp.pt")
+    if what == "not a checkpoint":
+        (tmp_path / "ckp.pt").write_bytes(b"this is not a torch checkpoint\n")
+        return files._replace(checkpoint=tmp_path / "ckp.pt")
+    if what == "dictionary of the wrong size":
+        (tmp_path / "tgtdict.txt").write_text(files.tgt_dict.read_text(encoding="utf-8") + "extra 1\n",
+                                              encoding="utf-8")
+        return files._replace(tgt_dict=tmp_path / "tgtdict.txt")
+    if what == "unknown architecture":
+        state = torch.load(files.checkpoint, weights_only=False)
+        state["args"].arch = "s2t_transformer_s"
+        torch.save(state, tmp_path / "ckp.pt")
+        return files._replace(checkpoint=tmp_path / "ckp.pt")
+    raise ValueError(what)
+
+
+@pytest.mark.parametrize("what, message", [
+    ("missing checkpoint", "checkpoint .*no_such_ckp.pt not found"),
+    ("not a checkpoint", "ckp.pt is not a readable PyTorch checkpoint"),
+    ("dictionary of the wrong size", "has .* rows but the target dictionary gives"),
+    ("unknown architecture", "architecture 's2t_transformer_s' is not FBK's Conformer"),
+])
+def test_bad_input_is_one_error_line_and_no_zip(fbk_files, tmp_path, what, message):
+    files = _broken(fbk_files, tmp_path, what)
+    out = tmp_path / "model.zip"
+    names = ["checkpoint", "config", "tgt_spm", "tgt_dict", "src_spm", "src_dict"]
+    result = subprocess.run(
+        [sys.executable, "-m", "espnet2_ext.bin.import_fbk",
+         *(f"--{name}={path}" for name, path in zip(names, files[:6])), f"--out={out}"],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert re.search(message, errors[0]), errors[0]
+    assert not out.exists() and not list(tmp_path.glob("*.zip*"))
