@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from espnet2_ext.fileio.text_position import not_utf8_file
+
 # Modules whose objects are only data to us: never imported, never called.
 _INERT_MODULES = ("omegaconf", "fairseq", "examples", "typing", "argparse", "enum", "pathlib", "hydra")
 _ALLOWED_GLOBALS = {
@@ -155,8 +157,8 @@ def read_fairseq_dictionary(path: str | Path) -> list[str]:
         raise FairseqCheckpointError(f"dictionary {path} not found")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise FairseqCheckpointError(f"{path}: not UTF-8 text ({err})") from None
+    except UnicodeDecodeError:
+        raise FairseqCheckpointError(not_utf8_file(path)) from None
     symbols: list[str] = []
     seen = set(FAIRSEQ_SPECIALS)
     for number, line in enumerate(lines, start=1):

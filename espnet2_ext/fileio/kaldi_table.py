@@ -15,11 +15,19 @@ class TableError(ValueError):
 
 def read_table(path: Path) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of a Kaldi table, skipping blank lines."""
-    with path.open(encoding="utf-8") as stream:
-        for number, line in enumerate(stream, 1):
-            fields = line.split()
-            if fields:
-                yield number, fields
+    for number, line in _lines(path):
+        fields = line.split()
+        if fields:
+            yield number, fields
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file; a byte that is not UTF-8 is a :class:`TableError` saying where."""
+    try:
+        with path.open(encoding="utf-8") as stream:
+            yield from enumerate(stream, 1)
+    except UnicodeDecodeError:
+        raise TableError(not_utf8_file(path)) from None
 
 
 def read_text(path: Path) -> dict[str, str]:
@@ -47,16 +55,15 @@ def read_wav_scp(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise TableError(f"missing file {path}")
     wavs: dict[str, str] = {}
-    with path.open(encoding="utf-8") as stream:
-        for number, line in enumerate(stream, 1):
-            fields = line.strip().split(maxsplit=1)
-            if not fields:
-                continue
-            if len(fields) != 2 or fields[0] in wavs:
-                raise TableError(f"{path}:{number}: expected '<recording-id> <wav path>' with a new id, got {line!r}")
-            if fields[1].endswith("|"):
-                raise TableError(f"{path}:{number}: Kaldi pipes are not supported, give a file path: {line!r}")
-            wavs[fields[0]] = fields[1]
+    for number, line in _lines(path):
+        fields = line.strip().split(maxsplit=1)
+        if not fields:
+            continue
+        if len(fields) != 2 or fields[0] in wavs:
+            raise TableError(f"{path}:{number}: expected '<recording-id> <wav path>' with a new id, got {line!r}")
+        if fields[1].endswith("|"):
+            raise TableError(f"{path}:{number}: Kaldi pipes are not supported, give a file path: {line!r}")
+        wavs[fields[0]] = fields[1]
     return wavs
 
 

@@ -19,7 +19,6 @@ import soundfile as sf
 from tqdm import tqdm
 
 from espnet2_ext.fileio.kaldi_table import TableError, read_wav_scp
-from espnet2_ext.fileio.text_position import not_utf8_file
 from espnet2_ext.inference.audio import HEADERLESS_EXTENSIONS, AudioError, is_headerless
 
 # soundfile's formats, except headerless RAW, which needs its sample rate given.
@@ -77,10 +76,8 @@ def expand_inputs(arguments: Sequence[str], headerless: bool = False) -> list[In
 def _wav_scp_inputs(path: Path) -> list[Input]:
     try:
         wavs = read_wav_scp(path)
-    except TableError as err:
+    except TableError as err:  # its non-UTF-8 message says where, too
         raise InputListError(str(err)) from None
-    except UnicodeDecodeError:
-        raise InputListError(not_utf8_file(path)) from None
     if not wavs:
         raise InputListError(f"{path} lists no audio files")
     missing = [f"{key} {wav}" for key, wav in wavs.items() if not Path(wav).exists()]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from espnet2_ext.fileio.kaldi_table import TableError, read_text, read_wav_scp, spk2utt_lines
+from espnet2_ext.fileio.kaldi_table import TableError, read_table, read_text, read_wav_scp, spk2utt_lines
 
 
 def test_wav_scp_keeps_paths_with_spaces(tmp_path):
@@ -25,6 +25,15 @@ def test_bad_wav_scp_line_is_named(tmp_path, line, message):
     scp.write_text(f"a a.wav\n{line}\n", encoding="utf-8")
     with pytest.raises(TableError, match=f"^{scp}:2: {message}"):
         read_wav_scp(scp)
+
+
+@pytest.mark.parametrize("reader", [read_wav_scp, lambda path: list(read_table(path))], ids=["wav.scp", "table"])
+def test_non_utf8_table_is_a_table_error_saying_where(tmp_path, reader):
+    path = tmp_path / "wav.scp"
+    path.write_bytes(b"a a.wav\nb \xe9.wav\n")
+    with pytest.raises(TableError) as error:
+        reader(path)
+    assert str(error.value).startswith(f"{path}:2: not UTF-8: byte 0xe9 at byte offset 10 (column 3)")
 
 
 def test_missing_wav_scp(tmp_path):

@@ -351,3 +351,12 @@ def test_bad_input_is_one_error_line_and_no_zip(fbk_files, tmp_path, what, messa
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert re.search(message, errors[0]), errors[0]
     assert not out.exists() and not list(tmp_path.glob("*.zip*"))
+
+
+def test_non_utf8_dictionary_is_placed(tmp_path):
+    from espnet2_ext.fileio.fairseq_checkpoint import FairseqCheckpointError, read_fairseq_dictionary
+
+    path = tmp_path / "dict.txt"
+    path.write_bytes(b"a 1\nb\xe9 1\n")
+    with pytest.raises(FairseqCheckpointError, match=f"^{path}:2: not UTF-8: byte 0xe9 at byte offset 5 "):
+        read_fairseq_dictionary(path)
