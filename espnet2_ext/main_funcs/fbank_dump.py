@@ -31,15 +31,14 @@ import hashlib
 import logging
 import math
 import multiprocessing
-import multiprocessing.queues
 import os
-import queue
 import re
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +66,19 @@ _CHUNK_FILE = re.compile(r"(?:feats|utt2num_frames|done)\.(\d+)(?:\.ark|\.scp)?(
 
 class FbankDumpError(ValueError):
     """An output dir kaldiio cannot name, or chunk outputs that do not match their input."""
+
+
+class WorkerDied(FbankDumpError):
+    """A worker process ended without finishing its chunk (killed by the OOM killer, say)."""
+
+    def __init__(self, worker: multiprocessing.Process) -> None:
+        worker.join(timeout=5)
+        code = worker.exitcode
+        how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+        super().__init__(
+            f"fbank worker {worker.name} (pid {worker.pid}) died ({how}) before finishing its chunk; "
+            "finished chunks are kept: run the same command again to resume"
+        )
 
 
 @dataclass(frozen=True)
@@ -212,8 +224,8 @@ def sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _worker(tasks: multiprocessing.queues.Queue, messages: multiprocessing.queues.Queue, parent: int) -> None:
-    """Body of a worker process: single-threaded chunks from ``tasks`` until ``None``.
+def _worker(connection: Connection, parent: int) -> None:
+    """Body of a worker process: single-threaded chunks received on ``connection`` until ``None``.
 
     A worker whose parent was killed (SIGKILL skips the parent's cleanup) stops at its
     next report instead of racing a re-run for the same chunk files.
@@ -222,25 +234,28 @@ def _worker(tasks: multiprocessing.queues.Queue, messages: multiprocessing.queue
     def report(count: int) -> None:
         if os.getppid() != parent:
             raise SystemExit(f"fbank worker: parent process {parent} is gone")
-        messages.put(("progress", count))
+        connection.send(("progress", count))
 
     torch.set_num_threads(1)
-    for chunk in iter(tasks.get, None):
+    for chunk in iter(connection.recv, None):
         try:
             run_chunk(chunk, report)
         except TableError as err:
-            messages.put(("error", str(err)))
+            connection.send(("error", str(err)))
             return
-        messages.put(("done", chunk.index))
+        connection.send(("done", chunk.index))
 
 
 def run_chunks(chunks: Sequence[Chunk], nj: int, progress: tqdm) -> None:
-    """Run ``chunks`` in ``nj`` worker processes that take them in turn, or in-process
-    when only one would work (starting a worker costs seconds of imports).
+    """Run ``chunks`` in ``nj`` worker processes, each handed the next chunk when it
+    finishes one, or in-process when only one would work (starting a worker costs
+    seconds of imports).
 
-    Workers are spawned, not forked (forking after torch's thread pool ran can hang);
-    on the first error, Ctrl-C or SIGTERM the workers are terminated (their chunks are
-    redone by the next run) and the exception propagates.
+    Workers are spawned, not forked (forking after torch's thread pool ran can hang),
+    and talk to the parent over one pipe each: pipes need no named semaphores, so a
+    Ctrl-C at any moment leaves none for multiprocessing's resource tracker to report
+    as leaked. On the first error, Ctrl-C or SIGTERM the workers are terminated
+    (their chunks are redone by the next run) and the exception propagates.
     """
     if min(nj, len(chunks)) <= 1:
         with single_threaded_torch():
@@ -248,46 +263,60 @@ def run_chunks(chunks: Sequence[Chunk], nj: int, progress: tqdm) -> None:
                 run_chunk(chunk, progress.update)
         return
     context = multiprocessing.get_context("spawn")
-    tasks, messages = context.Queue(), context.Queue()
-    workers = [
-        context.Process(target=_worker, args=(tasks, messages, os.getpid()), daemon=True)
-        for _ in range(min(nj, len(chunks)))
-    ]
-    for chunk in [*chunks, *[None] * len(workers)]:
-        tasks.put(chunk)
+    pipes = [context.Pipe() for _ in range(min(nj, len(chunks)))]
+    workers = {
+        ours: context.Process(target=_worker, args=(theirs, os.getpid()), daemon=True) for ours, theirs in pipes
+    }
     try:
         with sigint_ignored():
-            for worker in workers:
+            for worker in workers.values():
                 worker.start()
-        wait_for_workers(workers, messages, len(chunks), progress)
+        for _, theirs in pipes:
+            theirs.close()  # the worker's end now lives in the worker only: its death reads as EOF here
+        dispatch_chunks(workers, chunks, progress)
     finally:
-        for worker in workers:
+        for worker in workers.values():
             if worker.is_alive():
                 worker.terminate()
             if worker.pid is not None:
                 worker.join()
-        tasks.cancel_join_thread()
+        for ours, theirs in pipes:
+            ours.close()
+            theirs.close()
 
 
-def wait_for_workers(
-    workers: Sequence[multiprocessing.Process], messages: multiprocessing.queues.Queue, chunks: int, progress: tqdm
-) -> None:
-    """Follow the workers' messages until ``chunks`` are done; raise the first error."""
-    remaining = chunks
-    while remaining:
+def dispatch_chunks(workers: dict[Connection, multiprocessing.Process], chunks: Sequence[Chunk], progress: tqdm) -> None:
+    """Hand each worker a chunk, and the next whenever it reports one done (``None``, its
+    signal to stop, once none is left), until all are done; raise the first error or
+    the death of a worker that still had a chunk."""
+    waiting = iter(chunks)
+    busy: dict[Connection, multiprocessing.Process] = {}
+
+    def hand_next(connection: Connection) -> None:
+        chunk = next(waiting, None)
         try:
-            kind, value = messages.get(timeout=1.0)
-        except queue.Empty:
-            crashed = [w for w in workers if w.exitcode not in (None, 0)]
-            if crashed:
-                raise RuntimeError(f"fbank worker {crashed[0].name} died (exit code {crashed[0].exitcode})")
-            continue
-        if kind == "error":
-            raise TableError(value)
-        if kind == "progress":
-            progress.update(value)
+            connection.send(chunk)
+        except OSError:  # a broken pipe: the worker is gone
+            raise WorkerDied(workers[connection]) from None
+        if chunk is None:
+            busy.pop(connection, None)
         else:
-            remaining -= 1
+            busy[connection] = workers[connection]
+
+    for connection in workers:
+        hand_next(connection)
+    while busy:
+        for connection in wait(list(busy)):
+            try:
+                kind, value = connection.recv()
+            except (EOFError, OSError):  # closed, or reset with our last message unread
+                raise WorkerDied(busy[connection]) from None
+            if kind == "error":
+                raise TableError(value)
+            if kind == "progress":
+                progress.update(value)
+            else:
+                hand_next(connection)
 
 
 # --------------------------------------------------------------------------- merging

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import kaldiio
@@ -254,6 +255,35 @@ def test_failed_chunk_leaves_no_temp_files(data_dir: Path, tmp_path: Path):
     assert list((tmp_path / "split").iterdir()) == []
 
 
+def start_with_chunk_2_blocked(data_dir: Path, out: Path) -> tuple[subprocess.Popen, Path, bytes]:
+    """make_fbank with 2 jobs, in its own session, returned once chunk 1 is done while
+    chunk 2 waits on a FIFO in place of rec_c's wav; also that wav's path and bytes."""
+    wav = Path(read(data_dir / "wav.scp")["rec_c"])
+    audio = wav.read_bytes()
+    wav.unlink()
+    os.mkfifo(wav)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "espnet2_ext.bin.make_fbank", "--data_dir", str(data_dir), "--out_dir", str(out),
+         "--nj", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "split" / "done.1").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return process, wav, audio
+
+
+def stop_and_wait(process: subprocess.Popen, stop: Callable[[], None]) -> str:
+    """Call ``stop``, wait for the program to end, return its stderr; kill its session if it hangs."""
+    try:
+        stop()
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL) if process.poll() is None else None
+    return stderr
+
+
 @pytest.mark.parametrize(("signal_name", "to_group"), [("SIGINT", True), ("SIGTERM", False)],
                          ids=["ctrl-c", "kill"])
 def test_interrupt_says_how_to_resume_and_the_rerun_resumes(
@@ -261,26 +291,12 @@ def test_interrupt_says_how_to_resume_and_the_rerun_resumes(
 ):
     """Ctrl-C (to the process group, as a terminal sends it) or SIGTERM (to the parent) while
     chunk 2 waits on a FIFO: one line, no traceback, no temp files; the re-run keeps chunk 1."""
-    wav = Path(read(data_dir / "wav.scp")["rec_c"])
-    audio = wav.read_bytes()
-    wav.unlink()
-    os.mkfifo(wav)
     out = tmp_path / "dump"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "espnet2_ext.bin.make_fbank", "--data_dir", str(data_dir), "--out_dir", str(out),
-         "--nj", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+    process, wav, audio = start_with_chunk_2_blocked(data_dir, out)
+    signum = getattr(signal, signal_name)
+    stderr = stop_and_wait(
+        process, lambda: os.killpg(process.pid, signum) if to_group else os.kill(process.pid, signum)
     )
-    try:
-        deadline = time.monotonic() + 120
-        while not (out / "split" / "done.1").exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        signum = getattr(signal, signal_name)
-        os.killpg(process.pid, signum) if to_group else os.kill(process.pid, signum)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL) if process.poll() is None else None
     assert process.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr and "leaked" not in stderr, stderr
     interrupted = [line for line in stderr.splitlines() if line.startswith("INTERRUPTED")]
@@ -297,6 +313,34 @@ def test_interrupt_says_how_to_resume_and_the_rerun_resumes(
     assert run(data_dir, tmp_path / "clean") == 0
     for name in ("feats.1.ark", "feats.2.ark"):
         assert (split / name).read_bytes() == (tmp_path / "clean" / "split" / name).read_bytes()
+
+
+def spawned_workers(pid: int) -> list[int]:
+    """Pids of the multiprocessing workers ``pid`` spawned (not its resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children
+            if b"multiprocessing.spawn" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
+def test_a_worker_killed_outright_is_one_error_line_and_the_rerun_resumes(data_dir: Path, tmp_path: Path):
+    """A worker SIGKILLed mid-chunk (as the OOM killer does): the run stops with one ERROR line
+    naming the signal and how to resume, not a hang or a traceback; the re-run finishes."""
+    out = tmp_path / "dump"
+    process, wav, audio = start_with_chunk_2_blocked(data_dir, out)
+    workers = spawned_workers(process.pid)
+    assert workers, "no spawned worker found"
+    stderr = stop_and_wait(process, lambda: [os.kill(worker, signal.SIGKILL) for worker in workers])
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stderr and "leaked" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and "died (killed by SIGKILL)" in errors[0] and "run the same command again" in errors[0]
+
+    wav.unlink()
+    wav.write_bytes(audio)
+    assert run(data_dir, out, "--nj", "2") == 0
+    assert not list((out / "split").glob("*.tmp"))
+    assert run(data_dir, tmp_path / "clean") == 0
+    assert (out / "split" / "feats.2.ark").read_bytes() == (tmp_path / "clean" / "split" / "feats.2.ark").read_bytes()
 
 
 def test_changed_data_dir_redoes_the_affected_job(data_dir: Path, tmp_path: Path):
