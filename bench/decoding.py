@@ -11,7 +11,8 @@ default) and no repeated 5-grams; the stock decoding is ESPnet's
 ``TransformerDecoder``, no CTC or length bonus) over the peer of
 ``models.peer_namespace``, which ESPnet decodes one utterance at a time only (its
 ``st_inference`` raises ``NotImplementedError`` for a batch size above 1).
-Configurations take turns, a warm-up round then the median of ``--repeats``;
+Configurations take turns, a warm-up round then the median of ``--repeats``
+(``timing.interleaved``);
 ours must give the same hypotheses at every batch size (checked).
 
 A random decoder never ends a hypothesis on its own, so each search runs to a
@@ -38,14 +39,14 @@ import argparse
 import logging
 import statistics
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import models
+from timing import interleaved
 from espnet2_ext.fileio.data_dir import read_recordings, read_utterances
 from espnet2_ext.inference import Speech2Translation
 from espnet2_ext.utils.fbank import SAMPLE_RATE, compute_fbank, mix_to_mono
@@ -121,26 +122,6 @@ def decoding_compression(translator: Speech2Translation, clips: Sequence[Clip]) 
     return after / before
 
 
-def interleaved(runs: dict[str, Callable[[], list[list[int]]]], repeats: int) -> dict[str, dict]:
-    """Each run's median seconds over ``repeats`` rounds after a warm-up round, and its hypotheses."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    cpu_times: dict[str, list[float]] = {name: [] for name in runs}
-    hypotheses = {}
-    for round_ in range(1 + repeats):
-        for name, run in runs.items():
-            start, cpu_start = time.perf_counter(), time.process_time()
-            hypotheses[name] = run()
-            if round_ > 0:
-                times[name].append(time.perf_counter() - start)
-                cpu_times[name].append(time.process_time() - cpu_start)
-    return {
-        name: dict(seconds=statistics.median(times[name]), times=times[name],
-                   cpu_seconds=statistics.median(cpu_times[name]), cpu_times=cpu_times[name],
-                   hypotheses=hypotheses[name])
-        for name in runs
-    }
-
-
 def measure(
     clips: Sequence[Clip], batch_sizes: Sequence[int], threads: int, repeats: int, blank_bias: float,
     beam_size: int = 5, tokens_per_second: float = 4.3, device: str = "cpu", model: str | None = None,
@@ -159,7 +140,7 @@ def measure(
             speech2text = stock_translator(Path(workdir), beam_size, device)
             runs = {"stock/1": lambda: decode_stock(speech2text, clips, tokens_per_second), **runs}
         results = interleaved(runs, repeats)
-    ours = [results[f"ours/{b}"]["hypotheses"] for b in batch_sizes]
+    ours = [results[f"ours/{b}"].last for b in batch_sizes]
     assert all(h == ours[0] for h in ours), "ours gave other hypotheses at another batch size"
     audio = sum(len(samples) / rate for samples, rate in clips)
     ratio = decoding_compression(translator, clips)
@@ -168,13 +149,13 @@ def measure(
         decoder, batch_size = name.split("/")
         rows.append(dict(
             decoder=decoder, batch_size=int(batch_size), threads=threads, clips=len(clips), audio_s=audio,
-            seconds=result["seconds"], times=result["times"], rtf=result["seconds"] / audio,
-            cpu_seconds=result["cpu_seconds"], cpu_times=result["cpu_times"], cpu_rtf=result["cpu_seconds"] / audio,
-            tokens_per_clip=statistics.mean(len(h) for h in result["hypotheses"]),
+            seconds=result.wall_s, times=result.wall, rtf=result.wall_s / audio,
+            cpu_seconds=result.cpu_s, cpu_times=result.cpu, cpu_rtf=result.cpu_s / audio,
+            tokens_per_clip=statistics.mean(len(h) for h in result.last),
             compression_ratio=ratio if decoder == "ours" else None,
         ))
-        print(f"  {threads} thr  {decoder:5} batch {batch_size:>3}: {result['seconds']:7.2f} s "
-              f"(CPU {result['cpu_seconds']:.2f} s)  RTF {rows[-1]['rtf']:.3f}  "
+        print(f"  {threads} thr  {decoder:5} batch {batch_size:>3}: {result.wall_s:7.2f} s "
+              f"(CPU {result.cpu_s:.2f} s)  RTF {rows[-1]['rtf']:.3f}  "
               f"{rows[-1]['tokens_per_clip']:.1f} tokens/clip", flush=True)
     return rows
 

@@ -1,22 +1,22 @@
 #!/usr/bin/env python3
 """Real-time factor of the features: ``espnet2_ext.utils.fbank.compute_fbank`` on one thread.
 
-RTF = CPU seconds (``time.process_time``) / seconds of audio, for ``--seconds`` of noise at
+RTF = CPU seconds of the process / seconds of audio, for ``--seconds`` of noise at
 16 kHz (the features alone) and at 44.1 kHz (resampled to 16 kHz first, as for
-a CD-quality user file), median of ``--repeats`` after one warm-up. With one
+a CD-quality user file), median of ``--repeats`` after one warm-up (``timing.interleaved``). With one
 torch thread this is the time per core: a feature job on N cores computes about
 N times as fast (the recipe's stage 2 runs one single-threaded job per core).
 """
 
 import argparse
-import statistics
-import time
+import functools
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from espnet2_ext.utils.fbank import compute_fbank
+from timing import interleaved
 
 RATES = (16000, 44100)
 
@@ -27,14 +27,8 @@ def measure(seconds: float = 60.0, rates: Sequence[int] = RATES, repeats: int = 
     rows = []
     for rate in rates:
         samples = (0.1 * rng.standard_normal(int(seconds * rate))).astype(np.float32)
-        times = []
-        for run in range(1 + repeats):
-            start = time.process_time()
-            compute_fbank(samples, rate)
-            if run > 0:
-                times.append(time.process_time() - start)
-        rows.append(dict(rate=rate, seconds=seconds, threads=threads, rtf=statistics.median(times) / seconds,
-                         times=times))
+        timed = interleaved({"fbank": functools.partial(compute_fbank, samples, rate)}, repeats)["fbank"]
+        rows.append(dict(rate=rate, seconds=seconds, threads=threads, rtf=timed.cpu_s / seconds, times=timed.cpu))
         print(f"  fbank {rate} Hz, {threads} thread(s): RTF {rows[-1]['rtf']:.5f}", flush=True)
     return rows
 

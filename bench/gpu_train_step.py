@@ -21,12 +21,11 @@ Needs CUDA. Writes ``--out`` (JSON) and prints a Markdown table.
 import argparse
 import json
 import math
-import statistics
-import time
 
 import torch
 
 import models
+from timing import interleaved
 
 UPDATES = (100_000, 200_000)
 MINIBATCHES_PER_UPDATE = 8  # FBK: 4 GPUs x accumulation 2, 40k frames each
@@ -64,22 +63,21 @@ def time_model(
 ) -> dict[str, float]:
     # lr 0: the same work as a real step, but the weights (and so the calibrated compression) stay
     optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=(0.9, 0.98), fused=True)
-    times: list[float] = []
     torch.cuda.reset_peak_memory_stats()
-    for i in range(warmup + steps):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
+
+    def one_step() -> dict[str, torch.Tensor]:
         with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
             loss, stats, _ = model(**batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+        return stats
+
+    timed = interleaved({"step": one_step}, steps, warmup, torch.cuda.synchronize)["step"]
+    stats = timed.last
     ratio = float(stats["compression_ratio"]) if "compression_ratio" in stats else float("nan")
-    return {"step_s": statistics.median(times), "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+    return {"step_s": timed.wall_s, "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
             "compression_ratio": ratio}
 
 
@@ -117,16 +115,9 @@ def attention_comparison(device: str, batch: int = 20, time_steps: int = 500, re
         out_ours, out_sdpa = ours(x), sdpa(x)
         mask = valid.squeeze(1).unsqueeze(-1)
         result["max_abs_diff"] = float(((out_ours - out_sdpa) * mask).abs().max())
-    for name, fn in (("handwritten_s", ours), ("sdpa_s", sdpa)):
-        times = []
-        for i in range(repeats + 2):
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            fn(x).sum().backward()
-            torch.cuda.synchronize()
-            if i >= 2:
-                times.append(time.perf_counter() - start)
-        result[name] = statistics.median(times)
+    timed = interleaved({"handwritten_s": lambda: ours(x).sum().backward(), "sdpa_s": lambda: sdpa(x).sum().backward()},
+                        repeats, warmup=2, synchronize=torch.cuda.synchronize)
+    result.update((name, runs.wall_s) for name, runs in timed.items())
     return result
 
 

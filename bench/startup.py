@@ -17,17 +17,17 @@ without espeak-ng), 22.05 kHz, so it is resampled as a user's file would be.
 
 import argparse
 import os
-import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from timing import interleaved
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_ZIP = ROOT / "egs/mustc_conformer_ctc/exp/st_demo_finetune/packed/model.zip"
@@ -97,22 +97,16 @@ def random_demo_zip(work: Path) -> Path:
     return work / "packed" / "model.zip"
 
 
-def run_times(command: list[str], repeats: int, env: dict[str, str]) -> tuple[list[float], list[float], str]:
-    """Wall and CPU (user + system) seconds of ``repeats`` runs of ``command`` after one warm-up
-    run, and what the last run printed."""
-    times, cpu_times = [], []
-    for run in range(1 + repeats):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
+def command_run(command: list[str], env: dict[str, str]) -> Callable[[], str]:
+    """A run of ``command`` for :func:`timing.interleaved`: it returns what the command printed."""
+
+    def run() -> str:
         result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
-        elapsed = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
-        if run > 0:
-            times.append(elapsed)
-            cpu_times.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-    return times, cpu_times, result.stdout.strip()
+        return result.stdout.strip()
+
+    return run
 
 
 def measure(repeats: int = 5, model: Path | None = None, threads: int | None = None) -> dict:
@@ -124,19 +118,19 @@ def measure(repeats: int = 5, model: Path | None = None, threads: int | None = N
         model = DEMO_ZIP
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        help_times, help_cpu, _ = run_times([*translate, "--help"], repeats, env)
         search = []
         if model is None:
             model = random_demo_zip(work)
             search = ["--maxlen_a", "0", "--maxlen_b", str(round(TOKENS_PER_SECOND * 3))]
         clip = write_clip(work / "clip.wav")
         command = [*translate, "--model", str(model), "--cache_dir", str(work / "cache"), *search, str(clip)]
-        file_times, file_cpu, output = run_times(command, repeats, env)
+        timed = interleaved({"help": command_run([*translate, "--help"], env), "file": command_run(command, env)},
+                            repeats)
     return dict(
-        help_s=statistics.median(help_times), help_times=help_times, help_cpu_s=statistics.median(help_cpu),
-        file_s=statistics.median(file_times), file_times=file_times, file_cpu_s=statistics.median(file_cpu),
+        help_s=timed["help"].wall_s, help_times=timed["help"].wall, help_cpu_s=timed["help"].cpu_s,
+        file_s=timed["file"].wall_s, file_times=timed["file"].wall, file_cpu_s=timed["file"].cpu_s,
         model="demo" if model == DEMO_ZIP else ("random demo-size" if search else str(model)),
-        output=output, threads=threads, repeats=repeats,
+        output=timed["file"].last, threads=threads, repeats=repeats,
     )
 
 

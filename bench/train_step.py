@@ -9,13 +9,13 @@ gradients then dropped; no optimizer. Batches hold 4 utterances of equal length
 ``models.train_batch``).
 
 Time: for each length, the models take turns (ours, ours none, peer, limit),
-one warm-up round, then the median of ``--repeats`` rounds, so a busy machine
-slows them alike. Both the wall time and the CPU time of the process
-(``time.process_time``) are kept: with one thread the CPU time is what the step
+one warm-up round, then the median of ``--repeats`` rounds (``timing.interleaved``),
+so a busy machine slows them alike. Both the wall time and the CPU time of the
+process are kept: with one thread the CPU time is what the step
 costs on a core of its own, whatever else runs on the machine. Ours' CTC head gets the blank bias that compresses to
 ``--target_ratio`` (calibrated once, ``models.calibrate_blank_bias``); the ratio
 it reaches in each step (dropout changes it a little) is reported, and the
-limit keeps the ratio ours reached in the warm-up round of the same length.
+limit keeps the ratio ours reaches on the same batch (``models.compression_ratio``).
 
 Peak memory: the high-water mark of the resident set (Linux ``VmHWM``, reset
 through ``/proc/self/clear_refs`` after a warm-up step) during the second step,
@@ -31,19 +31,20 @@ the peer's operations at the same efficiency takes 0.6 of its time.
 """
 
 import argparse
+import functools
 import json
 import os
 import re
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 import models
+from timing import interleaved
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
@@ -71,28 +72,15 @@ def time_steps(
 
 def _time_length(built: dict[str, torch.nn.Module], seconds: float, threads: int, repeats: int) -> list[dict]:
     batch = models.train_batch(seconds)
-    times: dict[str, list[float]] = {name: [] for name in built}
-    cpu_times: dict[str, list[float]] = {name: [] for name in built}
-    ratios: list[float] = []
-    for round_ in range(1 + repeats):
-        for name, model in built.items():
-            start, cpu_start = time.perf_counter(), time.process_time()
-            stats = step(model, batch)
-            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-            if name == "ours":
-                ratios.append(stats["compression_ratio"])
-                if "limit" in built and round_ == 0:
-                    built["limit"].encoder.ratio = stats["compression_ratio"]
-            if round_ > 0:
-                times[name].append(elapsed)
-                cpu_times[name].append(cpu)
+    if "ours" in built and "limit" in built:
+        built["limit"].encoder.ratio = models.compression_ratio(built["ours"], batch)
+    timed = interleaved({name: functools.partial(step, model, batch) for name, model in built.items()}, repeats)
     rows = []
-    for name in built:
-        row = dict(model=name, seconds=seconds, threads=threads, step_s=statistics.median(times[name]),
-                   cpu_s=statistics.median(cpu_times[name]), times=times[name], cpu_times=cpu_times[name],
-                   parameters=models.parameters(built[name]))
+    for name, result in timed.items():
+        row = dict(model=name, seconds=seconds, threads=threads, step_s=result.wall_s, cpu_s=result.cpu_s,
+                   times=result.wall, cpu_times=result.cpu, parameters=models.parameters(built[name]))
         if name == "ours":
-            row["compression_ratio"] = statistics.median(ratios)
+            row["compression_ratio"] = statistics.median(stats["compression_ratio"] for stats in result.outputs)
         if name == "limit":
             row["compression_ratio"] = built["limit"].encoder.ratio
         rows.append(row)

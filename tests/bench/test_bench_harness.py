@@ -103,3 +103,42 @@ def test_padding_measure_sees_a_leak_and_its_absence(bench_padding):
 
     leaky = bench_padding.padding_error(Stock().eval(), features, encoder_only=True)
     assert leaky["lengths_differ"] > 0 or leaky["max_abs_diff"] > 1e-3
+
+
+@pytest.fixture(scope="module")
+def bench_timing():
+    """``bench/timing.py`` by path, as :func:`bench_models`."""
+    spec = importlib.util.spec_from_file_location("bench_timing", BENCH / "timing.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_interleaved_takes_turns_and_times_only_after_the_warm_up(bench_timing):
+    calls = []
+
+    def run(name: str):
+        return lambda: calls.append(name) or len(calls)
+
+    syncs = []
+    timed = bench_timing.interleaved({"a": run("a"), "b": run("b")}, repeats=3, warmup=2,
+                                     synchronize=lambda: syncs.append(len(calls)))
+    assert calls == ["a", "b"] * 5
+    assert timed["a"].outputs == [1, 3, 5, 7, 9] and timed["b"].last == 10
+    assert len(timed["a"].wall) == len(timed["a"].cpu) == 3
+    assert syncs == [n for k in range(10) for n in (k, k + 1)]  # around every call
+    with pytest.raises(ValueError, match="repeats"):
+        bench_timing.interleaved({"a": run("a")}, repeats=0)
+
+
+def test_interleaved_counts_waiting_as_wall_time_and_children_as_cpu_time(bench_timing):
+    import subprocess
+    import sys
+    import time
+
+    timed = bench_timing.interleaved({
+        "sleep": lambda: time.sleep(0.05),
+        "child": lambda: subprocess.run([sys.executable, "-c", "sum(range(2_000_000))"], check=True),
+    }, repeats=1)
+    assert timed["sleep"].wall_s >= 0.05 > timed["sleep"].cpu_s
+    assert timed["child"].cpu_s > 0.01  # the child's interpreter start and loop, not this process's wait
