@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import yaml
 
+from espnet2_ext.fileio.yaml_file import yaml_problem
+
 
 class SegmentListError(ValueError):
     """A malformed segment list or text file; the message names the file and line."""
@@ -95,12 +97,8 @@ def _parse_item(path: Path, line: int, text: str) -> object:
     """The value of the one-item list ``text``, with errors placed at their line in ``path``."""
     try:
         items = yaml.load(text, Loader=yaml.CSafeLoader)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = line + (mark.line if mark else 0)
-        raise SegmentListError(f"{path}:{where}: malformed YAML: {err.problem or err.context}") from None
     except yaml.YAMLError as err:
-        raise SegmentListError(f"{path}:{line}: malformed YAML: {err}") from None
+        raise SegmentListError(yaml_problem(path, text, err, first_line=line)) from None
     if not isinstance(items, list) or len(items) != 1:
         raise SegmentListError(f"{path}:{line}: expected one list item '- {{...}}', got {text!r}")
     return items[0]

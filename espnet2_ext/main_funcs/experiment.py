@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from espnet2.train.reporter import Reporter
 
 from espnet2_ext.fileio.atomic import write_text_atomically
+from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
 
 AVERAGED_JSON = "averaged.json"
 RESULT_JSON = "result.json"
@@ -188,12 +188,9 @@ def read_config(exp_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        config = yaml.safe_load(_read_text(path))
-    except yaml.YAMLError as err:
-        raise ExperimentError(f"{path}: not YAML: {err}") from None
-    if not isinstance(config, dict):
-        raise ExperimentError(f"{path}: expected a YAML mapping")
-    return config
+        return read_yaml_mapping(path)
+    except YamlFileError as err:
+        raise ExperimentError(str(err)) from None
 
 
 def read_num_params(exp_dir: Path) -> int | None:

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet2_ext.fileio.fairseq_checkpoint import (
@@ -46,7 +45,7 @@ from espnet2_ext.fileio.fairseq_checkpoint import (
     read_fairseq_checkpoint,
     read_fairseq_dictionary,
 )
-from espnet2_ext.fileio.text_position import not_utf8_file
+from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
 from espnet2_ext.main_funcs.model_packing import pack_model
 from espnet2_ext.tasks.model_building import ModelLoadError, load_st_model
 
@@ -189,13 +188,9 @@ def data_settings(config_path: Path) -> dict[str, Any]:
     if not config_path.is_file():
         raise FBKImportError(f"data config {config_path} not found")
     try:
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise FBKImportError(not_utf8_file(config_path)) from None
-    except yaml.YAMLError as err:
-        raise FBKImportError(f"{config_path} is not readable YAML: {' '.join(str(err).split())}") from None
-    if not isinstance(config, dict):
-        raise FBKImportError(f"{config_path} is not a fairseq data config (a YAML mapping)")
+        config = read_yaml_mapping(config_path)
+    except YamlFileError as err:
+        raise FBKImportError(f"{err} (not a fairseq data config)") from None
     transforms = config.get("transforms") or {}
     evaluation = transforms.get("_eval", transforms.get("*", [])) if isinstance(transforms, dict) else None
     if evaluation not in ([], ["utterance_cmvn"]):

@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from espnet2_ext.fileio.text_position import not_utf8
+from espnet2_ext.fileio.yaml_file import YamlFileError, parse_yaml_mapping
 
 PROJECT = "mustc-conformer-ctc"
 # meta.yaml key holding the version of this project that packed the archive.
@@ -263,27 +261,9 @@ def _read_meta(source: Path, text: bytes | None) -> dict[str, Any]:
 
 def _yaml_mapping(source: Path, name: str, text: bytes) -> dict[str, Any]:
     try:
-        content = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ModelArchiveError(f"{source}: {_yaml_problem(name, text, err)}") from None
-    if not isinstance(content, dict):
-        raise ModelArchiveError(f"{source}: {name} is not a mapping")
-    return content
-
-
-def _yaml_problem(name: str, text: bytes, err: yaml.YAMLError) -> str:
-    """One line saying where member ``name`` stops being YAML: ``name:line[:column]`` and why
-    (PyYAML's own message spans lines, and places a bad byte by offset only)."""
-    if isinstance(err, yaml.reader.ReaderError):
-        if err.encoding == "unicode":  # a character YAML refuses; the position counts characters
-            line = text.decode("utf-8")[: err.position].count("\n") + 1
-            return f"{name}:{line}: not valid YAML: character #x{err.character:04x}: {err.reason}"
-        return not_utf8(name, text)
-    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
-        mark = err.problem_mark
-        problem = f"{err.context}: {err.problem}" if err.context else err.problem
-        return f"{name}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {problem}"
-    return f"{name} is not valid YAML: {' '.join(str(err).split())}"
+        return parse_yaml_mapping(text, name)
+    except YamlFileError as err:
+        raise ModelArchiveError(f"{source}: {err}") from None
 
 
 def _check_version(source: Path, packed: Any) -> None:

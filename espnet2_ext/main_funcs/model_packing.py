@@ -36,6 +36,7 @@ from espnet2.main_funcs.pack_funcs import pack
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet2_ext.fileio.atomic import atomic_path
+from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
 from espnet2_ext.main_funcs.model_archive import (
     META_KEY,
     REFERENCED_KEYS,
@@ -56,11 +57,10 @@ class PackError(Exception):
 def read_config(path: Path) -> dict:
     if not path.is_file():
         raise PackError(f"training config {path} not found")
-    with path.open(encoding="utf-8") as stream:
-        config = yaml.safe_load(stream)
-    if not isinstance(config, dict):
-        raise PackError(f"{path} is not a YAML mapping: not a config.yaml written by ESPnet")
-    return config
+    try:
+        return read_yaml_mapping(path)
+    except YamlFileError as err:
+        raise PackError(f"{err} (not a config.yaml written by ESPnet)") from None
 
 
 def referenced_files(config: dict, config_path: Path) -> dict[ConfigKey, Path]:

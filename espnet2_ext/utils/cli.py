@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 import yaml
 from espnet2.utils import config_argparse
 
-from espnet2_ext.fileio.text_position import not_utf8_file
+from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
 
 Main = Callable[[Sequence[str] | None], int | None]
 
@@ -83,15 +83,11 @@ class ArgumentParser(config_argparse.ArgumentParser):
         if not path.is_file():
             raise CommandError(f"no such config file {path}")
         try:
-            node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-        except UnicodeDecodeError:
-            raise CommandError(not_utf8_file(path)) from None
-        except yaml.YAMLError as err:
-            raise CommandError(f"{path}: malformed YAML: {err}") from None
-        if not isinstance(node, yaml.MappingNode):
-            raise CommandError(f"{path}: expected a mapping of option: value")
+            values = read_yaml_mapping(path)
+        except YamlFileError as err:
+            raise CommandError(str(err)) from None
+        node = yaml.compose(path.read_bytes(), Loader=yaml.SafeLoader)  # read above: here for the keys' lines
         actions = {action.dest: action for action in self._actions if action.dest not in ("help", "config")}
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
         for key, _ in node.value:
             where = f"{path}:{key.start_mark.line + 1}"
             if key.value not in actions:

@@ -14,13 +14,17 @@ from tests.helpers import SMALL_ENCODER, small_encoder, small_model
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-@pytest.fixture(scope="module")
-def bench_models():
-    """``bench/models.py`` by path (bench/ holds scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_models", BENCH / "models.py")
+def bench_module(name: str):
+    """``bench/<name>.py`` by path (bench/ holds scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def bench_models():
+    return bench_module("models")
 
 
 def free_encoder(bench_models, ratio: float):
@@ -107,11 +111,7 @@ def test_padding_measure_sees_a_leak_and_its_absence(bench_padding):
 
 @pytest.fixture(scope="module")
 def bench_timing():
-    """``bench/timing.py`` by path, as :func:`bench_models`."""
-    spec = importlib.util.spec_from_file_location("bench_timing", BENCH / "timing.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("timing")
 
 
 def test_interleaved_takes_turns_and_times_only_after_the_warm_up(bench_timing):

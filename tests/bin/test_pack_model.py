@@ -111,6 +111,22 @@ def test_missing_config_or_model_is_named(tiny_exps, tmp_path, capsys, missing, 
     assert not (tmp_path / "model.zip").exists()
 
 
+def test_broken_config_is_one_line_placing_the_problem(tiny_exps, tmp_path, capsys):
+    """A config.yaml cut mid-way (a full disk during training): where it breaks, not a traceback."""
+    exp = tmp_path / "exp"
+    shutil.copytree(tiny_exps / "exp_abs", exp, symlinks=True)
+    config = exp / "config.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.unlink()  # it may be a symlink into the shared fixture
+    config.write_text(text + "optim_conf: {lr: [0.002\n", encoding="utf-8")
+    code, _, err = run(capsys, "--exp_dir", str(exp), "--model_file", str(exp / "1epoch.pth"),
+                       "--outpath", str(tmp_path / "model.zip"))
+    line = text.count("\n") + 2
+    assert code == 1 and err.startswith(f"ERROR: {config}:{line}:1: not valid YAML: "), err
+    assert err.rstrip().endswith("(not a config.yaml written by ESPnet)") and err.count("\n") == 1
+    assert not (tmp_path / "model.zip").exists()
+
+
 def test_failure_while_writing_keeps_the_previous_zip_and_no_temporaries(tiny_exps, tmp_path, capsys, monkeypatch):
     out_dir = tmp_path / "packed"
     out_dir.mkdir()

@@ -396,7 +396,7 @@ def min_above_max(root: Path) -> list[str]:
         (missing_split, ["no split dir data/tst-COMMON"]),
         (missing_wav, ["missing wav", "ted_2.wav", "dev.yaml entry 1"]),
         (unreadable_wav, ["cannot read wav", "ted_1.wav", "train.yaml entry 4"]),
-        (malformed_yaml, ["train.yaml:3:", "malformed YAML"]),
+        (malformed_yaml, ["train.yaml:3:", "not valid YAML"]),
         (yaml_entry_without_offset, ["train.yaml: entry 2", "missing key(s) offset"]),
         (yaml_entry_with_text_duration, ["train.yaml: entry 5", "duration must be a number"]),
         (line_counts_disagree, ["train.yaml: 6 entries", "train.en: 6 lines", "train.de: 2 lines"]),

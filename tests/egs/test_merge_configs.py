@@ -41,5 +41,5 @@ def test_malformed_override_is_one_line_and_writes_nothing(tmp_path):
         cwd=RECIPE, capture_output=True, text=True,
     )
     assert result.returncode == 1
-    assert result.stderr.startswith(f"ERROR: {override}: malformed YAML") and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"ERROR: {override}:2:1: not valid YAML") and "Traceback" not in result.stderr
     assert not out.parent.exists()

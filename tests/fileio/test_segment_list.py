@@ -42,8 +42,8 @@ def test_multi_line_entries_comments_and_markers(tmp_path: Path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (ENTRY.format(d=1, o=0) * 2 + "- {duration: 1.0, offset: [0.5, wav: a.wav}\n", r":3: malformed YAML"),
-        (ENTRY.format(d=1, o=0) + "- {duration: 1.0,\n   offset: [0.5, wav: a.wav}\n", r":3: malformed YAML"),
+        (ENTRY.format(d=1, o=0) * 2 + "- {duration: 1.0, offset: [0.5, wav: a.wav}\n", r":3:43: not valid YAML"),
+        (ENTRY.format(d=1, o=0) + "- {duration: 1.0,\n   offset: [0.5, wav: a.wav}\n", r":3:28: not valid YAML"),
         ("duration: 1.0\n", r":1: expected a YAML list of segments"),
         ("[{duration: 1.0, offset: 0, wav: a.wav}]\n", r":1: expected a YAML list of segments"),
         (ENTRY.format(d=1, o=0) + "-5\n", r":2: expected one list item"),

@@ -114,8 +114,8 @@ def test_config_sets_options_and_a_required_one_may_come_from_it(tmp_path):
         ("data_dir: d\nmax_frame: 10\n", "conf.yaml:2: unknown key 'max_frame'; expected one of: data_dir, max_frames, mode"),
         ("data_dir: d\nmax_frames: lots\n", "conf.yaml:2: max_frames: invalid value 'lots'"),
         ("data_dir: d\nmode: best\n", "conf.yaml:2: mode: 'best' is not one of around, nbest"),
-        ("[data_dir, d]\n", "conf.yaml: expected a mapping of option: value"),
-        ("data_dir: [d\n", "conf.yaml: malformed YAML"),
+        ("[data_dir, d]\n", "conf.yaml: expected a YAML mapping of key: value, found a list"),
+        ("data_dir: [d\n", "conf.yaml:2:1: not valid YAML: while parsing a flow sequence"),
     ],
     ids=["unknown key", "bad type", "bad choice", "not a mapping", "malformed"],
 )

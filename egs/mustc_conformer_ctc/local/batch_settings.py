@@ -19,8 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
 
+from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
 from espnet2_ext.utils.cli import ArgumentParser, CommandError, command
 
 REQUIRED = ("ngpu", "batch_bins", "accum_grad", "num_iters_per_epoch")
@@ -44,11 +44,9 @@ def rescale(config: dict[str, int], ngpu: int) -> dict[str, int]:
 def read_config(path: Path) -> dict[str, int]:
     """The training config's batch keys, each checked to be there."""
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise CommandError(f"no such config file {path}") from None
-    except yaml.YAMLError as err:
-        raise CommandError(f"{path}: malformed YAML: {err}") from None
+        config = read_yaml_mapping(path, empty_ok=True)
+    except YamlFileError as err:
+        raise CommandError(str(err)) from None
     missing = [key for key in REQUIRED if key not in config]
     if missing:
         raise CommandError(f"{path}: missing key(s) {', '.join(missing)} (needed to rescale batches)")

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from espnet2_ext.fileio.atomic import write_text_atomically
+from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
 from espnet2_ext.utils.cli import ArgumentParser, CommandError, check_output_file, command
 
 ESPNET_BOOKKEEPING = ("required", "version", "distributed")
@@ -38,14 +39,9 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 def read_mapping(path: Path) -> dict[str, Any]:
     """A YAML mapping (an empty file is an empty one)."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise CommandError(f"no such config file {path}") from None
-    except yaml.YAMLError as err:
-        raise CommandError(f"{path}: malformed YAML: {err}") from None
-    if not isinstance(document, dict):
-        raise CommandError(f"{path}: expected a YAML mapping")
-    return document
+        return read_yaml_mapping(path, empty_ok=True)
+    except YamlFileError as err:
+        raise CommandError(str(err)) from None
 
 
 def get_parser() -> ArgumentParser:
