@@ -345,7 +345,7 @@ def convert_weights(
 def _training_config(settings: dict[str, Any]) -> dict[str, Any]:
     """A complete ESPnet training config: every default of our task, then ``settings``."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        # ESPnet's whole registry; its g2p tokenizer tries to download NLTK data while importing
+        # ESPnet's whole registry, which prints notices (no flash_attn) on stdout while importing
         from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask
 
     config = vars(STCTCCompressTask.get_parser().parse_args([]))

@@ -1,6 +1,11 @@
 """ESPnet ST task for FBK's CTC-compressing Conformer: our encoder and model choices."""
 
-import argparse
+from espnet2_ext.utils.deferred_imports import defer_import
+
+for _unused_by_our_model in ("g2p_en", "nltk"):  # before ESPnet's registry imports them (NLTK downloads)
+    defer_import(_unused_by_our_model)
+
+import argparse  # noqa: E402 (the deferral above must come first)
 import logging
 from pathlib import Path
 
