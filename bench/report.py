@@ -259,7 +259,8 @@ Other processes may run during the measurements (the load average says how
 busy the machine was). Every comparison therefore interleaves its contestants (one
 step or decoding run of each in turn, a warm-up round, then the median of
 {s['repeats']} rounds), so that a busy period slows all of them alike, and at
-one thread the comparisons use the CPU time of the process (`time.process_time`),
+one thread the comparisons use the CPU time of the process (and of the processes
+it ran: `bench/timing.py`),
 which is what the work costs on a core of its own, with the wall time beside
 it. At 2 threads only wall time means anything, and on 2 cores shared with
 other processes it is mostly waiting: those figures are the least reliable.
