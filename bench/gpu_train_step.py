@@ -97,7 +97,7 @@ def attention_comparison(device: str, batch: int = 20, time_steps: int = 500, re
         a = attention
         q, k, v = a.forward_qkv(q_in, q_in, q_in)
         b, h, t, d = q.shape
-        p = a.linear_pos(positions.table)[positions.rows].view(b, 2 * t + 1, h, d).transpose(1, 2)
+        p = a.linear_pos(positions.table).index_select(0, positions.rows.flatten()).view(b, 2 * t + 1, h, d).transpose(1, 2)
         full = torch.matmul(q + a.pos_bias_v.unsqueeze(1), p.transpose(-2, -1)).contiguous()
         row = t * (2 * t + 1)
         shifted = full.as_strided((b, h, t, t), (h * row, row, 2 * t, 1), full.storage_offset() + 2 * t - 1)

@@ -104,7 +104,11 @@ class FBKRelPositionMultiHeadedAttention(RelPositionMultiHeadedAttention):
         """Self-attention (B, T, D) -> (B, T, D); ``mask`` (B, 1, T) is True on valid keys."""
         q, k, v = self.forward_qkv(query, key, value)  # (B, H, T, d_k)
         batch, heads, time, d_k = q.shape
-        positions = self.linear_pos(pos_emb.table)[pos_emb.rows]  # (B, 2T + 1, D)
+        # index_select, not table[rows]: its backward (index_add) sums each row's gradients
+        # in a fixed order, where advanced indexing's (accumulating index_put) sums them in
+        # whatever order the CPU threads finish: training would not repeat itself (and is
+        # 20x slower on that step)
+        positions = self.linear_pos(pos_emb.table).index_select(0, pos_emb.rows.flatten())  # (B (2T + 1), D)
         positions = positions.view(batch, 2 * time + 1, heads, d_k).transpose(1, 2)
         # FBK divides the summed scores by sqrt(D); dividing the (T, d_k) queries instead
         # is the same up to rounding and spares a pass over the (T, T) scores
