@@ -71,11 +71,13 @@ class FbankDumpError(ValueError):
 class WorkerDied(FbankDumpError):
     """A worker process ended without finishing its chunk (killed by the OOM killer, say)."""
 
-    def __init__(self, worker: multiprocessing.Process) -> None:
+    @classmethod
+    def of(cls, worker: multiprocessing.Process) -> "WorkerDied":
+        """The error naming how ``worker`` ended, once it has (waiting a few seconds at most)."""
         worker.join(timeout=5)
         code = worker.exitcode
         how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-        super().__init__(
+        return cls(
             f"fbank worker {worker.name} (pid {worker.pid}) died ({how}) before finishing its chunk; "
             "finished chunks are kept: run the same command again to resume"
         )
@@ -290,18 +292,18 @@ def dispatch_chunks(workers: dict[Connection, multiprocessing.Process], chunks: 
     signal to stop, once none is left), until all are done; raise the first error or
     the death of a worker that still had a chunk."""
     waiting = iter(chunks)
-    busy: dict[Connection, multiprocessing.Process] = {}
+    busy: set[Connection] = set()
 
     def hand_next(connection: Connection) -> None:
         chunk = next(waiting, None)
         try:
             connection.send(chunk)
         except OSError:  # a broken pipe: the worker is gone
-            raise WorkerDied(workers[connection]) from None
+            raise WorkerDied.of(workers[connection]) from None
         if chunk is None:
-            busy.pop(connection, None)
+            busy.discard(connection)
         else:
-            busy[connection] = workers[connection]
+            busy.add(connection)
 
     for connection in workers:
         hand_next(connection)
@@ -310,7 +312,7 @@ def dispatch_chunks(workers: dict[Connection, multiprocessing.Process], chunks: 
             try:
                 kind, value = connection.recv()
             except (EOFError, OSError):  # closed, or reset with our last message unread
-                raise WorkerDied(busy[connection]) from None
+                raise WorkerDied.of(workers[connection]) from None
             if kind == "error":
                 raise TableError(value)
             if kind == "progress":
