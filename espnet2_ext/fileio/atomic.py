@@ -6,23 +6,30 @@ sees the previous file (or directory) or the complete new one, never a mix.
 
 import os
 import shutil
+import stat
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, parents: bool = True) -> Iterator[Path]:
     """A temporary path beside ``path``, renamed onto it when the block succeeds.
 
-    Readers see the old file or the complete new one. On error the temporary
-    file is removed and ``path`` is left as it was.
+    Readers see the old file or the complete new one. On error (or Ctrl-C) the
+    temporary file is removed and ``path`` is left as it was. A replaced file keeps
+    its permission bits, as an in-place write would. ``parents=False``: a missing
+    directory is an error (``FileNotFoundError`` when the block opens the path),
+    not created.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
+        with suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -19,6 +19,7 @@ import functools
 import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -50,13 +51,16 @@ class ArgumentParser(config_argparse.ArgumentParser):
 
     ``config_option=False`` leaves ``--config`` to the program (``import_fbk``'s
     ``--config`` is FBK's data config, as FBK's instructions spell it).
+
+    Options are matched whole (``allow_abbrev=False``): argparse would take ``--beam``
+    for ``--beam_size``, and a later ``--beam_width`` would turn it into an error.
     """
 
     def __init__(self, *args: Any, config_option: bool = True, **kwargs: Any):
         if config_option:
-            super().__init__(*args, **kwargs)
+            super().__init__(*args, allow_abbrev=False, **kwargs)
         else:  # ESPnet's __init__ only adds --config
-            argparse.ArgumentParser.__init__(self, *args, **kwargs)
+            argparse.ArgumentParser.__init__(self, *args, allow_abbrev=False, **kwargs)
         self.config_option = config_option
 
     def error(self, message: str) -> NoReturn:
@@ -67,7 +71,7 @@ class ArgumentParser(config_argparse.ArgumentParser):
     ) -> tuple[argparse.Namespace, list[str]]:
         if not self.config_option:  # past ESPnet's, which would read --config as options
             return argparse.ArgumentParser.parse_known_args(self, args, namespace)
-        pre = argparse.ArgumentParser(add_help=False)
+        pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
         pre.add_argument("--config")
         config = pre.parse_known_args(args)[0].config
         if config is not None:
@@ -112,17 +116,32 @@ class ArgumentParser(config_argparse.ArgumentParser):
 # --------------------------------------------------------------------------- outputs
 
 
-def check_output_file(path: str | Path, option: str) -> Path:
-    """``path`` as a Path, or :class:`CommandError` when no file could be written there
-    (it is a directory, or its nearest existing ancestor is a file or unwritable).
+def check_output_file(path: str | Path, option: str, *, parents: bool = True) -> Path:
+    """``path`` as a Path, or :class:`CommandError` naming ``option`` when no file could be
+    written there (see :func:`output_file_problem`).
 
     Programs call this before any work, so a typo costs one line, not an hour.
+    ``parents=False`` for a program that will not create the file's directory.
     """
-    path = Path(path)
+    problem = output_file_problem(Path(path), parents=parents)
+    if problem is not None:
+        raise CommandError(f"{option} {problem}")
+    return Path(path)
+
+
+def output_file_problem(path: Path, *, parents: bool = True) -> str | None:
+    """Why no file can be written at ``path`` (a sentence starting with ``path``), or None.
+
+    It is a directory or an existing file we may not write; or its directory cannot
+    hold a new file: under a file, unwritable, on a filesystem such as /proc where
+    none can be created, or (``parents=False``) missing, where by default it may be
+    created.
+    """
     if path.is_dir():
-        raise CommandError(f"{option} {path} is a directory; expected a file to write")
-    _check_creatable(path.parent, option, path)
-    return path
+        return f"{path} is a directory; expected a file to write"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} exists and is not writable"
+    return _creatable_problem(path.parent, path, parents)
 
 
 def check_output_dir(path: str | Path, option: str) -> Path:
@@ -130,19 +149,42 @@ def check_output_dir(path: str | Path, option: str) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise CommandError(f"{option} {path} exists and is not a directory")
-    _check_creatable(path, option, path)
+    problem = _creatable_problem(path, path, parents=True)
+    if problem is not None:
+        raise CommandError(f"{option} {problem}")
     return path
 
 
-def _check_creatable(directory: Path, option: str, path: Path) -> None:
-    """``directory`` exists writable, or can be created: its nearest existing ancestor is a writable dir."""
-    existing = Path(os.path.abspath(directory))
+def _creatable_problem(directory: Path, path: Path, parents: bool) -> str | None:
+    """None when ``directory`` exists and takes new files, or (``parents``) its nearest
+    existing ancestor takes new directories; else why not, as ``"<path>: ..."``."""
+    wanted = Path(os.path.abspath(directory))
+    existing = wanted
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise CommandError(f"{option} {path}: {existing} is a file, not a directory")
+        return f"{path}: {existing} is a file, not a directory"
+    if existing != wanted and not parents:
+        return f"{path}: directory {directory} does not exist"
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise CommandError(f"{option} {path}: {existing} is not writable")
+        return f"{path}: {existing} is not writable"
+    return _probe(existing, path, directories=existing != wanted)
+
+
+def _probe(directory: Path, path: Path, directories: bool) -> str | None:
+    """Create and remove a file (a directory) in ``directory``: the only test that holds for
+    root (whom ``os.access`` lets write anywhere) and for /proc, /sys or read-only mounts."""
+    try:
+        if directories:
+            os.rmdir(tempfile.mkdtemp(prefix=".write-probe-", dir=directory))
+        else:
+            fd, name = tempfile.mkstemp(prefix=".write-probe-", dir=directory)
+            os.close(fd)
+            os.unlink(name)
+    except OSError as err:
+        what = "directories" if directories else "files"
+        return f"{path}: cannot create {what} in {directory} ({err.strerror})"
+    return None
 
 
 class Interrupted(KeyboardInterrupt):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from espnet2_ext.fileio.atomic import atomic_dir, write_lines_atomically, write_text_atomically
+from espnet2_ext.fileio.atomic import atomic_dir, atomic_path, write_lines_atomically, write_text_atomically
 
 
 def test_write_text_atomically_replaces_the_file(tmp_path: Path):
@@ -52,3 +52,18 @@ def test_write_lines_atomically_ends_every_line(tmp_path: Path):
     write_lines_atomically(path, (f"utt{i} word" for i in range(3)))
     assert path.read_bytes() == b"utt0 word\nutt1 word\nutt2 word\n"
     assert [p.name for p in tmp_path.iterdir()] == ["text"]
+
+
+def test_atomic_path_keeps_the_replaced_file_s_permissions(tmp_path: Path):
+    path = tmp_path / "a.txt"
+    path.write_text("old")
+    path.chmod(0o600)
+    write_text_atomically(path, "new")
+    assert path.read_text() == "new" and path.stat().st_mode & 0o777 == 0o600
+
+
+def test_atomic_path_without_parents_does_not_create_the_directory(tmp_path: Path):
+    with pytest.raises(FileNotFoundError):
+        with atomic_path(tmp_path / "no" / "a.txt", parents=False) as tmp:
+            tmp.write_text("new")
+    assert list(tmp_path.iterdir()) == []

@@ -163,3 +163,33 @@ def test_creatable_outputs_pass_and_nothing_is_created(tmp_path):
     assert check_output_file(tmp_path / "a" / "b.txt", "--out") == tmp_path / "a" / "b.txt"
     assert check_output_dir(tmp_path / "c" / "d", "--out_dir") == tmp_path / "c" / "d"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_where_no_file_can_be_created_is_refused_even_for_root():
+    with pytest.raises(CommandError, match=r"^--out /proc/nope/model.zip: cannot create directories in /proc \("):
+        check_output_file("/proc/nope/model.zip", "--out")
+    with pytest.raises(CommandError, match=r"^--out_dir /proc/nope: cannot create directories in /proc \("):
+        check_output_dir("/proc/nope", "--out_dir")
+
+
+def test_without_parents_a_missing_directory_is_refused(tmp_path):
+    with pytest.raises(CommandError, match=f"^--out {tmp_path}/a/b.txt: directory {tmp_path}/a does not exist$"):
+        check_output_file(tmp_path / "a" / "b.txt", "--out", parents=False)
+    assert check_output_file(tmp_path / "b.txt", "--out", parents=False) == tmp_path / "b.txt"
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- abbreviations
+
+
+def test_options_are_never_abbreviated(tmp_path):
+    parser = ArgumentParser(prog="tool")
+    parser.add_argument("--beam_size", type=int, default=5)
+    with pytest.raises(CommandError, match="unrecognized arguments: --beam 3"):
+        parser.parse_args(["--beam", "3"])
+    config = tmp_path / "conf.yaml"
+    config.write_text("beam_size: 7\n")
+    with pytest.raises(CommandError, match=f"unrecognized arguments: --conf {config}"):
+        parser.parse_args(["--conf", str(config)])  # nor is --config
+    assert parser.parse_args(["--config", str(config)]).beam_size == 7
+    assert ArgumentParser(prog="tool", config_option=False).allow_abbrev is False
