@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from espnet2_ext.main_funcs.fbk_import import FBKImportError, import_fbk
-from espnet2_ext.utils.cli import ArgumentParser, command
+from espnet2_ext.utils.cli import ArgumentParser, check_output_file, command
 
 FILES = (
     ("checkpoint", "FBK-fairseq checkpoint (ckp.pt)"),
@@ -43,6 +43,7 @@ def get_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    check_output_file(args.out, "--out")  # before the minutes an import of a full-size model takes
     out = import_fbk(**{name: Path(getattr(args, name)) for name, _ in FILES})
     print(f"wrote {out}")
 

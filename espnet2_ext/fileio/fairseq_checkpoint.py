@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from espnet2_ext.fileio.input_file import not_a_file
 from espnet2_ext.fileio.text_position import not_utf8_file
 
 # Modules whose objects are only data to us: never imported, never called.
@@ -38,7 +39,9 @@ _ALLOWED_GLOBALS = {
     ("torch", "Size"): torch.Size,
     ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
 }
+# numpy's classes and rebuild functions an array or scalar pickles with, and their modules.
 _NUMPY_GLOBALS = {"scalar", "_reconstruct", "dtype", "ndarray"}
+_NUMPY_MODULES = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray", "numpy.dtypes")
 
 
 class FairseqCheckpointError(Exception):
@@ -77,7 +80,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _inert_class(module, name)
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
-        if module.split(".")[0] == "numpy" and (name in _NUMPY_GLOBALS or module == "numpy.dtypes"):
+        # Protocol 4 resolves a dotted name attribute by attribute (``_add_dtype_helper.__builtins__.get``
+        # is ``eval``): only plain names, each one a numpy data type or rebuild function.
+        if module in _NUMPY_MODULES and name.isidentifier() and (
+            name in _NUMPY_GLOBALS or (module == "numpy.dtypes" and name.endswith("DType"))
+        ):
             return super().find_class(module, name)
         raise _Refused(f"it names {module}.{name}, which a checkpoint has no reason to")
 
@@ -118,8 +125,9 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
             outside the allowed data types, or no model and arguments in it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FairseqCheckpointError(f"checkpoint {path} not found")
+    problem = not_a_file(path, "checkpoint", "an FBK-fairseq checkpoint file (ckp.pt)")
+    if problem:
+        raise FairseqCheckpointError(problem)
     try:
         with path.open("rb") as stream:
             checkpoint = torch.load(stream, map_location="cpu", pickle_module=_RestrictedPickle, weights_only=False)
@@ -153,8 +161,9 @@ def read_fairseq_dictionary(path: str | Path) -> list[str]:
     (fairseq's ``Dictionary.add_from_file``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FairseqCheckpointError(f"dictionary {path} not found")
+    problem = not_a_file(path, "dictionary", "a fairseq dictionary file (dict.txt)")
+    if problem:
+        raise FairseqCheckpointError(problem)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:

@@ -55,8 +55,9 @@ from espnet2_ext.utils.fbank import (
     NUM_MEL_BINS,
     SAMPLE_RATE,
     compute_fbank,
-    mix_to_mono,
 )
+from espnet2_ext.utils.progress import progress_bar
+from espnet2_ext.utils.waveform import mix_to_mono
 
 CHUNK_SECONDS = 3600.0
 MIN_CHUNKS = 32
@@ -379,7 +380,8 @@ def dump_fbank(data_dir: Path, out_dir: Path, nj: int, min_frames: int, max_fram
                  len(chunks), len(chunks) - len(todo), min(nj, len(todo)))
     started = time.perf_counter()
     try:
-        with tqdm(total=total, initial=total - sum(len(c.utt_ids) for c in todo), unit="utt", desc="fbank") as bar:
+        initial = total - sum(len(c.utt_ids) for c in todo)
+        with progress_bar(total=total, initial=initial, unit="utt", desc="fbank") as bar:
             run_chunks(todo, nj, bar)
     finally:
         remove_stale_files(split_dir, len(chunks))

@@ -26,8 +26,6 @@ any batch size, which is how these models decode here.
 """
 
 import argparse
-import contextlib
-import io
 import logging
 import re
 import shutil
@@ -45,6 +43,7 @@ from espnet2_ext.fileio.fairseq_checkpoint import (
     read_fairseq_checkpoint,
     read_fairseq_dictionary,
 )
+from espnet2_ext.fileio.input_file import not_a_file
 from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
 from espnet2_ext.main_funcs.model_packing import pack_model
 from espnet2_ext.tasks.model_building import ModelLoadError, load_st_model
@@ -185,8 +184,9 @@ def model_settings(args: dict[str, Any]) -> dict[str, Any]:
 
 def data_settings(config_path: Path) -> dict[str, Any]:
     """Our normalisation and SpecAugment keys for FBK's data ``config.yaml``."""
-    if not config_path.is_file():
-        raise FBKImportError(f"data config {config_path} not found")
+    problem = not_a_file(config_path, "data config", "FBK's data config file (config.yaml)")
+    if problem:
+        raise FBKImportError(problem)
     try:
         config = read_yaml_mapping(config_path)
     except YamlFileError as err:
@@ -344,9 +344,7 @@ def convert_weights(
 
 def _training_config(settings: dict[str, Any]) -> dict[str, Any]:
     """A complete ESPnet training config: every default of our task, then ``settings``."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        # ESPnet's whole registry, which prints notices (no flash_attn) on stdout while importing
-        from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask
+    from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask  # ESPnet's whole registry: only when needed
 
     config = vars(STCTCCompressTask.get_parser().parse_args([]))
     config.update(settings)
@@ -378,8 +376,9 @@ def import_fbk(
     except FairseqCheckpointError as err:
         raise FBKImportError(str(err)) from None
     for spm, what in ((tgt_spm, "target"), (src_spm, "source")):
-        if not Path(spm).is_file():
-            raise FBKImportError(f"{what} SentencePiece model {spm} not found")
+        problem = not_a_file(Path(spm), f"{what} SentencePiece model", "a SentencePiece model file (.model)")
+        if problem:
+            raise FBKImportError(problem)
     _check_entries(tgt_entries, TARGET_SPECIALS, Path(tgt_dict))
     _check_entries(src_entries, SOURCE_SPECIALS, Path(src_dict))
     args = fbk_args(fbk["args"], checkpoint)

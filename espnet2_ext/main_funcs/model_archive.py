@@ -10,6 +10,11 @@ A zip is extracted once into a cache directory keyed by its SHA-256 (extracted
 under a temporary name, then renamed, so a killed extraction is never reused);
 zipfile checks every member's CRC while extracting, which catches corrupt
 members. A directory (``unzip model.zip``, or ESPnet's ``unpack``) is used in place.
+
+Weights are only read when the model is built. Weights torch cannot load (a truncated
+member, or a pickle ``weights_only`` refuses because it would run code) are reported
+by :meth:`PackedModel.unreadable_weights`, naming the zip and the member, not the
+cache, and removing the zip's extraction so a retry extracts it again.
 """
 
 from __future__ import annotations
@@ -48,12 +53,35 @@ class ModelArchiveError(Exception):
 
 @dataclass(frozen=True)
 class PackedModel:
-    """An opened archive: its training config (file paths resolved), weights and meta data."""
+    """An opened archive: its training config (file paths resolved), weights and meta data.
+
+    ``model_member`` is the weights' name in the archive (``meta.yaml``'s
+    ``files.st_model_file``); ``extraction`` is the zip's extraction in our cache, None
+    for a directory used in place (the user's own files, never removed).
+    """
 
     source: Path
     config: dict[str, Any]
     model_file: Path
     meta: dict[str, Any]
+    model_member: str
+    extraction: Path | None
+
+    def unreadable_weights(self, reason: str) -> ModelArchiveError:
+        """The error for weights torch could not load (``reason``: torch's, on one line),
+        naming the archive and the member rather than the cache path.
+
+        A zip's cached extraction is discarded first, so a retry extracts it afresh;
+        if it cannot be removed (a read-only cache), the message says to remove it.
+        """
+        if self.extraction is None:
+            return ModelArchiveError(f"{self.model_file}: not a readable PyTorch weights file ({reason})")
+        message = f"{self.source}: member {self.model_member}: not a readable PyTorch weights file ({reason})"
+        try:
+            discard_extraction(self.extraction)
+        except OSError as err:
+            message += f"; remove its extraction {self.extraction} ({err.strerror or err}) before retrying"
+        return ModelArchiveError(message)
 
 
 def installed_version() -> str:
@@ -106,13 +134,13 @@ def open_model(path: str | Path, cache_dir: str | Path | None = None) -> PackedM
     path = Path(path)
     if path.is_dir():
         meta, config, model_name = _check(path, _DirectoryMembers(path), "directory")
-        return _resolve(path, path, meta, config, model_name)
+        return _resolve(path, path, meta, config, model_name, extraction=None)
     if not path.is_file():
         raise ModelArchiveError(f"model {path} not found")
     with _open_zip(path) as archive:
         meta, config, model_name = _check(path, _ZipMembers(archive), "archive")
     root = extract(path, Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    return _resolve(root, path, meta, config, model_name)
+    return _resolve(root, path, meta, config, model_name, extraction=root)
 
 
 class _ZipMembers:
@@ -163,7 +191,9 @@ def _check(
     return meta, config, model_name
 
 
-def _resolve(root: Path, source: Path, meta: dict[str, Any], config: dict[str, Any], model_name: str) -> PackedModel:
+def _resolve(
+    root: Path, source: Path, meta: dict[str, Any], config: dict[str, Any], model_name: str, extraction: Path | None
+) -> PackedModel:
     """Point the checked config's file references at the files under ``root``.
 
     The files are checked to be there, because a cached extraction could have lost some since.
@@ -175,7 +205,14 @@ def _resolve(root: Path, source: Path, meta: dict[str, Any], config: dict[str, A
     for keys, value in _references(config).items():
         parent = lookup(config, keys[:-1]) if len(keys) > 1 else config
         parent[keys[-1]] = str(files.path(value))
-    return PackedModel(source=source, config=config, model_file=files.path(model_name), meta=meta)
+    return PackedModel(
+        source=source,
+        config=config,
+        model_file=files.path(model_name),
+        meta=meta,
+        model_member=model_name,
+        extraction=extraction,
+    )
 
 
 def extract(zip_path: Path, cache_dir: Path) -> Path:
@@ -210,6 +247,22 @@ def extract(zip_path: Path, cache_dir: Path) -> Path:
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def discard_extraction(target: Path) -> None:
+    """Remove an extraction from the cache: renamed to a hidden name first, so a
+    concurrent :func:`extract` sees it whole or not at all, then deleted.
+
+    Raises:
+        OSError: it could not be renamed (a read-only cache); it is then left as it was.
+    """
+    doomed = Path(tempfile.mkdtemp(prefix=f".{target.name}.discarded.", dir=target.parent))
+    try:
+        target.rename(doomed)  # onto the empty directory, which POSIX's rename replaces
+    except FileNotFoundError:  # already discarded by a concurrent run
+        pass
+    finally:
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _cache_error(zip_path: Path, cache_dir: Path, err: OSError) -> ModelArchiveError:

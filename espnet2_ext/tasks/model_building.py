@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import pickle
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -39,6 +40,32 @@ ClassResolver = Callable[[str, str], type]
 
 class ModelLoadError(ValueError):
     """A config or weights that do not give a model; the message says which and why."""
+
+
+class UnreadableWeightsError(ModelLoadError):
+    """A weights file torch cannot load: truncated, corrupt, or refused by ``weights_only``
+    (a pickle that would run code). ``reason`` is torch's reason on one line, for callers
+    that name the file their own way (a model zip names its member)."""
+
+    def __init__(self, model_file: str | Path, reason: str):
+        super().__init__(f"{model_file} is not a readable PyTorch weights file ({reason})")
+        self.model_file = Path(model_file)
+        self.reason = reason
+
+
+def load_failure_reason(err: BaseException) -> str:
+    """torch.load's reason for ``err`` on one line: the first sentence of its first line.
+
+    ``weights_only`` wraps the unpickler's own words (``Unsupported global: GLOBAL
+    posix.system ...``) in paragraphs of advice, the first of which suggests loading
+    with ``weights_only=False``, i.e. running the file's code: its words are taken
+    from the wrapped error instead. The type is kept (a ``KeyError`` reads ``'101'``).
+    """
+    if isinstance(err, pickle.UnpicklingError) and isinstance(err.__context__, pickle.UnpicklingError):
+        err = err.__context__
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    sentence = re.split(r"(?<=\.)\s", lines[0], maxsplit=1)[0].rstrip(".") if lines else ""
+    return f"{type(err).__name__}: {sentence}" if sentence else type(err).__name__
 
 
 def lazy_class(kind: str, name: str) -> type:
@@ -100,21 +127,23 @@ def build_st_model(args: argparse.Namespace, resolve: ClassResolver = lazy_class
     )
 
 
-def load_weights(model: torch.nn.Module, model_file: str | Path, device: str = "cpu") -> torch.nn.Module:
-    """Load weights strictly into ``model``.
+def load_weights(model: torch.nn.Module, model_file: str | Path) -> torch.nn.Module:
+    """Load weights strictly into ``model`` (on whatever device it is).
 
     ESPnet loads with ``strict=False``: weights of another architecture would
     leave layers at their random initialisation without a word. Weights are
-    read with ``weights_only=True``, so a model file from elsewhere cannot run code.
+    read with ``weights_only=True``, so a model file from elsewhere cannot run code,
+    and onto the CPU, so a device problem is never mistaken for a bad file.
 
     Raises:
+        UnreadableWeightsError: torch cannot read the file.
         ModelLoadError: the file is not a state dict, or its parameter names or
             shapes differ from the model's.
     """
     try:
-        state = torch.load(model_file, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        raise ModelLoadError(f"{model_file} is not a readable weights file: {err}") from None
+        state = torch.load(model_file, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt bytes make torch's readers raise a dozen types (KeyError, struct.error, ...)
+        raise UnreadableWeightsError(model_file, load_failure_reason(err)) from None
     if not isinstance(state, dict):
         raise ModelLoadError(f"{model_file} holds a {type(state).__name__}, not a state dict")
     expected = model.state_dict()
@@ -147,7 +176,7 @@ def load_st_model(
         model = build_st_model(args, resolve).to(device)
     except (TypeError, KeyError, AttributeError) as err:
         raise ModelLoadError(f"the config does not describe a model: {err}") from None
-    return model if model_file is None else load_weights(model, model_file, device)
+    return model if model_file is None else load_weights(model, model_file)
 
 
 def _preview(names: Sequence[str], count: int = 3) -> str:

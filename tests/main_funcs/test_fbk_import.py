@@ -26,7 +26,8 @@ import pytest
 import torch
 
 from espnet2_ext.inference.speech2translation import Speech2Translation
-from espnet2_ext.main_funcs.fbk_import import import_fbk
+from espnet2_ext.bin import import_fbk as import_fbk_program
+from espnet2_ext.main_funcs.fbk_import import FBKImportError, import_fbk
 from tests.fbk_reference import (
     EOS,
     LANG_TAG,
@@ -315,6 +316,9 @@ def _broken(files: FBKFiles, tmp_path: Path, what: str) -> FBKFiles:
     """A copy of ``files`` with one thing wrong, as a user might hand it over."""
     if what == "missing checkpoint":
         return files._replace(checkpoint=tmp_path / "no_such_ckp.pt")
+    if what == "checkpoint directory":  # FBK's downloads unpack into one
+        (tmp_path / "ckpts").mkdir()
+        return files._replace(checkpoint=tmp_path / "ckpts")
     if what == "not a checkpoint":
         (tmp_path / "ckp.pt").write_bytes(b"this is not a torch checkpoint\n")
         return files._replace(checkpoint=tmp_path / "ckp.pt")
@@ -332,6 +336,7 @@ def _broken(files: FBKFiles, tmp_path: Path, what: str) -> FBKFiles:
 
 @pytest.mark.parametrize("what, message", [
     ("missing checkpoint", "checkpoint .*no_such_ckp.pt not found"),
+    ("checkpoint directory", "checkpoint .*ckpts is a directory; expected an FBK-fairseq checkpoint file"),
     ("not a checkpoint", "ckp.pt is not a readable PyTorch checkpoint"),
     ("dictionary of the wrong size", "has .* rows but the target dictionary gives"),
     ("unknown architecture", "architecture 's2t_transformer_s' is not FBK's Conformer"),
@@ -351,6 +356,34 @@ def test_bad_input_is_one_error_line_and_no_zip(fbk_files, tmp_path, what, messa
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert re.search(message, errors[0]), errors[0]
     assert not out.exists() and not list(tmp_path.glob("*.zip*"))
+
+
+@pytest.mark.parametrize("name, message", [
+    ("checkpoint", "checkpoint {path} is a directory; expected an FBK-fairseq checkpoint file (ckp.pt)"),
+    ("config", "data config {path} is a directory; expected FBK's data config file (config.yaml)"),
+    ("tgt_spm", "target SentencePiece model {path} is a directory; expected a SentencePiece model file"),
+    ("tgt_dict", "dictionary {path} is a directory; expected a fairseq dictionary file (dict.txt)"),
+    ("src_spm", "source SentencePiece model {path} is a directory; expected a SentencePiece model file"),
+    ("src_dict", "dictionary {path} is a directory; expected a fairseq dictionary file (dict.txt)"),
+])
+def test_directory_given_for_an_input_file_is_named_a_directory(fbk_files, tmp_path, name, message):
+    """Not "not found": the path is there, it is just not a file."""
+    given = tmp_path / name
+    given.mkdir()
+    files = fbk_files._replace(**{name: given})
+    with pytest.raises(FBKImportError) as caught:
+        import_fbk(*files[:6], tmp_path / "model.zip")
+    assert str(caught.value).startswith(message.format(path=given)), caught.value
+    assert not list(tmp_path.glob("*.zip*"))
+
+
+def test_output_that_is_a_directory_is_refused_before_any_work(fbk_files, tmp_path, capsys):
+    out = tmp_path / "model.zip"
+    out.mkdir()
+    names = ["checkpoint", "config", "tgt_spm", "tgt_dict", "src_spm", "src_dict"]
+    argv = [*(f"--{name}={path}" for name, path in zip(names, fbk_files[:6])), f"--out={out}"]
+    assert import_fbk_program.main(argv) == 1
+    assert capsys.readouterr().err == f"ERROR: --out {out} is a directory; expected a file to write\n"
 
 
 def test_non_utf8_dictionary_is_placed(tmp_path):

@@ -1,5 +1,10 @@
 """Opening packed models: good archives load, bad ones are named before anything is built."""
 
+import argparse
+import errno
+import io
+import os
+import pickle
 import shutil
 import zipfile
 from pathlib import Path
@@ -13,7 +18,9 @@ from espnet2.main_funcs.pack_funcs import unpack
 
 from espnet2_ext.bin import pack_model, translate
 from espnet2_ext.inference.speech2translation import Speech2Translation
+from espnet2_ext.main_funcs import model_archive
 from espnet2_ext.main_funcs.model_archive import ModelArchiveError, breaking_part, installed_version, open_model
+from espnet2_ext.tasks.model_building import UnreadableWeightsError, load_failure_reason, load_st_model
 
 SEARCH = dict(beam_size=2, no_repeat_ngram_size=0, maxlen_b=8)
 CONFIG = "exp_abs/config.yaml"
@@ -211,3 +218,122 @@ def _without_first_parameter(data: bytes, tmp_path: Path) -> bytes:
     state.pop(next(iter(state)))
     torch.save(state, path)
     return path.read_bytes()
+
+
+# --------------------------------------------------------------------------- weights torch cannot load
+# Speech2Translation.from_pretrained turns the loader's UnreadableWeightsError into
+# PackedModel.unreadable_weights(err.reason); here both halves are called as it calls them.
+
+STATS = "stats/train/feats_stats.npz"
+
+
+class _Planted:
+    """A booby-trapped pickle: loading it unrestricted calls ``os.system``, which touches ``marker``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _truncated(name: str, data: bytes) -> bytes:
+    return data[: len(data) // 2] if name == WEIGHTS else data
+
+
+def _planted_weights(marker: Path):
+    def edit(name: str, data: bytes) -> bytes:
+        if name != WEIGHTS:
+            return data
+        buffer = io.BytesIO()
+        torch.save({"encoder.embed.weight": torch.zeros(2), "trap": _Planted(marker)}, buffer)
+        return buffer.getvalue()
+
+    return edit
+
+
+def _load_error(packed) -> UnreadableWeightsError:
+    """What building the model raises (Speech2Translation builds it with ``load_st_model``)."""
+    with pytest.raises(UnreadableWeightsError) as caught:
+        load_st_model(argparse.Namespace(**packed.config), packed.model_file)
+    return caught.value
+
+
+@pytest.mark.parametrize("case", ["truncated", "planted code"])
+def test_unreadable_weights_in_a_zip_are_one_line_naming_the_member_and_leave_no_cache(zip_path, tmp_path, case):
+    marker = tmp_path / "marker"
+    edit = _truncated if case == "truncated" else _planted_weights(marker)
+    bad = rewrite(zip_path, tmp_path / "bad.zip", edit)
+    cache = tmp_path / "cache"
+    packed = open_model(bad, cache)  # the member itself is intact: extracting succeeds
+    assert packed.extraction is not None and packed.extraction.parent == cache and packed.model_member == WEIGHTS
+
+    error = packed.unreadable_weights(_load_error(packed).reason)
+    expected = {
+        "truncated": "RuntimeError: PytorchStreamReader failed reading zip archive",
+        "planted code": "UnpicklingError: Trying to load unsupported GLOBAL posix.system",
+    }[case]
+    assert str(error).startswith(f"{bad}: member {WEIGHTS}: not a readable PyTorch weights file ({expected}")
+    assert "\n" not in str(error) and str(cache) not in str(error), error
+    assert not marker.exists(), "code planted in the weights ran"
+    assert [p for p in cache.iterdir()] == [], "the extraction is discarded, hidden leftovers too"
+    assert open_model(bad, cache).model_file.is_file(), "a retry extracts again"
+
+
+def test_unreadable_weights_in_a_directory_name_the_file_and_keep_the_directory(zip_path, tmp_path):
+    unzipped = tmp_path / "unzipped"
+    zipfile.ZipFile(rewrite(zip_path, tmp_path / "bad.zip", _truncated)).extractall(unzipped)
+    packed = open_model(unzipped)
+    assert packed.extraction is None
+    error = packed.unreadable_weights(_load_error(packed).reason)
+    assert str(error).startswith(f"{unzipped / WEIGHTS}: not a readable PyTorch weights file (RuntimeError: ")
+    assert (unzipped / WEIGHTS).is_file() and (unzipped / "meta.yaml").is_file(), "the user's files are kept"
+
+
+def test_extraction_that_cannot_be_discarded_is_named(zip_path, tmp_path, monkeypatch):
+    bad = rewrite(zip_path, tmp_path / "bad.zip", _truncated)
+    packed = open_model(bad, tmp_path / "cache")
+
+    def read_only_cache(*args, **kwargs):  # a shared cache we may not write (chmod binds no root)
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(model_archive.tempfile, "mkdtemp", read_only_cache)
+    error = packed.unreadable_weights("RuntimeError: truncated")
+    assert str(error) == (
+        f"{bad}: member {WEIGHTS}: not a readable PyTorch weights file (RuntimeError: truncated); "
+        f"remove its extraction {packed.extraction} (Permission denied) before retrying"
+    )
+    assert packed.model_file.is_file()
+
+
+def test_torch_reason_is_one_line_and_keeps_weights_only_s_words(tmp_path):
+    path, marker = tmp_path / "planted.pth", tmp_path / "marker"
+    torch.save({"trap": _Planted(marker)}, path)
+    with pytest.raises(pickle.UnpicklingError) as caught:
+        torch.load(path, weights_only=True)
+    assert str(caught.value).count("\n") > 3, "torch's text is long: the point of reducing it"
+    reason = load_failure_reason(caught.value)
+    assert reason == "UnpicklingError: Trying to load unsupported GLOBAL posix.system whose module posix is blocked"
+    assert "weights_only=False" not in reason  # torch's advice would run the planted code
+    assert load_failure_reason(EOFError()) == "EOFError"
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # what that advice does: the trap is real
+    assert marker.exists()
+
+
+def test_cmvn_stats_holding_a_pickle_run_no_code(zip_path, tmp_path):
+    """GlobalMVN reads the packed stats with ``np.load``, whose ``allow_pickle`` is False."""
+    marker = tmp_path / "marker"
+
+    def plant(name: str, data: bytes) -> bytes:
+        if name != STATS:
+            return data
+        buffer = io.BytesIO()
+        trap = np.array([_Planted(marker)], dtype=object)
+        np.savez(buffer, count=trap, sum=np.full(80, 1.0), sum_square=np.full(80, 5.0))
+        return buffer.getvalue()
+
+    bad = rewrite(zip_path, tmp_path / "bad.zip", plant)
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        Speech2Translation.from_pretrained(bad, cache_dir=tmp_path / "cache", **SEARCH)
+    assert not marker.exists(), "code planted in the CMVN statistics ran"
