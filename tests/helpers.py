@@ -136,3 +136,63 @@ def decode_dump(exp, dump, out, batch_size: int) -> dict:
         *search,
     ])
     return read_hypotheses(out / "1best_recog/text")
+
+
+# Two talks for talk-level scoring: recording -> its (start, end, reference sentence), in time order.
+TALK_REFERENCES = {
+    "talk_a": [
+        (0.4, 2.8, "Der Vater schreibt heute unsere billigen Bücher."),
+        (3.1, 4.5, "Ich schreibe die Geschichten."),
+        (4.9, 7.5, "Ein Mann trinkt um fünf Uhr die frische Milch."),
+    ],
+    "talk_b": [
+        (1.0, 3.0, "Wir übersetzen Sprache direkt in Text."),
+        (3.2, 5.0, "Die Katze sitzt auf der Matte."),
+        (5.5, 6.5, "Heute regnet es nicht."),
+        (7.0, 9.0, "Das ist ein kleiner Test."),
+    ],
+}
+
+
+def talk_utt_id(recording: str, start: float, end: float) -> str:
+    """MuST-C's utterance ids: recording, then start and end in centiseconds."""
+    return f"{recording}-{round(start * 100):07d}-{round(end * 100):07d}"
+
+
+def write_talk_data_dir(data_dir, talks: dict = TALK_REFERENCES):
+    """``wav.scp``, ``segments`` (listed latest first: talk scoring must sort by time) and
+    ``text.tgt`` of ``talks``, as stage 1 writes a test set; the wavs need not exist."""
+    from pathlib import Path
+
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    utts = [(talk_utt_id(rec, start, end), rec, start, end, text)
+            for rec, sentences in talks.items() for start, end, text in sentences]
+    (data_dir / "wav.scp").write_text("".join(f"{rec} /corpus/wav/{rec}.wav\n" for rec in talks), encoding="utf-8")
+    (data_dir / "segments").write_text(
+        "".join(f"{utt} {rec} {start:.3f} {end:.3f}\n" for utt, rec, start, end, _ in reversed(utts)), encoding="utf-8"
+    )
+    (data_dir / "text.tgt").write_text("".join(f"{u[0]} {u[4]}\n" for u in utts), encoding="utf-8")
+    return data_dir
+
+
+def talk_record(recording: str, segments: list, error: str | None = None) -> dict:
+    """One record of ``translate --format jsonl`` for a talk translated in ``segments``
+    (their translations), or failed with ``error``."""
+    if error is not None:
+        return {"id": recording, "translation": "", "source": "", "nbest": None, "segments": [], "warnings": [],
+                "error": error}
+    spans = [{"start": 2.0 * i, "end": 2.0 * i + 1.5, "translation": text, "source": ""}
+             for i, text in enumerate(segments)]
+    return {"id": recording, "translation": " ".join(t for t in segments if t), "source": "", "nbest": None,
+            "segments": spans, "warnings": [], "error": None}
+
+
+def write_jsonl(path, records: list):
+    """One JSON object per line, as translate writes them."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from espnet2.fileio.read_text import read_2columns_text
 
+from espnet2_ext.fileio.atomic import write_lines_atomically
 from espnet2_ext.fileio.text_position import not_utf8_file
 
 
@@ -47,10 +48,19 @@ def read_text(path: Path) -> dict[str, str]:
         raise TableError(f"{path}: a blank line; every line must be '<id> <text>'") from None
 
 
+def write_text(path: Path, texts: Iterable[tuple[str, str]]) -> None:
+    """``<id> <text>`` lines (the id alone for an empty text) that :func:`read_text` reads
+    back, written atomically; a text must not hold a newline."""
+    write_lines_atomically(path, (f"{utt_id} {text}" if text else utt_id for utt_id, text in texts))
+
+
 def read_wav_scp(path: Path) -> dict[str, str]:
     """Recording id -> wav path (the rest of the line, so paths may contain spaces).
 
-    Kaldi pipes (``cmd |``) are refused: every consumer reads the files with soundfile.
+    Kaldi pipe commands (``<id> sox x.sph -t wav - |``) are refused: every consumer reads
+    the files with soundfile. A refused line is quoted as written (a ``repr`` would show
+    the user escapes and a ``\\n`` they never typed); it holds no newline, so the
+    message stays one line.
     """
     if not path.is_file():
         raise TableError(f"missing file {path}")
@@ -59,10 +69,14 @@ def read_wav_scp(path: Path) -> dict[str, str]:
         fields = line.strip().split(maxsplit=1)
         if not fields:
             continue
+        written = line.rstrip("\n")  # universal newlines: no "\r" either
         if len(fields) != 2 or fields[0] in wavs:
-            raise TableError(f"{path}:{number}: expected '<recording-id> <wav path>' with a new id, got {line!r}")
+            raise TableError(f"{path}:{number}: expected '<recording-id> <wav path>' with a new id, got '{written}'")
         if fields[1].endswith("|"):
-            raise TableError(f"{path}:{number}: Kaldi pipes are not supported, give a file path: {line!r}")
+            raise TableError(
+                f"{path}:{number}: Kaldi pipe commands are not supported: '{written}'; "
+                "convert the audio to files first (run each command once into a .wav file) and list their paths"
+            )
         wavs[fields[0]] = fields[1]
     return wavs
 

@@ -4,6 +4,10 @@
   written by checkpoint averaging, read by the results page and the curves;
 - ``decode_*/<test set>/score/result.json`` and ``result.txt``: one test set's scores
   (:class:`ScoreResult`), written by scoring, read by the results page and the curves;
+- ``decode_*/<test set>/talks/score/result.json`` and ``result.txt``: the same test set
+  translated talk by talk with our own segmentation and re-segmented onto the reference
+  sentences (:class:`ScoreResult` with :class:`TalkSegmentation`), written by talk
+  scoring, read by the results page;
 - ESPnet's own files: the reporter inside ``checkpoint.pth``, ``config.yaml``,
   ``num_params``, and run.sh's ``run.cmd``.
 
@@ -25,6 +29,7 @@ from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
 AVERAGED_JSON = "averaged.json"
 RESULT_JSON = "result.json"
 RESULT_TXT = "result.txt"
+TALKS_DIR = "talks"  # decode_*/<test set>/talks/: whole talks translated with our own segmentation
 AVERAGING_MODES = ("around", "nbest", "epochs")
 
 
@@ -88,8 +93,24 @@ def read_averaged(exp_dir: Path) -> Averaged | None:
 
 
 @dataclass(frozen=True)
+class TalkSegmentation:
+    """How talk-level hypotheses became lines to score: ``n_talks`` talks, which our own
+    segmentation cut into ``n_segments`` segments, re-segmented onto the reference
+    sentences by mweralign with a word error rate of ``as_wer`` percent (case-insensitive,
+    whitespace words; None when the references have no words)."""
+
+    n_talks: int
+    n_segments: int
+    as_wer: float | None
+
+
+@dataclass(frozen=True)
 class ScoreResult:
-    """Corpus scores of one test set, how sacreBLEU computed them, and what was scored."""
+    """Corpus scores of one test set, how sacreBLEU computed them, and what was scored.
+
+    ``n_segments`` counts the scored line pairs, i.e. the reference sentences; ``talks``
+    is set only for talk-level scores (absent from older ``result.json`` files).
+    """
 
     bleu: float
     chrf: float
@@ -101,13 +122,20 @@ class ScoreResult:
     tgt_lang: str | None
     hyp: str
     ref: str
+    talks: TalkSegmentation | None = None
 
     def text(self) -> str:
         """``result.txt``: the two score lines first (run.sh logs ``head -n 2``), then what was scored."""
-        return (
-            f"{self.bleu_line}\n{self.chrf_line}\n"
-            f"segments: {self.n_segments}\nhyp: {self.hyp}\nref: {self.ref}\n"
-        )
+        lines = [self.bleu_line, self.chrf_line, f"segments: {self.n_segments}"]
+        if self.talks is not None:
+            as_wer = "no reference words" if self.talks.as_wer is None else f"{self.talks.as_wer:.2f}"
+            lines += [
+                f"talks: {self.talks.n_talks}",
+                f"own segments: {self.talks.n_segments} (re-segmented onto the {self.n_segments} reference sentences)",
+                f"AS-WER: {as_wer} (mweralign, case-insensitive)",
+            ]
+        lines += [f"hyp: {self.hyp}", f"ref: {self.ref}"]
+        return "".join(f"{line}\n" for line in lines)
 
 
 @dataclass(frozen=True)
@@ -122,7 +150,7 @@ class DecodedSet:
 
 def write_result(score_dir: Path, result: ScoreResult) -> None:
     """``result.json`` (scores at full precision: rounding is left to readers) and ``result.txt``."""
-    record = {
+    record: dict[str, Any] = {
         "bleu": result.bleu,
         "chrf": result.chrf,
         "signatures": {"bleu": result.bleu_signature, "chrf": result.chrf_signature},
@@ -132,12 +160,23 @@ def write_result(score_dir: Path, result: ScoreResult) -> None:
         "hyp": result.hyp,
         "ref": result.ref,
     }
+    if result.talks is not None:
+        t = result.talks
+        record["talks"] = {"n_talks": t.n_talks, "n_segments": t.n_segments, "as_wer": t.as_wer}
     write_text_atomically(score_dir / RESULT_JSON, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     write_text_atomically(score_dir / RESULT_TXT, result.text())
 
 
 def read_result(path: Path) -> ScoreResult:
     data = _read_json(path)
+    talks = None
+    if _field(data, "talks", dict, path, optional=True) is not None:
+        as_wer = _field(data, "talks.as_wer", _NUMBER, path, optional=True)
+        talks = TalkSegmentation(
+            n_talks=_field(data, "talks.n_talks", int, path),
+            n_segments=_field(data, "talks.n_segments", int, path),
+            as_wer=None if as_wer is None else float(as_wer),
+        )
     return ScoreResult(
         bleu=float(_field(data, "bleu", _NUMBER, path)),
         chrf=float(_field(data, "chrf", _NUMBER, path)),
@@ -149,14 +188,25 @@ def read_result(path: Path) -> ScoreResult:
         tgt_lang=_field(data, "tgt_lang", str, path, optional=True),
         hyp=_field(data, "hyp", str, path),
         ref=_field(data, "ref", str, path),
+        talks=talks,
     )
 
 
 def find_scores(exp_dir: Path) -> list[DecodedSet]:
-    """Every ``decode_*/*/score/result.json`` of the experiment, sorted by decode dir and test set."""
+    """Every ``decode_*/*/score/result.json`` (gold segmentation) of the experiment,
+    sorted by decode dir and test set."""
     return [
         DecodedSet(decode=path.parents[2].name, test_set=path.parents[1].name, result=read_result(path), path=path)
         for path in sorted(exp_dir.glob(f"decode_*/*/score/{RESULT_JSON}"))
+    ]
+
+
+def find_talk_scores(exp_dir: Path) -> list[DecodedSet]:
+    """Every ``decode_*/*/talks/score/result.json`` (our own segmentation) of the experiment,
+    sorted by decode dir and test set."""
+    return [
+        DecodedSet(decode=path.parents[3].name, test_set=path.parents[2].name, result=read_result(path), path=path)
+        for path in sorted(exp_dir.glob(f"decode_*/*/{TALKS_DIR}/score/{RESULT_JSON}"))
     ]
 
 
@@ -216,7 +266,7 @@ def read_commands(exp_dir: Path) -> list[str] | None:
 # --------------------------------------------------------------------------- checked reading
 
 _NUMBER = (int, float)
-_KIND_NAMES = {_NUMBER: "a number", int: "an integer", str: "a string", list: "a list"}
+_KIND_NAMES = {_NUMBER: "a number", int: "an integer", str: "a string", list: "a list", dict: "an object"}
 
 
 def _read_text(path: Path) -> str:

@@ -1,6 +1,8 @@
 """One experiment's section of an icefall-style RESULTS.md, rebuilt from what is on disk.
 
 The section holds the scores of every ``<exp>/decode_*/<test set>/score/result.json``
+(gold segmentation) beside those of ``<exp>/decode_*/<test set>/talks/score/result.json``
+(whole talks with our own segmentation, re-segmented onto the reference sentences)
 with their sacreBLEU signatures, the averaged checkpoint (``averaged.json``), key
 facts of the model (``config.yaml``, ``num_params``), the exact stage commands
 (``run.cmd``, one per line), the hardware, and the training curves (``curves.png``)
@@ -17,6 +19,7 @@ experiment trained and decoded.
 import datetime
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,9 +28,12 @@ from espnet2_ext.fileio.atomic import write_text_atomically
 from espnet2_ext.main_funcs.experiment import (
     AVERAGED_JSON,
     RESULT_JSON,
+    TALKS_DIR,
     Averaged,
     DecodedSet,
+    ScoreResult,
     find_scores,
+    find_talk_scores,
     read_averaged,
     read_commands,
     read_config,
@@ -162,24 +168,77 @@ def newest_date(paths: Sequence[Path]) -> str:
 # --------------------------------------------------------------------------- markdown
 
 
-def _cell(text: str) -> str:
-    """A code span for a table cell; ``|`` (in every sacreBLEU signature) must be escaped there."""
-    return f"`{text}`".replace("|", "\\|")
+@dataclass(frozen=True)
+class ScoredSet:
+    """One test set under one decoding: scored with gold segmentation, with our own, or both."""
+
+    decode: str
+    test_set: str
+    gold: ScoreResult | None
+    own: ScoreResult | None
 
 
-def score_table(scores: Sequence[DecodedSet]) -> list[str]:
+def pair_scores(gold: Sequence[DecodedSet], own: Sequence[DecodedSet]) -> list[ScoredSet]:
+    """Gold and own-segmentation scores of the same decode dir and test set side by side, sorted."""
+    by_key: dict[tuple[str, str], dict[str, ScoreResult]] = {}
+    for kind, scores in (("gold", gold), ("own", own)):
+        for s in scores:
+            by_key.setdefault((s.decode, s.test_set), {})[kind] = s.result
+    return [ScoredSet(*key, found.get("gold"), found.get("own")) for key, found in sorted(by_key.items())]
+
+
+_ABSENT = "–"
+
+
+def _score(result: ScoreResult | None, metric: str) -> str:
+    return _ABSENT if result is None else f"{getattr(result, metric):.2f}"
+
+
+def score_table(scores: Sequence[ScoredSet]) -> list[str]:
+    """One row per test set: BLEU, chrF and segment count with gold and with our own segmentation,
+    each pair side by side; the sacreBLEU signatures below it."""
     if not scores:
         return [f"No decoded test sets yet (no `decode_*/*/score/{RESULT_JSON}`)."]
     lines = [
-        "| decoding | test set | BLEU | chrF | segments | BLEU signature | chrF signature |",
-        "|---|---|---:|---:|---:|---|---|",
+        "| decoding | test set | BLEU gold | BLEU own | chrF gold | chrF own | segments gold | segments own |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in scores:
-        r = s.result
+        gold_segments = _ABSENT if s.gold is None else str(s.gold.n_segments)
+        own_segments = _ABSENT if s.own is None or s.own.talks is None else str(s.own.talks.n_segments)
         lines.append(
-            f"| {s.decode} | {s.test_set} | {r.bleu:.2f} | {r.chrf:.2f} | {r.n_segments} "
-            f"| {_cell(r.bleu_signature)} | {_cell(r.chrf_signature)} |"
+            f"| {s.decode} | {s.test_set} | {_score(s.gold, 'bleu')} | {_score(s.own, 'bleu')} "
+            f"| {_score(s.gold, 'chrf')} | {_score(s.own, 'chrf')} | {gold_segments} | {own_segments} |"
         )
+    lines += [
+        "",
+        f"- *gold*: the reference segmentation, one segment per reference sentence (`score/{RESULT_JSON}`)",
+        "- *own*: whole talks translated with our own segmentation, re-segmented onto the reference",
+        f"  sentences by mweralign before scoring, as at IWSLT (`{TALKS_DIR}/score/{RESULT_JSON}`)",
+    ]
+    for s in scores:
+        if s.gold is not None and s.own is not None and s.gold.n_segments != s.own.n_segments:
+            lines.append(
+                f"- {s.decode} {s.test_set}: *own* is scored against {s.own.n_segments} reference sentences, "
+                f"*gold* against {s.gold.n_segments}"
+            )
+    return lines + signature_lines(scores)
+
+
+def signature_lines(scores: Sequence[ScoredSet]) -> list[str]:
+    """``- BLEU signature: `...``` once when every score shares it, else one item per signature
+    naming its scores (outside a table, a signature's ``|`` needs no escaping)."""
+    lines = []
+    for metric, attribute in (("BLEU", "bleu_signature"), ("chrF", "chrf_signature")):
+        users: dict[str, list[str]] = {}
+        for s in scores:
+            for kind, result in (("gold", s.gold), ("own", s.own)):
+                if result is not None:
+                    users.setdefault(getattr(result, attribute), []).append(f"{s.decode} {s.test_set} {kind}")
+        if len(users) == 1:
+            lines.append(f"- {metric} signature: `{next(iter(users))}`")
+        else:
+            lines += [f"- {metric} signature `{signature}`: {', '.join(names)}" for signature, names in users.items()]
     return lines
 
 
@@ -202,12 +261,12 @@ def section(exp_dir: Path, key: str, title: str) -> str:
 
     ``key`` names the section and makes links relative: RESULTS.md may sit anywhere.
     """
-    scores = find_scores(exp_dir)
+    gold, own = find_scores(exp_dir), find_talk_scores(exp_dir)
     averaged = read_averaged(exp_dir)
     config = read_config(exp_dir)
     num_params = read_num_params(exp_dir)
     commands = read_commands(exp_dir)
-    inputs = [s.path for s in scores] + [
+    inputs = [s.path for s in (*gold, *own)] + [
         exp_dir / name for name in (AVERAGED_JSON, "config.yaml", "num_params", "run.cmd")
         if (exp_dir / name).is_file()
     ]
@@ -220,7 +279,7 @@ def section(exp_dir: Path, key: str, title: str) -> str:
         f"- Hardware: {hardware()}",
         averaged_line(averaged),
         "",
-        *score_table(scores),
+        *score_table(pair_scores(gold, own)),
         "",
         "### Model",
         "",

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from espnet2_ext.bin import make_results
-from espnet2_ext.main_funcs.experiment import ScoreResult, write_result
+from espnet2_ext.main_funcs.experiment import ScoreResult, TalkSegmentation, write_result
 
 BLEU_SIG = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
 CHRF_SIG = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
@@ -27,14 +27,17 @@ COMMANDS = [
 ]
 
 
-def write_score(exp: Path, decode: str, test_set: str, bleu: float, chrf: float, segments: int) -> None:
-    """A result.json as score_st writes it."""
+def write_score(
+    exp: Path, decode: str, test_set: str, bleu: float, chrf: float, segments: int,
+    talks: TalkSegmentation | None = None, bleu_sig: str = BLEU_SIG,
+) -> None:
+    """A result.json as score_st writes it, or with ``talks`` as score_st_talks writes it (under talks/)."""
     result = ScoreResult(
-        bleu=bleu, chrf=chrf, n_segments=segments, bleu_signature=BLEU_SIG, chrf_signature=CHRF_SIG,
-        bleu_line=f"BLEU|{BLEU_SIG} = {bleu:.2f}", chrf_line=f"chrF2|{CHRF_SIG} = {chrf:.2f}", tgt_lang="de",
-        hyp="hyp", ref="ref",
+        bleu=bleu, chrf=chrf, n_segments=segments, bleu_signature=bleu_sig, chrf_signature=CHRF_SIG,
+        bleu_line=f"BLEU|{bleu_sig} = {bleu:.2f}", chrf_line=f"chrF2|{CHRF_SIG} = {chrf:.2f}", tgt_lang="de",
+        hyp="hyp", ref="ref", talks=talks,
     )
-    write_result(exp / decode / test_set / "score", result)
+    write_result(exp / decode / test_set / ("score" if talks is None else "talks/score"), result)
 
 
 @pytest.fixture
@@ -52,13 +55,9 @@ def exp(tmp_path: Path) -> Path:
     write_score(directory, "decode_st_beam5", "tst-COMMON", 27.345, 53.21, 2574)
     write_score(directory, "decode_st_beam1", "tst-COMMON", 25.0, 51.0, 2574)
     write_score(directory, "decode_st_beam5", "tst-HE", 24.5, 50.123, 600)
+    write_score(directory, "decode_st_beam5", "tst-COMMON", 25.104, 51.8, 2574, TalkSegmentation(27, 2431, 40.5))
     (directory / "decode_st_beam5" / "tst-HE" / "notes").write_text("not a score")
     return directory
-
-
-def sig(signature: str) -> str:
-    """A signature as its table cell shows it: a code span with escaped pipes."""
-    return "`" + signature.replace("|", "\\|") + "`"
 
 
 def run(exp: Path, out: Path, *extra: str) -> str:
@@ -73,11 +72,17 @@ def table_rows(text: str) -> list[list[str]]:
 
 def test_section(exp: Path, tmp_path: Path) -> None:
     text = run(exp, tmp_path / "RESULTS.md")
+    header = "| decoding | test set | BLEU gold | BLEU own | chrF gold | chrF own | segments gold | segments own |"
+    assert f"\n{header}\n" in text
     assert table_rows(text) == [
-        ["decode_st_beam1", "tst-COMMON", "25.00", "51.00", "2574", sig(BLEU_SIG), sig(CHRF_SIG)],
-        ["decode_st_beam5", "tst-COMMON", "27.34", "53.21", "2574", sig(BLEU_SIG), sig(CHRF_SIG)],
-        ["decode_st_beam5", "tst-HE", "24.50", "50.12", "600", sig(BLEU_SIG), sig(CHRF_SIG)],
+        ["decode_st_beam1", "tst-COMMON", "25.00", "–", "51.00", "–", "2574", "–"],
+        ["decode_st_beam5", "tst-COMMON", "27.34", "25.10", "53.21", "51.80", "2574", "2431"],
+        ["decode_st_beam5", "tst-HE", "24.50", "–", "50.12", "–", "600", "–"],
     ]
+    assert f"\n- BLEU signature: `{BLEU_SIG}`\n- chrF signature: `{CHRF_SIG}`\n" in text  # shared by all
+    assert "- *own*: whole talks translated with our own segmentation" in text and "sentences against" not in text
+    table = text[text.index("| decoding"):text.index("### Model")]
+    assert max(len(line) for line in table.splitlines()) <= 100  # readable in a terminal
     assert text.startswith("# Results\n\n<!-- make_results begin: exp/st_train ")
     assert "## st_train\n" in text
     assert "```bash\n" + "\n".join(COMMANDS) + "\n```\n" in text
@@ -121,6 +126,38 @@ def test_updates_only_its_section(exp: Path, tmp_path: Path) -> None:
     ]
 
 
+def test_own_segmentation_alone_and_differences_are_shown(tmp_path: Path) -> None:
+    """A test set scored only talk by talk gets its row; another reference count or signature is said."""
+    exp = tmp_path / "exp"
+    other_sig = BLEU_SIG.replace("tok:13a", "tok:zh")
+    write_score(exp, "decode_st", "tst-COMMON", 20.0, 50.0, 2574)
+    write_score(exp, "decode_st", "tst-COMMON", 18.0, 48.0, 2580, TalkSegmentation(27, 2400, 45.0))
+    write_score(exp, "decode_st", "tst-HE", 17.0, 47.0, 600, TalkSegmentation(11, 580, None), bleu_sig=other_sig)
+    text = run(exp, tmp_path / "RESULTS.md")
+    assert table_rows(text) == [
+        ["decode_st", "tst-COMMON", "20.00", "18.00", "50.00", "48.00", "2574", "2400"],
+        ["decode_st", "tst-HE", "–", "17.00", "–", "47.00", "–", "580"],
+    ]
+    assert "- decode_st tst-COMMON: *own* is scored against 2580 reference sentences, *gold* against 2574\n" in text
+    assert f"- BLEU signature `{BLEU_SIG}`: decode_st tst-COMMON gold, decode_st tst-COMMON own\n" in text
+    assert f"- BLEU signature `{other_sig}`: decode_st tst-HE own\n" in text
+    assert f"- chrF signature: `{CHRF_SIG}`\n" in text
+
+
+def test_result_json_of_before_talk_scoring_still_reads(tmp_path: Path) -> None:
+    """A result.json as score_st wrote it before talk-level scoring existed (no 'talks')."""
+    exp = tmp_path / "exp"
+    score = exp / "decode_st" / "tst-COMMON" / "score"
+    score.mkdir(parents=True)
+    old = {"bleu": 21.5, "chrf": 50.25, "signatures": {"bleu": BLEU_SIG, "chrf": CHRF_SIG},
+           "sacrebleu": {"bleu": f"BLEU|{BLEU_SIG} = 21.50", "chrf": f"chrF2|{CHRF_SIG} = 50.25"},
+           "n_segments": 2574, "tgt_lang": "de", "hyp": "hyp", "ref": "ref"}
+    (score / "result.json").write_text(json.dumps(old))
+    assert table_rows(run(exp, tmp_path / "RESULTS.md")) == [
+        ["decode_st", "tst-COMMON", "21.50", "–", "50.25", "–", "2574", "–"],
+    ]
+
+
 def test_results_inside_exp_dir(exp: Path) -> None:
     """As run.sh calls it: RESULTS.md in the experiment dir, links relative to it."""
     averaged = {"file": "/elsewhere/avg.pth", "epochs": [3, 5], "criterion": None, "mode": "epochs", "best_epoch": None}
@@ -156,6 +193,15 @@ def test_bad_result_json(exp: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     path.write_text(json.dumps({"bleu": 1.0, "chrf": 2.0, "n_segments": 3}))
     assert make_results.main(["--exp_dir", str(exp), "--out", str(tmp_path / "RESULTS.md")]) == 1
     assert capsys.readouterr().err == f"ERROR: {path}: 'signatures.bleu' is missing or not a string\n"
+
+
+def test_bad_talks_result_json(exp: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = exp / "decode_st_beam5" / "tst-COMMON" / "talks" / "score" / "result.json"
+    record = json.loads(path.read_text())
+    record["talks"]["n_segments"] = "many"
+    path.write_text(json.dumps(record))
+    assert make_results.main(["--exp_dir", str(exp), "--out", str(tmp_path / "RESULTS.md")]) == 1
+    assert capsys.readouterr().err == f"ERROR: {path}: 'talks.n_segments' is missing or not an integer\n"
 
 
 def test_out_that_is_a_directory_is_refused(exp: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from espnet2_ext.fileio.kaldi_table import TableError, read_table, read_text, read_wav_scp, spk2utt_lines
+from espnet2_ext.fileio.kaldi_table import TableError, read_table, read_text, read_wav_scp, spk2utt_lines, write_text
 
 
 def test_wav_scp_keeps_paths_with_spaces(tmp_path):
@@ -16,7 +16,7 @@ def test_wav_scp_keeps_paths_with_spaces(tmp_path):
     [
         ("lonely", "expected '<recording-id> <wav path>' with a new id"),
         ("a x.wav", "expected '<recording-id> <wav path>' with a new id"),
-        ("b sox x.wav -t wav - |", "Kaldi pipes are not supported"),
+        ("b sox x.wav -t wav - |", "Kaldi pipe commands are not supported"),
     ],
     ids=["one field", "duplicate id", "pipe"],
 )
@@ -24,6 +24,29 @@ def test_bad_wav_scp_line_is_named(tmp_path, line, message):
     scp = tmp_path / "wav.scp"
     scp.write_text(f"a a.wav\n{line}\n", encoding="utf-8")
     with pytest.raises(TableError, match=f"^{scp}:2: {message}"):
+        read_wav_scp(scp)
+
+
+@pytest.mark.parametrize("line", [
+    "talk1 sox 'talk 1.sph' -t wav - |",
+    "talk1 sph2pipe -f wav C:\\data\\talk1.sph |",
+    "talk1\tsox x.wav -t wav - |",
+], ids=["quotes", "backslashes", "tab"])
+def test_pipe_command_is_quoted_as_written_and_says_what_to_do(tmp_path, line):
+    scp = tmp_path / "wav.scp"
+    scp.write_bytes(f"a a.wav\r\n{line}\r\n".encode())  # CRLF: no "\r" in the message either
+    with pytest.raises(TableError) as error:
+        read_wav_scp(scp)
+    assert str(error.value) == (
+        f"{scp}:2: Kaldi pipe commands are not supported: '{line}'; convert the audio to files first "
+        "(run each command once into a .wav file) and list their paths"
+    )
+
+
+def test_malformed_line_is_quoted_as_written(tmp_path):
+    scp = tmp_path / "wav.scp"
+    scp.write_text("a 'a'.wav\na C:\\a.wav\n", encoding="utf-8")
+    with pytest.raises(TableError, match=r"got 'a C:\\a\.wav'$"):
         read_wav_scp(scp)
 
 
@@ -71,3 +94,11 @@ def test_bad_text_is_a_table_error_naming_the_file(tmp_path, content, message):
 def test_spk2utt_lines_sort_speakers_and_their_utterances():
     pairs = [("u3", "s2"), ("u2", "s1"), ("u1", "s1")]
     assert spk2utt_lines(pairs) == ["s1 u1 u2", "s2 u3"]
+
+
+def test_written_text_reads_back_in_order(tmp_path):
+    """An empty text is the id alone, as ESPnet's reader takes it."""
+    path = tmp_path / "text"
+    write_text(path, [("b", "zwei Wörter"), ("a", ""), ("c", "x")])
+    assert path.read_text(encoding="utf-8") == "b zwei Wörter\na\nc x\n"
+    assert list(read_text(path).items()) == [("b", "zwei Wörter"), ("a", ""), ("c", "x")]

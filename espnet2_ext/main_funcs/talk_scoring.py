@@ -1,0 +1,243 @@
+"""Scoring whole talks translated with our own segmentation, as IWSLT scores them.
+
+``translate`` cuts a talk at its pauses, so its segments do not match the reference
+sentences and lines cannot be paired by id. As at IWSLT, each talk's translation is
+cut anew into one line per reference sentence (the talk's sentences in time order)
+where its word error rate against them is lowest: mwerSegmenter's algorithm, here
+mweralign, its packaged C++ port. The lines are then scored by
+:func:`espnet2_ext.main_funcs.scoring.score_lines`, the gold scoring's own code, so the
+two scores differ only by the segmentation. Words are whitespace tokens and case is
+ignored, as in the mwerSegmenter IWSLT used (mweralign's default SentencePiece
+tokenizer would also download a model).
+
+Hypotheses: ``translate --format jsonl``, one record per recording (see
+:mod:`espnet2_ext.inference.output_formats`). References: a Kaldi data dir's
+``segments`` (which recording, and when) and ``text.tgt``.
+"""
+
+import json
+import logging
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from espnet2_ext.fileio.data_dir import read_recordings
+from espnet2_ext.fileio.kaldi_table import read_text
+from espnet2_ext.fileio.text_position import not_utf8_file
+from espnet2_ext.main_funcs.experiment import ScoreResult, TalkSegmentation
+from espnet2_ext.main_funcs.scoring import ScoringError, id_mismatch, score_lines
+from espnet2_ext.utils.native_output import captured_fd
+
+ALIGNED_TXT = "aligned.txt"  # the re-segmented translation, ``utt-id text`` in reference order
+_AS_WER = re.compile(r"^AS-WER \(automatic segmentation mWER\): (\S+)$")
+_PROGRESS = re.compile(r"^loading reference file from stream: ")
+
+
+class TalkScoringError(ScoringError):
+    """Talk translations and references that do not pair up one to one; the message names
+    the file and line or the recording."""
+
+
+@dataclass(frozen=True)
+class TalkTranslation:
+    """One recording's record of ``translate --format jsonl``: the whole talk's translation
+    and the number of segments our segmentation cut it into."""
+
+    recording_id: str
+    text: str
+    n_segments: int
+
+
+@dataclass(frozen=True)
+class TalkReference:
+    """One recording's reference sentences in time order, and their utterance ids."""
+
+    recording_id: str
+    utt_ids: tuple[str, ...]
+    sentences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AlignedTalk:
+    """A talk's translation cut into one line per reference sentence, and the word errors
+    of that cut (mweralign's AS-WER times the reference words)."""
+
+    lines: tuple[str, ...]
+    errors: float
+    ref_words: int
+
+
+@dataclass(frozen=True)
+class TalkScores:
+    """The scores, and the re-segmented translation as (utterance id, line) in reference order."""
+
+    result: ScoreResult
+    aligned: list[tuple[str, str]]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_translations(path: Path) -> dict[str, TalkTranslation]:
+    """Recording id -> its translation, in file order.
+
+    A record that failed (``error`` not null), a duplicate id, or a line that is not
+    such a JSON object is a :class:`TalkScoringError` naming the line; blank lines
+    are skipped.
+    """
+    if not path.is_file():
+        raise TalkScoringError(f"missing file {path}")
+    talks: dict[str, TalkTranslation] = {}
+    lines: dict[str, int] = {}
+    try:
+        with path.open(encoding="utf-8") as stream:
+            for number, line in enumerate(stream, 1):
+                if not line.strip():
+                    continue
+                talk = _translation(line, f"{path}:{number}")
+                if talk.recording_id in talks:
+                    first = lines[talk.recording_id]
+                    where = f"{path}:{number}: recording {talk.recording_id}"
+                    raise TalkScoringError(f"{where} again (first on line {first})")
+                talks[talk.recording_id], lines[talk.recording_id] = talk, number
+    except UnicodeDecodeError:
+        raise TalkScoringError(not_utf8_file(path)) from None
+    return talks
+
+
+def _translation(line: str, where: str) -> TalkTranslation:
+    """One jsonl record, checked for the fields scoring reads."""
+    try:
+        record: Any = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise TalkScoringError(f"{where}: not JSON: {err}") from None
+    if not isinstance(record, dict):
+        raise TalkScoringError(f"{where}: expected a JSON object (one record of translate --format jsonl)")
+    recording_id = record.get("id")
+    if not isinstance(recording_id, str) or not recording_id:
+        raise TalkScoringError(f"{where}: 'id' is missing or not a recording id")
+    if record.get("error") is not None:
+        message = " ".join(str(record["error"]).split())
+        raise TalkScoringError(f"{where}: recording {recording_id} was not translated: {message}")
+    text, segments = record.get("translation"), record.get("segments")
+    if not isinstance(text, str):
+        raise TalkScoringError(f"{where}: recording {recording_id}: 'translation' is missing or not a string")
+    if not isinstance(segments, list):
+        raise TalkScoringError(f"{where}: recording {recording_id}: 'segments' is missing or not a list")
+    return TalkTranslation(recording_id, text, len(segments))
+
+
+def read_references(data_dir: Path) -> list[TalkReference]:
+    """Each recording's reference sentences (``text.tgt``) in time order (``segments``),
+    recordings sorted by id; the two files must hold the same utterances."""
+    recordings = read_recordings(data_dir)
+    text_path = data_dir / "text.tgt"
+    texts = read_text(text_path)
+    utt_ids = {u.utt_id for r in recordings for u in r.utterances}
+    problem = id_mismatch(utt_ids, set(texts), "utterances have no reference text", "reference texts have no utterance")
+    if problem:
+        listing = data_dir / "segments" if (data_dir / "segments").is_file() else data_dir / "wav.scp"
+        raise TalkScoringError(f"{text_path} does not match {listing}: {problem}")
+    return [
+        TalkReference(
+            r.recording_id,
+            tuple(u.utt_id for u in r.utterances),
+            tuple(texts[u.utt_id] for u in r.utterances),
+        )
+        for r in recordings
+    ]
+
+
+# --------------------------------------------------------------------------- aligning
+
+
+def _mweralign() -> ModuleType:
+    """mweralign, imported without its side effect: importing it runs
+    ``logging.basicConfig(level=INFO)``, which would print every library's INFO records."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    import mweralign
+
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    return mweralign
+
+
+def align_talk(reference: TalkReference, hypothesis: str) -> AlignedTalk:
+    """``hypothesis`` cut into one line per reference sentence, at the boundaries of least word errors.
+
+    mweralign reads the sentences as lines: each one ends with a newline, as without it
+    a last empty sentence would be dropped. An empty hypothesis gives empty lines.
+    """
+    if not reference.sentences:  # mweralign's C++ core crashes without a reference line
+        raise TalkScoringError(f"recording {reference.recording_id}: no reference sentences")
+    sentences = "".join(" ".join(s.split()) + "\n" for s in reference.sentences)
+    words = hypothesis.split()
+    with captured_fd(2) as captured:  # its C++ core prints two lines per talk on the C-level stderr
+        output = _mweralign().align_texts(reference=sentences, hypothesis=" ".join(words), is_tokenized=False)
+    printed = captured.text.splitlines()
+    lines = tuple(line.strip() for line in output.split("\n"))
+    if len(lines) != len(reference.sentences):
+        raise TalkScoringError(
+            f"recording {reference.recording_id}: mweralign cut the translation into {len(lines)} lines "
+            f"for {len(reference.sentences)} reference sentences"
+        )
+    ref_words = sum(len(s.split()) for s in reference.sentences)
+    as_wer = [m.group(1) for m in map(_AS_WER.match, printed) if m]
+    for line in printed:  # anything but its two progress lines is worth seeing
+        if not (_AS_WER.match(line) or _PROGRESS.match(line)):
+            print(f"mweralign: {line}", file=sys.stderr)
+    if not words:  # mweralign prints nan: every reference word is deleted
+        errors = float(ref_words)
+    elif not ref_words:  # it prints inf: every hypothesis word is inserted
+        errors = float(len(words))
+    elif len(as_wer) == 1 and math.isfinite(float(as_wer[0])):
+        errors = float(as_wer[0]) * ref_words / 100
+    else:
+        raise TalkScoringError(f"recording {reference.recording_id}: mweralign printed no AS-WER ({printed})")
+    return AlignedTalk(lines, errors, ref_words)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def paired_talks(
+    hyp_path: Path, data_dir: Path
+) -> tuple[list[TalkReference], dict[str, TalkTranslation]]:
+    """The references and translations of a test set, checked to cover the same recordings."""
+    references = read_references(data_dir)
+    translations = read_translations(hyp_path)
+    recordings = {talk.recording_id for talk in references}
+    problem = id_mismatch(
+        recordings, set(translations),
+        "recordings have no translation", "translated recordings have no reference sentences",
+    )
+    if problem:
+        raise TalkScoringError(f"{hyp_path} does not match {data_dir}: {problem}")
+    return references, translations
+
+
+def score_talks(hyp_path: Path, data_dir: Path, tgt_lang: str = "") -> TalkScores:
+    """Every talk of ``data_dir`` re-segmented onto its reference sentences, then scored as
+    gold segmentation is (:func:`score_lines`, one line per reference sentence)."""
+    references, translations = paired_talks(hyp_path, data_dir)
+    aligned: list[tuple[str, str]] = []
+    refs: list[str] = []
+    errors, ref_words = 0.0, 0
+    for reference in references:
+        talk = align_talk(reference, translations[reference.recording_id].text)
+        aligned += zip(reference.utt_ids, talk.lines)
+        refs += reference.sentences
+        errors, ref_words = errors + talk.errors, ref_words + talk.ref_words
+    segmentation = TalkSegmentation(
+        n_talks=len(references),
+        n_segments=sum(t.n_segments for t in translations.values()),
+        as_wer=100 * errors / ref_words if ref_words else None,
+    )
+    hyps = [line for _, line in aligned]
+    result = score_lines(hyps, refs, tgt_lang, hyp=str(hyp_path), ref=str(data_dir / "text.tgt"), talks=segmentation)
+    return TalkScores(result, aligned)
