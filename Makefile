@@ -7,7 +7,7 @@ SYSTEM_TOOLS := espeak-ng sox
 
 DEMO_ZIP := egs/mustc_conformer_ctc/exp/st_demo_finetune/packed/model.zip
 
-.PHONY: venv sysdeps test demo bench bench-quick bench-translate clean-venv
+.PHONY: venv sysdeps test demo bench bench-quick bench-translate bench-talk clean-venv
 
 venv: sysdeps $(STAMP)
 
@@ -49,6 +49,12 @@ bench-translate: venv
 	@test -f $(DEMO_ZIP) || { echo "ERROR: $(DEMO_ZIP) not found: run make demo first" >&2; exit 1; }
 	$(PY) bench/decoding.py --model $(DEMO_ZIP) --data_dir $(DEMO_TEST) --clips 50 --threads 2
 	$(PY) bench/decoding.py --data_dir $(DEMO_TEST) --clips 20 --threads 2
+
+# A talk of 80 of the demo's test sentences translated whole against sentence by sentence, and
+# the cost of segmenting an hour (needs `make demo` first).
+bench-talk: venv
+	@test -f $(DEMO_ZIP) || { echo "ERROR: $(DEMO_ZIP) not found: run make demo first" >&2; exit 1; }
+	$(PY) bench/long_talk.py --model $(DEMO_ZIP) --data_dir $(DEMO_TEST) --sentences 80 --threads 2
 
 clean-venv:
 	rm -rf $(VENV)

@@ -2,7 +2,9 @@
 """Beam-search translation speed: ours at several batch sizes against ESPnet's stock decoding.
 
 Time counts everything after the models are loaded: features
-(``compute_fbank``), encoding and beam search (beam 5), for the same clips; the
+(``compute_fbank``), encoding and beam search (beam 5), for the same clips (not
+our voice-activity check and segmentation, which the stock decoding lacks:
+``long_talk.py`` measures them); the
 real-time factor (RTF) is that time over the seconds of audio (wall time; the
 CPU time of the process is kept too: at one thread, what a core of its own gives). Ours is
 ``espnet2_ext.inference.Speech2Translation`` with fairseq's search (our
@@ -42,14 +44,16 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import models
 import numpy as np
 import torch
-
-import models
 from timing import interleaved
+
 from espnet2_ext.fileio.data_dir import read_recordings, read_utterances
 from espnet2_ext.inference import Speech2Translation
-from espnet2_ext.utils.fbank import SAMPLE_RATE, compute_fbank, mix_to_mono
+from espnet2_ext.inference.speech2translation import pad_features
+from espnet2_ext.utils.fbank import SAMPLE_RATE, compute_fbank
+from espnet2_ext.utils.waveform import mix_to_mono
 
 FRAMES_PER_SECOND = 100
 Clip = tuple[np.ndarray, int]
@@ -98,8 +102,14 @@ def stock_translator(workdir: Path, beam_size: int, device: str):
 
 
 def decode_ours(translator: Speech2Translation, clips: Sequence[Clip], batch_size: int) -> list[list[int]]:
-    prepared = [translator.prepare(samples, rate) for samples, rate in clips]
-    return [r.nbest[0].token_ids for r in translator.translate_prepared(prepared, batch_size)]
+    """Features and search, as the stock decoding does (segmentation's own cost: ``long_talk.py``);
+    the clips in batches of ``batch_size``."""
+    features = [compute_fbank(samples, rate) for samples, rate in clips]
+    hypotheses = []
+    for first in range(0, len(features), batch_size):
+        speech, lengths = pad_features(features[first : first + batch_size])
+        hypotheses += [nbest[0].token_ids for nbest in translator.translate_features(speech, lengths)]
+    return hypotheses
 
 
 def decode_stock(speech2text, clips: Sequence[Clip], tokens_per_second: float) -> list[list[int]]:

@@ -13,6 +13,7 @@ from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet2_ext.bin import pack_model, st_train
 from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask
+from tests.helpers import DECODE_SEARCH, cut_segment_clips
 
 # --------------------------------------------------------------------------- untrained
 
@@ -198,3 +199,27 @@ def packed_trained(trained) -> Path:
                             "--outpath", str(zip_path)])
     assert code == 0
     return zip_path
+
+
+# --------------------------------------------------------------------------- translating
+
+
+@pytest.fixture(scope="session")
+def clips(trained, tmp_path_factory) -> dict:
+    """The trained model's held-out test set, cut into one wav per utterance."""
+    work, _, _ = trained
+    return cut_segment_clips(work / "data/tst-COMMON", tmp_path_factory.mktemp("clips"))
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory) -> Path:
+    """Where the tests' model zips are extracted."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def translator(packed_trained, cache):
+    """The packed tiny model with the recipe's search, for tests that do not change it."""
+    from espnet2_ext.inference.speech2translation import Speech2Translation
+
+    return Speech2Translation.from_pretrained(packed_trained, cache_dir=cache, **DECODE_SEARCH)

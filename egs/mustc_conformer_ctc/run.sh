@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # FBK's IWSLT 2022 direct speech translation (Conformer + CTC compression) on MuST-C.
 # Stages: 1 data, 2 fbank, 3 bpe, 4 stats, 5 train, 6 finetune, 7 decode (average,
-# translate, score, RESULTS.md, plot), 8 pack. Behaviour lives in ${conf_dir}/*.yaml.
+# translate, score; whole talks too; RESULTS.md, plot), 8 pack. Behaviour lives in ${conf_dir}/*.yaml.
 # Example: ./run.sh --mustc-root /data/MUSTC_v1.0 --tgt-lang de --ngpu 4
 set -euo pipefail
 
@@ -35,6 +35,8 @@ for option in nj average_num; do
     [ "${!option}" -ge 1 ] || { echo "$0: option --${option//_/-} expects an integer >= 1, got ${!option}" >&2
                                 exit 1; }
 done
+[ "${stage}" -le "${stop_stage}" ] || { echo "$0: --stage ${stage} is after --stop-stage ${stop_stage}: nothing would run" >&2
+                                        exit 1; }
 
 tag=${tag:-st_$(basename "${conf_dir}")}
 train_exp=${exp}/${tag}
@@ -147,9 +149,10 @@ fi
 decode_exp=${train_exp}
 "${finetune}" && decode_exp=${finetune_exp}
 decode_name=decode_$(basename "${conf_dir}")
+device=cpu; [ "${ngpu}" -gt 0 ] && device=cuda
 model=${decode_exp}/${average_criterion%.*}.ave_${average_num}${average_mode}.pth   # averaged in stage 7
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
-    log "Stage 7: decode: average ${average_num} (${average_mode}), translate ${test_sets}, score -> ${decode_exp}/"
+    log "Stage 7: decode: average ${average_num} (${average_mode}), translate ${test_sets} and their whole talks, score -> ${decode_exp}/"
     run_step average "${decode_exp}" python -m espnet2_ext.bin.average_checkpoints --exp_dir "${decode_exp}" \
         --num "${average_num}" --mode "${average_mode}" --criterion "${average_criterion}" --out "${model}"
     for set in ${test_sets}; do
@@ -158,12 +161,25 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
             --config "${conf_dir}/decode.yaml" --model "${model}" --data "${dump}/${set}" --out "${out}"
         run_step "score_${set}" "${decode_exp}" python -m espnet2_ext.bin.score_st \
             --hyp "${out}/1best_recog/text" --ref "${dump}/${set}/text.tgt" --out "${out}/score" --tgt_lang "${tgt_lang}"
+        # as IWSLT: whole talks, our own segmentation, re-segmented onto the reference sentences to score
+        mkdir -p "${out}/talks"
+        run_step "translate_talks_${set}" "${decode_exp}" python -m espnet2_ext.bin.translate \
+            --st_train_config "${decode_exp}/config.yaml" --st_model_file "${model}" --device "${device}" \
+            --config "${conf_dir}/decode.yaml" --format jsonl --output "${out}/talks/translations.jsonl" \
+            "${data}/${set}/wav.scp"
+        run_step "score_talks_${set}" "${decode_exp}" python -m espnet2_ext.bin.score_st_talks \
+            --hyp "${out}/talks/translations.jsonl" --data_dir "${data}/${set}" --out "${out}/talks/score" \
+            --tgt_lang "${tgt_lang}"
     done
     python -m espnet2_ext.bin.plot_curves --exp_dir "${decode_exp}"
     if "${finetune}"; then python -m espnet2_ext.bin.plot_curves --exp_dir "${train_exp}"; fi
     python -m espnet2_ext.bin.make_results --exp_dir "${decode_exp}" --out "${decode_exp}/RESULTS.md"
     log "Results: ${decode_exp}/RESULTS.md"
-    for set in ${test_sets}; do log "  ${set}: $(head -n 2 "${decode_exp}/${decode_name}/${set}/score/result.txt" | paste -sd' ')"; done
+    for set in ${test_sets}; do
+        out=${decode_exp}/${decode_name}/${set}
+        log "  ${set}, gold segmentation: $(head -n 2 "${out}/score/result.txt" | paste -sd' ')"
+        log "  ${set}, own segmentation: $(head -n 2 "${out}/talks/score/result.txt" | paste -sd' ')"
+    done
 fi
 
 if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then

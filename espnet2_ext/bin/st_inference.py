@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from espnet2.utils.types import str2triple_str, str_or_none
+from espnet2.utils.types import float_or_none, str2triple_str, str_or_none
 
 from espnet2_ext.inference.dump_decoding import decode_dump
 from espnet2_ext.st import SEARCHES
@@ -48,6 +48,12 @@ def get_parser() -> ArgumentParser:
     group.add_argument("--nbest", type=int, default=1)
     group.add_argument("--lang_tag", type=str_or_none, default=None, help="e.g. <lang:de>")
     group.add_argument("--dtype", default="float32", choices=("float16", "float32", "float64"))
+    group = parser.add_argument_group(
+        "Segmentation of long audio", "translate's, so that one decode.yaml serves both; features are not segmented"
+    )
+    group.add_argument("--max_segment_seconds", type=float_or_none, default=None)
+    group.add_argument("--min_segment_seconds", type=float, default=0.2)
+    group.add_argument("--vad_threshold", type=float, default=0.5)
     return parser
 
 

@@ -18,38 +18,51 @@ translation as \\\\, \\t, \\n, \\r, so each input stays one line.
 
 Any sample rate and channel count is accepted: audio is resampled to 16 kHz and
 mixed down, then gets exactly the training features and the packed CMVN. Inputs
-longer than ``--max_segment_seconds`` are translated in segments cut at pauses
-(with a warning), silent ones give an empty translation (with a warning).
+longer than ``--max_segment_seconds`` (default: the model's, from its training
+utterances) are cut where speech is least likely (Silero VAD, SHAS's
+divide-and-conquer) and translated segment by segment; audio without speech
+(silence, noise) gives an empty translation and a warning.
 
+Each line is written as soon as its input and those before it are done.
 Exit status 1, with one ``ERROR:`` line and before any audio is read: bad options,
 an ``--output`` or cache directory that cannot be written, a device that is not
 there, a bad model archive, or an input list that is wrong: an INPUT or a file a
 ``wav.scp`` lists that does not exist, a directory without audio, an empty or
-malformed ``wav.scp``. Exit status 2: some audio files exist but could not be
-translated (not audio, truncated, headerless without ``--raw_sample_rate``, empty,
-too short); each gets an empty line and an ``ERROR:`` line on stderr, and the
-others are still translated. When stdout is closed early (``| head -1``) the
-program stops quietly with status 141, as on SIGPIPE.
+malformed ``wav.scp``; also a failed write of the output. Exit status 2: some
+audio files exist but could not be translated (not audio, truncated, headerless
+without ``--raw_sample_rate``, empty, too short, NaN samples); each gets an empty
+line and an ``ERROR:`` line on stderr, and the others are still translated. When
+stdout is closed early (``| head -1``) the program stops quietly with status 141,
+as on SIGPIPE; Ctrl-C stops it with one line, the lines already written kept and
+an ``--output`` file left as it was.
 
 Usage:
     python -m espnet2_ext.bin.translate --model exp/st_train/packed/model.zip talk.wav clips/ \
         [--output out.tsv] [--format tsv|text|jsonl] [--beam_size 5] [--batch_size 10] [--device cpu]
+    python -m espnet2_ext.bin.translate --st_train_config exp/st/config.yaml --st_model_file exp/st/ave.pth ...
 """
 
 import argparse
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from espnet2.utils.types import int_or_none, str_or_none
+from espnet2.utils.types import float_or_none, int_or_none, str_or_none
 
-from espnet2_ext.inference.output_formats import FORMATS, escape, format_line, write_lines
+from espnet2_ext.fileio.kaldi_table import TableError
+from espnet2_ext.fileio.output_target import check_output_target, open_output
+from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
+from espnet2_ext.inference.output_formats import FORMATS, escape, format_line
 from espnet2_ext.main_funcs.model_archive import ModelArchiveError
+from espnet2_ext.segmentation.options import SHAS_MUSTC, SegmentationOptions
 from espnet2_ext.st import SEARCHES
-from espnet2_ext.utils.cli import ArgumentParser, CommandError, check_output_file, command
+from espnet2_ext.utils.cli import ArgumentParser, CommandError, command
+from espnet2_ext.utils.waveform import MIN_SAMPLE_RATE
 
 EPILOG = """\
 Which problems stop the run: each INPUT, and each file a wav.scp lists, must exist,
@@ -65,6 +78,14 @@ empty output line, and the others are still translated (exit status 2).
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Options with their defaults; the epilog's paragraphs as written."""
+
+
+# SegmentationOptions' fields, as this program spells them.
+SEGMENTATION_OPTIONS = {
+    "max_seconds": "--max_segment_seconds", "min_seconds": "--min_segment_seconds", "threshold": "--vad_threshold",
+    "pause_seconds": "--pause_seconds", "pad_start_seconds": "--pad_start_seconds",
+    "pad_end_seconds": "--pad_end_seconds",
+}
 
 
 class TranslateError(CommandError):
@@ -86,7 +107,11 @@ def get_parser() -> ArgumentParser:
         "inputs", nargs="+", metavar="INPUT",
         help="audio file, directory of them, or wav.scp; each must exist (checked before any work)",
     )
-    parser.add_argument("--model", required=True, help="model.zip from recipe stage 8, or its unpacked directory")
+    parser.add_argument("--model", default=None, help="model.zip from recipe stage 8, or its unpacked directory")
+    parser.add_argument(
+        "--st_train_config", default=None, help="instead of --model: a training config.yaml (with --st_model_file)"
+    )
+    parser.add_argument("--st_model_file", default=None, help="instead of --model: the weights (.pth)")
     parser.add_argument("--output", type=str_or_none, default=None, help="file to write (default: stdout)")
     parser.add_argument(
         "--format", choices=FORMATS, default="tsv",
@@ -117,22 +142,78 @@ def get_parser() -> ArgumentParser:
         "--lang_tag", type=str_or_none, default=None,
         help="e.g. <lang:de>; default: the model's only one (none for a model without tags)",
     )
-    group.add_argument("--max_segment_seconds", type=float, default=30.0, help="longer audio is cut at pauses")
+    group = parser.add_argument_group("Segmentation of long audio (Silero VAD, SHAS's divide-and-conquer)")
+    group.add_argument(
+        "--max_segment_seconds", type=float_or_none, default=None,
+        help="segments are shorter than this; default: the 95th percentile of the model's training "
+        f"utterances, or SHAS's {SHAS_MUSTC.max_seconds:g} s for a model without them",
+    )
+    group.add_argument("--min_segment_seconds", type=float, default=0.2, help="a cut leaves both sides longer")
+    group.add_argument("--vad_threshold", type=float, default=0.5, help="frames less likely speech are not speech")
+    group.add_argument(
+        "--pause_seconds", type=float_or_none, default=None,
+        help="pauses at least this long always separate segments; default: the model's (longer than any "
+        "inside its training utterances); 0: never, as SHAS",
+    )
+    group.add_argument(
+        "--pad_start_seconds", type=float_or_none, default=None,
+        help="non-speech a segment keeps before its speech; default: the model's training utterances', else 0",
+    )
+    group.add_argument(
+        "--pad_end_seconds", type=float_or_none, default=None,
+        help="non-speech a segment keeps after its speech; default: the model's training utterances', else 0",
+    )
     group.add_argument("--silence_dbfs", type=float, default=-60.0, help="quieter audio is not translated")
     return parser
 
 
 def check_options(args: argparse.Namespace) -> None:
     """Values the parser's types cannot refuse alone (a ``--config`` sets them too)."""
+    if (args.model is None) == (args.st_train_config is None):
+        raise TranslateError("give either --model, or --st_train_config with --st_model_file")
+    if (args.st_train_config is None) != (args.st_model_file is None):
+        raise TranslateError("--st_train_config and --st_model_file go together")
     for option in ("batch_size", "beam_size", "nbest", "num_threads"):
         if getattr(args, option) < 1:
             raise TranslateError(f"--{option} must be >= 1, got {getattr(args, option)}")
     if args.nbest > args.beam_size:
         raise TranslateError(f"--nbest ({args.nbest}) cannot exceed --beam_size ({args.beam_size})")
-    for option in ("max_segment_seconds", "raw_sample_rate"):
-        value = getattr(args, option)
-        if value is not None and value <= 0:
-            raise TranslateError(f"--{option} must be > 0, got {value}")
+    for option in ("maxlen_b", "no_repeat_ngram_size"):
+        if getattr(args, option) < 0:
+            raise TranslateError(f"--{option} must be >= 0, got {getattr(args, option)}")
+    if not math.isfinite(args.maxlen_a) or args.maxlen_a < 0:
+        raise TranslateError(f"--maxlen_a must be >= 0, got {args.maxlen_a}")
+    if args.maxlen_a == 0 and args.maxlen_b == 0:
+        raise TranslateError("--maxlen_a and --maxlen_b are both 0: every translation would be empty")
+    if not math.isfinite(args.silence_dbfs) or args.silence_dbfs > 0:
+        raise TranslateError(f"--silence_dbfs must be a level <= 0 dBFS, got {args.silence_dbfs}")
+    if args.pause_seconds is not None and not args.pause_seconds >= 0:
+        raise TranslateError(f"--pause_seconds must be >= 0 (0: no cut at pauses), got {args.pause_seconds}")
+    if args.raw_sample_rate is not None and args.raw_sample_rate < MIN_SAMPLE_RATE:
+        raise TranslateError(f"--raw_sample_rate must be >= {MIN_SAMPLE_RATE} Hz, got {args.raw_sample_rate}")
+    try:
+        SegmentationOptions(
+            max_seconds=SHAS_MUSTC.max_seconds if args.max_segment_seconds is None else args.max_segment_seconds,
+            min_seconds=args.min_segment_seconds,
+            threshold=args.vad_threshold,
+            pause_seconds=args.pause_seconds or None,
+            pad_start_seconds=args.pad_start_seconds or 0.0,
+            pad_end_seconds=args.pad_end_seconds or 0.0,
+        )
+    except ValueError as err:
+        message = str(err)
+        for name, option in SEGMENTATION_OPTIONS.items():
+            message = message.replace(name, option)
+        raise TranslateError(message) from None
+
+
+def thread_count(requested: int) -> int:
+    """``requested`` CPU threads, at most the cores this process may use (more only slow it down)."""
+    cores = available_cores()
+    if requested > cores:
+        logging.warning("--num_threads %d is more than the %d cores available: using %d", requested, cores, cores)
+        return cores
+    return requested
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,10 +221,11 @@ def run(args: argparse.Namespace) -> int:
 
     Everything that can stop the run is checked first, cheapest first: options, the
     output file, the input list, the device, the model; only then is audio read.
+    Lines are written as results come, in input order.
     """
     check_options(args)
     if args.output is not None:
-        check_output_file(args.output, "--output")
+        check_output_target(args.output, "--output")
     from espnet2_ext.inference.file_inputs import InputListError, expand_inputs, translate_inputs
 
     try:
@@ -154,39 +236,51 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         from espnet2_ext.inference.speech2translation import Speech2Translation, check_device
+        from espnet2_ext.main_funcs.training_utterances import TrainingUtterances
+    options = dict(
+        device=args.device,
+        search=args.search,
+        beam_size=args.beam_size,
+        no_repeat_ngram_size=args.no_repeat_ngram_size,
+        nbest=args.nbest,
+        maxlen_a=args.maxlen_a,
+        maxlen_b=args.maxlen_b,
+        lang_tag=args.lang_tag,
+        max_segment_seconds=args.max_segment_seconds,
+        min_segment_seconds=args.min_segment_seconds,
+        vad_threshold=args.vad_threshold,
+        pause_seconds=args.pause_seconds,
+        pad_start_seconds=args.pad_start_seconds,
+        pad_end_seconds=args.pad_end_seconds,
+        silence_dbfs=args.silence_dbfs,
+    )
     try:
         check_device(args.device)
-        translator = Speech2Translation.from_pretrained(
-            args.model,
-            cache_dir=args.cache_dir,
-            device=args.device,
-            search=args.search,
-            beam_size=args.beam_size,
-            no_repeat_ngram_size=args.no_repeat_ngram_size,
-            nbest=args.nbest,
-            maxlen_a=args.maxlen_a,
-            maxlen_b=args.maxlen_b,
-            lang_tag=args.lang_tag,
-            max_segment_seconds=args.max_segment_seconds,
-            silence_dbfs=args.silence_dbfs,
-        )
-    except (ModelArchiveError, ValueError) as err:  # ModelLoadError is a ValueError
+        if args.model is not None:
+            translator = Speech2Translation.from_pretrained(args.model, cache_dir=args.cache_dir, **options)
+        else:
+            translator = Speech2Translation(
+                args.st_train_config, args.st_model_file, **options,
+                training_utterances=TrainingUtterances.from_config(read_yaml_mapping(Path(args.st_train_config))),
+            )
+    except (ModelArchiveError, ValueError, YamlFileError, TableError) as err:  # ModelLoadError is a ValueError
         raise TranslateError(str(err)) from None
     threads = torch.get_num_threads()
-    torch.set_num_threads(args.num_threads)
+    torch.set_num_threads(thread_count(args.num_threads))
+    failed = 0
     try:
-        results = translate_inputs(translator, inputs, args.batch_size, args.raw_sample_rate)
-    finally:  # for callers in the same process
-        torch.set_num_threads(threads)
-    failed = {i: message for i, message in results.items() if isinstance(message, str)}
-    for message in failed.values():
-        print(f"ERROR: {escape(message)}", file=sys.stderr)
-    try:
-        write_lines((format_line(item.key, results[i], args.format) for i, item in enumerate(inputs)), args.output)
+        with open_output(args.output) as output:
+            for result in translate_inputs(translator, inputs, args.batch_size, args.raw_sample_rate):
+                if result.error is not None:
+                    failed += 1
+                    print(f"ERROR: {escape(result.error)}", file=sys.stderr)
+                output.write(format_line(result.name, result, args.format))
     except BrokenPipeError:
         return stdout_closed()
+    finally:  # for callers in the same process
+        torch.set_num_threads(threads)
     if failed:
-        print(f"ERROR: {len(failed)} of {len(inputs)} inputs could not be translated", file=sys.stderr)
+        print(f"ERROR: {failed} of {len(inputs)} inputs could not be translated", file=sys.stderr)
     return 2 if failed else 0
 
 
@@ -200,7 +294,7 @@ def stdout_closed() -> int:
     return 128 + signal.SIGPIPE
 
 
-@command()
+@command(on_interrupt="the lines written so far are complete; an --output file was left as it was")
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit status 0, 1 (one ``ERROR:`` line on a fatal error) or 2 (some inputs not translated)."""
     args = get_parser().parse_args(argv)

@@ -7,7 +7,7 @@ package (input lists, output formats) does not import torch.
 import importlib
 from typing import Any
 
-_EXPORTS = ("PreparedAudio", "SegmentTranslation", "Speech2Translation", "Translation", "TranslationResult")
+_EXPORTS = ("SegmentTranslation", "Speech2Translation", "Translation", "TranslationResult")
 __all__ = list(_EXPORTS)
 
 

@@ -1,7 +1,11 @@
-"""Reading user audio for translation: any soundfile format, checked, mono, cut at pauses.
+"""User audio for translation: files of any soundfile format read in blocks, arrays, checks.
 
-Features are not computed here: :func:`espnet2_ext.utils.fbank.compute_fbank` is the
-one definition of them and resamples to the model's rate.
+Files are read block by block (:func:`open_audio`), so a recording longer than
+memory can be translated as a stream. Arrays and files alike are checked for what
+would silently give a wrong translation: NaN or infinite samples, floats far
+outside [-1, 1], sample rates that are not a whole number of Hz or too low for
+speech (:func:`check_sample_rate`, :func:`check_samples`). Features are not
+computed here: :func:`espnet2_ext.utils.fbank.compute_fbank` is the one definition of them.
 
 Audio cut short (an interrupted download or copy) is refused, never translated in
 part. libsndfile reads such a file up to where it stops, and even trims the length
@@ -14,21 +18,28 @@ without one, from its size, so a short read proves nothing there).
 
 from __future__ import annotations
 
+import logging
+import numbers
 import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import soundfile as sf
 
-from espnet2_ext.utils.fbank import mix_to_mono
+from espnet2_ext.utils.native_output import captured_fd
+from espnet2_ext.utils.waveform import MIN_SAMPLE_RATE, mix_to_mono
 
 __all__ = [
-    "HEADERLESS_EXTENSIONS", "AudioError", "as_waveform", "is_headerless", "peak_dbfs", "read_audio", "split_at_pauses",
+    "HEADERLESS_EXTENSIONS", "MIN_SAMPLE_RATE", "AudioError", "OpenedAudio", "as_waveform", "check_sample_rate",
+    "check_samples", "is_headerless", "open_audio", "peak_dbfs", "read_audio",
 ]
 
-PAUSE_HOP_SECONDS = 0.01
+# Float audio is in [-1, 1]; a peak above this is integer PCM stored as floats, or not audio.
+MAX_FLOAT_PEAK = 2.0
 # Extensions of headerless audio, read as 16-bit little-endian mono PCM at a rate given by the user.
 HEADERLESS_EXTENSIONS = frozenset({"raw", "pcm"})
 _HEADERLESS_FORMAT = dict(format="RAW", subtype="PCM_16", channels=1, endian="LITTLE")
@@ -46,15 +57,37 @@ def is_headerless(path: str | Path) -> bool:
 
 
 def read_audio(path: str | Path, raw_sample_rate: int | None = None) -> tuple[np.ndarray, int]:
-    """Mono float32 samples in [-1, 1] and the sample rate of a soundfile-readable file.
+    """Mono float32 samples in [-1, 1] and the sample rate of a soundfile-readable file, whole.
+
+    See :func:`open_audio`, which reads it block by block.
+    """
+    audio = open_audio(path, raw_sample_rate)
+    blocks = list(audio.blocks)
+    return (np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)), audio.sample_rate
+
+
+class OpenedAudio(NamedTuple):
+    """An audio file checked and opened: its sample rate, and its mono float32 samples in blocks."""
+
+    sample_rate: int
+    blocks: Iterator[np.ndarray]
+
+
+def open_audio(path: str | Path, raw_sample_rate: int | None = None) -> OpenedAudio:
+    """Check and open a soundfile-readable file, to read it in blocks (bounded memory).
 
     Multi-channel audio is averaged to one channel. Headerless ``.raw`` and ``.pcm``
     files are read as 16-bit little-endian mono PCM at ``raw_sample_rate``, which
-    only they take (others have their rate in their header: ``ValueError``).
+    only they take (others have their rate in their header: ``ValueError``). What a
+    decoder prints itself (libmpg123's warnings) is kept off the terminal and logged
+    at debug level, so that our one line is all a bad file gives.
 
     Raises:
-        AudioError: a file that soundfile cannot open or decode to its end (missing,
-            not audio, truncated), or headerless audio without its rate.
+        AudioError: a file that soundfile cannot open (missing, not audio) or that was
+            cut short (checked before decoding where the container shows it); from the
+            blocks, a file that cannot be decoded to its end, or that decodes shorter
+            than its header declares: reading it raises at its end, so a cut file is
+            never translated in part.
     """
     path = Path(path)
     if not path.is_file():
@@ -74,37 +107,47 @@ def read_audio(path: str | Path, raw_sample_rate: int | None = None) -> tuple[np
         raise AudioError(f"{path}: truncated: {cut}")
     options = dict(samplerate=raw_sample_rate, **_HEADERLESS_FORMAT) if headerless else {}
     try:
-        with sf.SoundFile(str(path), **options) as stream:
-            declared, sample_rate, fmt = stream.frames, stream.samplerate, stream.format
-            samples, error = _read_to_the_end(stream)
+        with _decoder_output(path):
+            stream = sf.SoundFile(str(path), **options)
     except (sf.SoundFileError, RuntimeError, OSError) as err:  # libsndfile reports decode errors as RuntimeError
         raise AudioError(f"{path}: not readable as audio: {err}") from None
-    if len(samples) < declared and _declares_exact_length(path, fmt):
+    return OpenedAudio(int(stream.samplerate), _blocks(path, stream))
+
+
+def _blocks(path: Path, stream: sf.SoundFile) -> Iterator[np.ndarray]:
+    """Mono blocks of an open file, then the checks that it was read to its declared end."""
+    declared, sample_rate, fmt, channels = stream.frames, stream.samplerate, stream.format, stream.channels
+    done, error = 0, None
+    with stream:
+        while True:
+            try:
+                with _decoder_output(path):
+                    block = stream.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
+            except (sf.SoundFileError, RuntimeError) as err:
+                error = err
+                break
+            if len(block) == 0:
+                break
+            done += len(block)
+            yield mix_to_mono(block if channels > 1 else block[:, 0]).astype(np.float32, copy=False)
+            if len(block) < _READ_BLOCK_FRAMES:
+                break
+    if done < declared and _declares_exact_length(path, fmt):
         raise AudioError(
             f"{path}: truncated: its header declares {declared / sample_rate:.2f} s of audio, "
-            f"only {len(samples) / sample_rate:.2f} s could be decoded"
+            f"only {done / sample_rate:.2f} s could be decoded"
         )
     if error is not None:
         raise AudioError(f"{path}: not readable as audio: {error}")
-    return mix_to_mono(samples).astype(np.float32, copy=False), int(sample_rate)
 
 
-def _read_to_the_end(stream: sf.SoundFile) -> tuple[np.ndarray, Exception | None]:
-    """The frames (frames, channels) decoded until the end or the first decoding error, and that error.
-
-    soundfile reads at most the frames the file declares, so they are the buffer's size.
-    """
-    samples = np.empty((stream.frames, stream.channels), dtype=np.float32)
-    done = 0
-    while done < len(samples):
-        try:
-            got = len(stream.read(out=samples[done : done + _READ_BLOCK_FRAMES]))
-        except (sf.SoundFileError, RuntimeError) as err:
-            return samples[:done], err
-        if got == 0:
-            break
-        done += got
-    return samples[:done], None
+@contextmanager
+def _decoder_output(path: Path) -> Iterator[None]:
+    """What a decoder prints to stderr itself, logged at debug level instead of shown."""
+    with captured_fd(2) as printed:
+        yield
+    if printed.text.strip():
+        logging.debug("%s: the decoder printed: %s", path, " | ".join(printed.text.split("\n")).strip(" |"))
 
 
 def _declares_exact_length(path: Path, fmt: str) -> bool:
@@ -180,46 +223,66 @@ def _ogg_cut(stream: BinaryIO) -> str | None:
 def as_waveform(audio: Any, name: str) -> np.ndarray:
     """Mono float32 samples from an array-like: (samples,), (samples, channels) as
     soundfile gives, or (channels, samples) as torchaudio gives (the longer axis is time).
-    Integer samples are scaled to [-1, 1)."""
+
+    Signed integer samples are scaled to [-1, 1); unsigned ones (8-bit WAV's convention)
+    are centred on their midpoint first, so uint8 128 is silence. Encoded bytes are
+    refused: they are a file's contents, not samples.
+    """
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        raise AudioError(
+            f"{name}: got {len(audio)} bytes, not samples: pass the file's path, or decode it first "
+            "(samples, rate = soundfile.read(io.BytesIO(data)))"
+        )
+    if isinstance(audio, (str, Path)):
+        raise AudioError(f"{name}: got a path where samples were expected")
     waveform = np.asarray(audio)
     if waveform.ndim == 2 and waveform.shape[0] < waveform.shape[1]:
         waveform = waveform.T
     if waveform.ndim not in (1, 2):
         raise AudioError(f"{name}: expected a waveform (samples,) or (samples, channels), got shape {waveform.shape}")
-    if np.issubdtype(waveform.dtype, np.integer):
+    if np.issubdtype(waveform.dtype, np.unsignedinteger):
+        middle = float(np.iinfo(waveform.dtype).max // 2 + 1)
+        waveform = (waveform.astype(np.float64) - middle) / middle
+    elif np.issubdtype(waveform.dtype, np.signedinteger):
         waveform = waveform / float(np.iinfo(waveform.dtype).max + 1)
     elif not np.issubdtype(waveform.dtype, np.floating):
         raise AudioError(f"{name}: expected float or integer samples, got dtype {waveform.dtype}")
     return mix_to_mono(waveform).astype(np.float32, copy=False)
 
 
+def check_sample_rate(sample_rate: Any, name: str) -> int:
+    """The sample rate as an int, or :class:`AudioError`: not a whole number of Hz, or below 8 kHz."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
+        raise AudioError(f"{name}: the sample rate must be a number of Hz, got {sample_rate!r}")
+    if not np.isfinite(float(sample_rate)) or float(sample_rate) != int(sample_rate):
+        raise AudioError(f"{name}: the sample rate must be a whole number of Hz, got {sample_rate!r}")
+    if int(sample_rate) < MIN_SAMPLE_RATE:
+        raise AudioError(
+            f"{name}: a sample rate of {int(sample_rate)} Hz is below {MIN_SAMPLE_RATE} Hz, "
+            "too low for speech (is it in Hz?)"
+        )
+    return int(sample_rate)
+
+
+def check_samples(samples: np.ndarray, name: str, sample_rate: int, offset: int = 0) -> None:
+    """:class:`AudioError` for samples that are NaN or infinite, or float audio far outside [-1, 1].
+
+    ``offset`` is where ``samples`` start in the input, so the message can say when.
+    """
+    finite = np.isfinite(samples)
+    if not finite.all():
+        bad = int(np.count_nonzero(~finite))
+        first = (offset + int(np.argmin(finite))) / sample_rate
+        raise AudioError(f"{name}: {bad} samples are NaN or infinite (the first at {first:.3f} s): not audio")
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if peak > MAX_FLOAT_PEAK:
+        raise AudioError(
+            f"{name}: samples reach {peak:g}, far outside [-1, 1]: float audio must be scaled to [-1, 1] "
+            "(integer PCM stored as floats: divide by 32768)"
+        )
+
+
 def peak_dbfs(waveform: np.ndarray) -> float:
     """Peak level in dB relative to full scale; ``-inf`` for digital silence."""
     peak = float(np.max(np.abs(waveform))) if waveform.size else 0.0
     return 20.0 * np.log10(peak) if peak > 0 else float("-inf")
-
-
-def split_at_pauses(waveform: np.ndarray, sample_rate: int, max_seconds: float) -> list[tuple[int, int]]:
-    """Cut audio longer than ``max_seconds`` into ``[start, stop)`` sample ranges.
-
-    Each cut falls on the quietest 10 ms (lowest RMS) in the second half of the
-    window that is still allowed, so segments are between ``max_seconds / 2`` and
-    ``max_seconds`` long (the last one may be shorter) and words are rarely split.
-    Audio within the limit is one range.
-    """
-    if max_seconds <= 0:
-        raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
-    hop = max(1, int(round(sample_rate * PAUSE_HOP_SECONDS)))
-    max_hops = max(2, int(max_seconds * sample_rate) // hop)
-    total = len(waveform)
-    n_hops = total // hop
-    energy = np.square(waveform[: n_hops * hop].astype(np.float64)).reshape(n_hops, hop).mean(axis=1)
-    ranges = []
-    start_hop = 0
-    while (total - start_hop * hop) > max_hops * hop:
-        low, high = start_hop + max_hops // 2, start_hop + max_hops
-        cut_hop = low + int(np.argmin(energy[low:high]))
-        ranges.append((start_hop * hop, cut_hop * hop))
-        start_hop = cut_hop
-    ranges.append((start_hop * hop, total))
-    return ranges

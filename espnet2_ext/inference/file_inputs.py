@@ -7,19 +7,22 @@ Two kinds of problem, two treatments. A path named on the command line or in a
 any work (:class:`InputListError`). A file that exists but cannot be translated
 (not audio, truncated, empty, too short): that input fails alone, when it is read,
 and the others are still translated (:func:`translate_inputs`).
+
+This module does not import torch, so that a wrong input list is reported at once.
 """
 
-import os
-import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import soundfile as sf
-from tqdm import tqdm
 
 from espnet2_ext.fileio.kaldi_table import TableError, read_wav_scp
-from espnet2_ext.inference.audio import HEADERLESS_EXTENSIONS, AudioError, is_headerless
+from espnet2_ext.inference.audio import HEADERLESS_EXTENSIONS, is_headerless
+from espnet2_ext.utils.progress import progress_bar
+
+if TYPE_CHECKING:
+    from espnet2_ext.inference.speech2translation import Speech2Translation, TranslationResult
 
 # soundfile's formats, except headerless RAW, which needs its sample rate given.
 AUDIO_EXTENSIONS = frozenset(
@@ -93,41 +96,22 @@ def _listing(items: Sequence[str]) -> str:
     return shown if len(items) <= LISTED_AT_MOST else f"{shown}, ... ({len(items) - LISTED_AT_MOST} more)"
 
 
-def duration(path: str, raw_sample_rate: int | None = None) -> float:
-    """Seconds of audio from the file header (or size, for headerless audio); 0 where that
-    says nothing (the error, if any, comes on reading)."""
-    if is_headerless(path):
-        return os.path.getsize(path) / 2 / raw_sample_rate if raw_sample_rate else 0.0
-    try:
-        return sf.info(path).duration
-    except (sf.SoundFileError, RuntimeError, OSError):
-        return 0.0
-
-
 def translate_inputs(
-    translator, inputs: Sequence[Input], batch_size: int, raw_sample_rate: int | None = None
-) -> dict[int, object | str]:
-    """Each input's :class:`~espnet2_ext.inference.TranslationResult`, or the message saying
-    why it could not be translated, by input index.
+    translator: "Speech2Translation", inputs: Sequence[Input], batch_size: int, raw_sample_rate: int | None = None
+) -> Iterator["TranslationResult"]:
+    """Each input's :class:`~espnet2_ext.inference.TranslationResult`, in input order, as soon
+    as it is done; one that could not be translated has its ``error`` set.
 
-    Inputs go longest first, so a batch holds similar lengths and little padding;
-    a batch's audio is read only when its turn comes, so memory stays bounded.
-    Headerless files are read at ``raw_sample_rate``, and fail without one.
+    Files are read one after the other in blocks (a long recording is segmented as
+    a stream); segments of similar lengths are translated together. Headerless
+    files are read at ``raw_sample_rate``, and fail without one.
     """
-    order = sorted(range(len(inputs)), key=lambda i: -duration(inputs[i].path, raw_sample_rate))
-    results: dict[int, object | str] = {}
-    with tqdm(total=len(inputs), unit="file", disable=len(inputs) <= PROGRESS_MIN_INPUTS, file=sys.stderr) as bar:
-        for first in range(0, len(order), batch_size):
-            prepared = {}
-            for index in order[first : first + batch_size]:
-                key, path = inputs[index]
-                try:
-                    prepared[index] = translator.prepare(
-                        path, raw_sample_rate if is_headerless(path) else None, name=key
-                    )
-                except AudioError as err:
-                    results[index] = str(err)
-            translated = translator.translate_prepared(list(prepared.values()), batch_size)
-            results.update(zip(prepared, translated))
-            bar.update(len(order[first : first + batch_size]))
-    return results
+    from espnet2_ext.inference.speech_input import file_input  # torch: not needed to check the list
+
+    items = (
+        file_input(item.path, item.key, raw_sample_rate if is_headerless(item.path) else None) for item in inputs
+    )
+    with progress_bar(total=len(inputs), unit="file", disable=len(inputs) <= PROGRESS_MIN_INPUTS) as bar:
+        for result in translator.translate_inputs(items, batch_size):
+            bar.update(1)
+            yield result

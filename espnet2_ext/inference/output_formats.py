@@ -1,20 +1,17 @@
-"""``translate``'s output lines: ``tsv``, ``text`` or ``jsonl``, one per input, written whole.
+"""``translate``'s output lines: ``tsv``, ``text`` or ``jsonl``, one per input.
 
 A tsv or text line stays one line with its tabs where they belong whatever a file is
 called: :func:`escape` writes backslash, tab, newline and carriage return as ``\\\\``,
-``\\t``, ``\\n``, ``\\r`` (jsonl has JSON's own escapes). A failed input's jsonl record
-has the fields of a translated one, with ``error`` set instead of null.
+``\\t``, ``\\n``, ``\\r`` (jsonl has JSON's own escapes). A jsonl record has the same
+fields whatever happened: ``error`` is null, or why the input could not be translated.
+Where the lines go (stdout, a file, a FIFO ...) is :mod:`espnet2_ext.fileio.output_target`'s.
 """
 
 import json
-import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
-
-from espnet2_ext.fileio.atomic import atomic_path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from espnet2_ext.inference.speech2translation import TranslationResult
+    from espnet2_ext.inference.speech2translation import SegmentTranslation, TranslationResult
 
 FORMATS = ("tsv", "text", "jsonl")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -25,42 +22,37 @@ def escape(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
-def format_line(key: str, result: "TranslationResult | str", fmt: str) -> str:
-    """One output line; ``result`` is a message for inputs that failed."""
-    failed = isinstance(result, str)
+def format_line(key: str, result: "TranslationResult", fmt: str) -> str:
+    """One output line; an input that failed (``result.error``) has an empty translation."""
     if fmt == "text":
-        return "" if failed else escape(result.text)
+        return escape(result.text)
     if fmt == "tsv":
-        return f"{escape(key)}\t{'' if failed else escape(result.text)}"
-    if failed:
-        record = {"id": key, "translation": "", "source": "", "nbest": None, "segments": [], "warnings": []}
-        return json.dumps({**record, "error": result}, ensure_ascii=False)
-    record = {
+        return f"{escape(key)}\t{escape(result.text)}"
+    return json.dumps(jsonl_record(key, result), ensure_ascii=False)
+
+
+def jsonl_record(key: str, result: "TranslationResult") -> dict[str, Any]:
+    """The jsonl fields: the joined translation and CTC transcript, each segment with its
+    times, n-best and scores, the n-best again at the top for an input of one segment."""
+    return {
         "id": key,
         "translation": result.text,
         "source": result.source,
-        "nbest": [{"text": h.text, "score": h.score} for h in result.nbest] if len(result.segments) == 1 else None,
+        "nbest": _nbest(result.segments[0]) if len(result.segments) == 1 else None,
         "segments": [
-            {"start": s.start, "end": s.end, "translation": s.nbest[0].text if s.nbest else "", "source": s.source}
+            {
+                "start": round(s.start, 3),
+                "end": round(s.end, 3),
+                "translation": s.nbest[0].text if s.nbest else "",
+                "source": s.source,
+                "nbest": _nbest(s),
+            }
             for s in result.segments
         ],
         "warnings": result.warnings,
-        "error": None,
+        "error": result.error,
     }
-    return json.dumps(record, ensure_ascii=False)
 
 
-def write_lines(lines: Iterator[str], output: str | None) -> None:
-    """To ``output`` (written whole, then renamed into place) or to stdout.
-
-    Raises:
-        BrokenPipeError: stdout's reader has gone (``| head -1``); raised here, not at exit.
-    """
-    if output is None:
-        for line in lines:
-            print(line)
-        sys.stdout.flush()
-        return
-    with atomic_path(output) as tmp, tmp.open("w", encoding="utf-8") as stream:
-        for line in lines:
-            stream.write(line + "\n")
+def _nbest(segment: "SegmentTranslation") -> list[dict[str, Any]]:
+    return [{"text": h.text, "score": h.score} for h in segment.nbest]

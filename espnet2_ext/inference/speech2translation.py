@@ -22,7 +22,8 @@ classes its config names (:func:`espnet2_ext.tasks.model_building.lazy_class`).
 import argparse
 import copy
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,15 +33,26 @@ import yaml
 from espnet2.text.token_id_converter import TokenIDConverter
 
 from espnet2_ext.asr.encoder.ctc_compress_conformer_encoder import CTCCompressEncoderOutput
-from espnet2_ext.inference.audio import AudioError, as_waveform, peak_dbfs, read_audio, split_at_pauses
+from espnet2_ext.inference.audio import AudioError, peak_dbfs
+from espnet2_ext.inference.ordered_batches import Finished, OrderedBatches
+from espnet2_ext.inference.speech_input import (
+    SpeechInput,
+    array_input,
+    as_input,
+    chunks_16k,
+    file_input,
+    stream_input,
+)
 from espnet2_ext.main_funcs.model_archive import open_model
+from espnet2_ext.main_funcs.training_utterances import TrainingUtterances, segmentation_options
+from espnet2_ext.segmentation import SHAS_MUSTC, Segment, StreamSegmenter
 from espnet2_ext.st.beam_search import SEARCHES, FairseqBeamSearch, UtteranceBatchBeamSearch
-from espnet2_ext.tasks.model_building import load_st_model
+from espnet2_ext.tasks.model_building import UnreadableWeightsError, load_st_model
 from espnet2_ext.utils.fbank import FRAME_LENGTH_MS, FRAME_SHIFT_MS, SAMPLE_RATE, compute_fbank, num_frames
 
 LANG_TAG_PREFIX = "<lang:"
 BLANK = "<blank>"  # ESPnet's id 0, never a target (an imported FBK model's fairseq <pad>)
-AudioInput = str | Path | tuple[np.ndarray, int]
+AudioInput = str | Path | tuple[Any, int] | SpeechInput
 
 
 class Translation(NamedTuple):
@@ -64,14 +76,16 @@ class SegmentTranslation(NamedTuple):
 class TranslationResult(NamedTuple):
     """Everything translating one input gives.
 
-    ``segments`` holds one entry per stretch translated: one for ordinary audio,
-    several for audio longer than ``max_segment_seconds``, none for silence.
-    ``warnings`` says why an input was segmented, or left (partly) untranslated.
+    ``segments`` holds one entry per stretch translated: one for audio within
+    ``max_segment_seconds``, one per speech segment of longer audio, none for
+    silence or audio without speech. ``warnings`` says why an input was left
+    (partly) untranslated; ``error``, why it could not be translated at all.
     """
 
     name: str
     segments: list[SegmentTranslation]
     warnings: list[str]
+    error: str | None = None
 
     @property
     def text(self) -> str:
@@ -92,15 +106,6 @@ class TranslationResult(NamedTuple):
                 "read each one's n-best from .segments"
             )
         return self.segments[0].nbest
-
-
-class PreparedAudio(NamedTuple):
-    """An input checked and turned into features: one array (frames, 80) per segment."""
-
-    name: str
-    features: list[np.ndarray]
-    spans: list[tuple[float, float]]
-    warnings: list[str]
 
 
 def text_tokenizer(token_type: str, bpemodel: str | None) -> Any:
@@ -139,13 +144,20 @@ def resolve_lang_tag(token_list: Sequence[str], lang_tag: str | None) -> list[in
 
 
 class Speech2Translation:
-    """Load a trained model once, then translate files, waveforms or feature batches.
+    """Load a trained model once, then translate files, waveforms, streams or feature batches.
 
     Example::
 
         translator = Speech2Translation.from_pretrained("model.zip", beam_size=5)
         result = translator("talk.flac")               # or translator(samples, sample_rate)
-        print(result.text, result.source, result.nbest[0].score)
+        print(result.text, result.source)
+        for segment in result.segments:                # a long recording comes in several
+            print(segment.start, segment.end, segment.nbest[0].text, segment.nbest[0].score)
+
+    Audio longer than ``max_segment_seconds`` is cut where speech is least likely:
+    Silero VAD's speech probabilities, split by SHAS's divide-and-conquer
+    (:mod:`espnet2_ext.segmentation`); shorter audio is translated whole. Audio
+    without speech (silence, noise) gets an empty translation and a warning.
 
     Args:
         st_train_config: the ``config.yaml`` written by training, or its contents
@@ -161,10 +173,18 @@ class Speech2Translation:
         nbest: hypotheses returned per utterance, 1 to ``beam_size``.
         lang_tag: target-language tag forced after <sos>, e.g. ``<lang:de>``.
         dtype: inference dtype.
-        max_segment_seconds: longer audio is translated in segments cut at pauses,
-            at most this long (training used utterances of at most 30 s).
+        max_segment_seconds: segments are shorter than this; None: the model's (the
+            95th percentile of ``training_utterances``), else SHAS's MuST-C setting (18 s).
+        min_segment_seconds: a cut leaves both sides longer than this (SHAS: 0.2 s).
+        vad_threshold: speech probability below which a frame is not speech (SHAS: 0.5).
+        pause_seconds: pauses at least this long always separate segments; None: the
+            model's (longer than those inside its training utterances), 0: never (SHAS).
+        pad_start_seconds, pad_end_seconds: non-speech a segment keeps before and after
+            its speech; None: the model's (its training utterances' medians), else 0.
         silence_dbfs: audio whose peak stays below this level is not translated
             (an empty translation and a warning instead of a hallucination).
+        training_utterances: what the model's training utterances looked like, which sets
+            the segmentation defaults (:mod:`espnet2_ext.main_funcs.training_utterances`).
     """
 
     def __init__(
@@ -180,20 +200,25 @@ class Speech2Translation:
         nbest: int = 1,
         lang_tag: str | None = None,
         dtype: str = "float32",
-        max_segment_seconds: float = 30.0,
+        max_segment_seconds: float | None = None,
+        min_segment_seconds: float = SHAS_MUSTC.min_seconds,
+        vad_threshold: float = SHAS_MUSTC.threshold,
+        pause_seconds: float | None = None,
+        pad_start_seconds: float | None = None,
+        pad_end_seconds: float | None = None,
         silence_dbfs: float = -60.0,
+        training_utterances: TrainingUtterances | None = None,
     ):
         if search not in SEARCHES:
             raise ValueError(f"search: unknown {search!r}, expected one of {SEARCHES}")
         check_device(device)
-        if beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-        if nbest < 1:
-            raise ValueError(f"nbest must be >= 1, got {nbest}")
-        if nbest > beam_size:
-            raise ValueError(f"nbest ({nbest}) cannot exceed beam_size ({beam_size})")
-        if max_segment_seconds <= 0:
-            raise ValueError(f"max_segment_seconds must be > 0, got {max_segment_seconds}")
+        check_search_options(beam_size, nbest, maxlen_a, maxlen_b, no_repeat_ngram_size)
+        if not math.isfinite(silence_dbfs) or silence_dbfs > 0:
+            raise ValueError(f"silence_dbfs must be a level <= 0 dBFS, got {silence_dbfs}")
+        self.segmentation = segmentation_options(
+            training_utterances, max_segment_seconds, min_segment_seconds, vad_threshold,
+            pause_seconds, pad_start_seconds, pad_end_seconds,
+        )
         if isinstance(st_train_config, dict):
             train_args = argparse.Namespace(**copy.deepcopy(st_train_config))
         else:
@@ -207,8 +232,8 @@ class Speech2Translation:
         self.nbest = nbest
         self.maxlen_a = maxlen_a
         self.maxlen_b = maxlen_b
-        self.max_segment_seconds = max_segment_seconds
         self.silence_dbfs = silence_dbfs
+        self._segmenter: StreamSegmenter | None = None  # Silero's network loads on first use
         token_list = model.token_list
         self.converter = TokenIDConverter(token_list=token_list)
         self.tokenizer = text_tokenizer(train_args.token_type, train_args.bpemodel)
@@ -246,115 +271,168 @@ class Speech2Translation:
 
         The archive is checked before anything is built
         (:func:`espnet2_ext.main_funcs.model_archive.open_model`); ``kwargs`` are
-        the constructor's search and device options.
+        the constructor's search, segmentation and device options. What the model's
+        training utterances looked like, packed with it, sets the segmentation's defaults.
         """
         packed = open_model(model, cache_dir)
-        return cls(packed.config, packed.model_file, **kwargs)
+        kwargs.setdefault("training_utterances", TrainingUtterances.from_meta(packed.meta))
+        try:
+            return cls(packed.config, packed.model_file, **kwargs)
+        except UnreadableWeightsError as err:
+            raise packed.unreadable_weights(err.reason) from None
 
     # ------------------------------------------------------------------ audio in
 
-    def __call__(self, audio: str | Path | np.ndarray, sample_rate: int | None = None) -> TranslationResult:
+    def __call__(self, audio: str | Path | Any, sample_rate: int | None = None) -> TranslationResult:
         """Translate one input: a path, or a waveform with its sample rate (also needed by
         headerless ``.raw``/``.pcm`` files, read as 16-bit mono PCM).
 
         Raises:
-            AudioError: unreadable, empty, or shorter than the encoder needs.
-        """
-        return self.translate_prepared([self.prepare(audio, sample_rate)])[0]
-
-    def translate_batch(self, inputs: Sequence[AudioInput], batch_size: int = 10) -> list[TranslationResult]:
-        """Translate many inputs (paths or ``(waveform, sample_rate)`` pairs), ``batch_size`` at a time."""
-        prepared = [
-            self.prepare(*item) if isinstance(item, tuple) else self.prepare(item) for item in inputs
-        ]
-        return self.translate_prepared(prepared, batch_size)
-
-    def prepare(
-        self,
-        audio: str | Path | np.ndarray,
-        sample_rate: int | None = None,
-        name: str | None = None,
-    ) -> PreparedAudio:
-        """Read and check an input and compute the model's features, segment by segment.
-
-        ``sample_rate`` goes with a waveform, or with a headerless file
-        (:func:`~espnet2_ext.inference.audio.read_audio`); other files have theirs in their header.
-        Features are the training ones: Kaldi fbank at 16 kHz (other rates are
-        resampled, channels mixed down); the model applies the packed CMVN.
+            AudioError: unreadable, empty, not valid audio, or shorter than the encoder needs.
         """
         if isinstance(audio, (str, Path)):
-            name = str(audio) if name is None else name
-            waveform, sample_rate = read_audio(audio, raw_sample_rate=sample_rate)
+            item = file_input(audio, raw_sample_rate=sample_rate)
         else:
-            name = "waveform" if name is None else name
-            if sample_rate is None or sample_rate <= 0:
-                raise ValueError(f"{name}: give the waveform's sample rate, got {sample_rate}")
-            waveform = as_waveform(audio, name)
-        self._check_length(name, len(waveform), sample_rate)
+            item = array_input(audio, sample_rate)
+        (result,) = self.translate_inputs([item])
+        if result.error is not None:
+            raise AudioError(result.error)
+        return result
+
+    def translate_batch(self, inputs: Iterable[AudioInput], batch_size: int = 10) -> list[TranslationResult]:
+        """Translate many inputs (paths, ``(waveform, sample_rate)`` pairs or
+        :class:`~espnet2_ext.inference.speech_input.SpeechInput`), ``batch_size`` segments at a time.
+
+        Each input gets its result; one that cannot be translated gets its ``error``
+        (and no segments) instead of stopping the others.
+        """
+        return list(self.translate_inputs(_as_inputs(inputs), batch_size))
+
+    def translate_stream(
+        self, chunks: Iterable[Any], sample_rate: int, name: str = "stream", batch_size: int = 1
+    ) -> Iterator[SegmentTranslation]:
+        """Translate audio that arrives in chunks (live, or a recording longer than memory):
+        each segment is yielded as soon as it is cut and translated.
+
+        Memory stays bounded by the segmenter's window (4 x ``max_segment_seconds``,
+        at least 60 s) whatever the length of the stream. Warnings are logged.
+
+        Raises:
+            AudioError: a chunk that is not valid audio, or a stream too short to translate.
+        """
         warnings: list[str] = []
-        ranges = split_at_pauses(waveform, sample_rate, self.max_segment_seconds)
-        peaks = [peak_dbfs(waveform[start:stop]) for start, stop in ranges]  # the ranges cover the input
-        if max(peaks) < self.silence_dbfs:
-            warnings.append(f"{name}: silent (peak {max(peaks):.1f} dBFS < {self.silence_dbfs:g} dBFS): not translated")
-            return self._log(PreparedAudio(name, [], [], warnings))
-        if len(ranges) > 1:
-            warnings.append(
-                f"{name}: {len(waveform) / sample_rate:.1f} s is longer than {self.max_segment_seconds:g} s: "
-                f"translated in {len(ranges)} segments cut at pauses"
-            )
-        features, spans = [], []
-        for (start, stop), peak in zip(ranges, peaks):
-            segment = waveform[start:stop]
-            span = (start / sample_rate, stop / sample_rate)
-            if peak < self.silence_dbfs:
-                warnings.append(f"{name}: {span[0]:.2f}-{span[1]:.2f} s is silent: not translated")
-            elif self._frames(len(segment), sample_rate) < self.model.encoder.min_input_length:
-                warnings.append(f"{name}: {span[0]:.2f}-{span[1]:.2f} s is too short to translate: skipped")
+        pending: list[tuple[tuple[float, float], np.ndarray]] = []
+        for span, features in self._segment_features(stream_input(chunks, sample_rate, name), warnings):
+            pending.append((span, features))
+            if len(pending) >= batch_size:
+                yield from self._translate_segments(pending)
+                pending = []
+        yield from self._translate_segments(pending)
+        for warning in warnings:
+            logging.warning(warning)
+
+    def translate_inputs(self, inputs: Iterable[SpeechInput], batch_size: int = 10) -> Iterator[TranslationResult]:
+        """Each input's result, in input order, as soon as it and those before it are done.
+
+        Inputs are read one after the other, in blocks, and cut into segments;
+        segments of similar lengths are translated together (:class:`OrderedBatches`).
+        An input that fails (unreadable, not valid audio, too short) gets its ``error``.
+        """
+        batches: OrderedBatches[tuple[list[Translation], str]] = OrderedBatches(self._decode_features, batch_size)
+        for item in inputs:
+            warnings: list[str] = []
+            number = batches.open(item.name, warnings)
+            try:
+                for span, features in self._segment_features(item, warnings):
+                    batches.add(number, span, features)
+                    yield from map(self._result, batches.ready())
+            except AudioError as err:
+                batches.fail(number, str(err))
             else:
-                features.append(compute_fbank(segment, sample_rate))
-                spans.append(span)
-        return self._log(PreparedAudio(name, features, spans, warnings))
+                batches.close(number)
+            for warning in warnings:
+                logging.warning(warning)
+            yield from map(self._result, batches.ready())
+        yield from map(self._result, batches.finish())
 
-    def translate_prepared(self, prepared: Sequence[PreparedAudio], batch_size: int = 1) -> list[TranslationResult]:
-        """Translate prepared inputs; segments of similar length are batched together."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        segments = [(i, j) for i, item in enumerate(prepared) for j in range(len(item.features))]
-        segments.sort(key=lambda ij: len(prepared[ij[0]].features[ij[1]]))
-        decoded: dict[tuple[int, int], tuple[list[Translation], str]] = {}
-        for first in range(0, len(segments), batch_size):
-            chunk = segments[first : first + batch_size]
-            speech, lengths = pad_features([prepared[i].features[j] for i, j in chunk])
-            decoded.update(zip(chunk, self._decode(speech, lengths)))
-        return [
-            TranslationResult(
-                item.name,
-                [SegmentTranslation(*item.spans[j], *decoded[i, j]) for j in range(len(item.features))],
-                item.warnings,
+    def _segment_features(
+        self, item: SpeechInput, warnings: list[str]
+    ) -> Iterator[tuple[tuple[float, float], np.ndarray]]:
+        """The features of each speech segment of an input, as the segmenter cuts them.
+
+        ``warnings`` gets why stretches were not translated (silent, too short) or,
+        when none was, why (silent, no speech). Raises :class:`AudioError` for an
+        input that is empty or shorter than the model needs, once it has ended.
+        """
+        segmenter = self._stream_segmenter()
+        segmenter.reset()
+        peak, count, skipped = float("-inf"), 0, []
+
+        def segments() -> Iterator[Segment]:
+            nonlocal peak
+            for chunk in chunks_16k(item):
+                peak = max(peak, peak_dbfs(chunk))
+                yield from segmenter.feed(chunk)
+            final = segmenter.finish()
+            self._check_length(item.name, segmenter.samples_seen)
+            yield from final
+
+        for segment in segments():
+            reason = self._unusable(segment)
+            if reason is not None:
+                skipped.append(f"{item.name}: {segment.span[0]:.2f}-{segment.span[1]:.2f} s {reason}")
+                continue
+            count += 1
+            yield segment.span, compute_fbank(segment.samples, SAMPLE_RATE)
+        seconds = segmenter.samples_seen / SAMPLE_RATE
+        if count == 0 and peak < self.silence_dbfs:
+            warnings.append(f"{item.name}: silent (peak {peak:.1f} dBFS < {self.silence_dbfs:g} dBFS): not translated")
+        elif not segmenter.speech_seen:
+            warnings.append(
+                f"{item.name}: no speech found in {seconds:.1f} s (no frame reaches the voice-activity "
+                f"threshold {self.segmentation.threshold:g}): not translated"
             )
-            for i, item in enumerate(prepared)
-        ]
+        else:
+            warnings += skipped
+            if count > 1:
+                logging.info("%s: %.1f s translated in %d segments", item.name, seconds, count)
 
-    def _check_length(self, name: str, samples: int, sample_rate: int) -> None:
+    def _unusable(self, segment: Segment) -> str | None:
+        """Why a segment is not translated, or None."""
+        if peak_dbfs(segment.samples) < self.silence_dbfs:
+            return "is silent: not translated"
+        if num_frames(len(segment.samples)) < self.model.encoder.min_input_length:
+            return "is too short to translate: skipped"
+        return None
+
+    def _stream_segmenter(self) -> StreamSegmenter:
+        if self._segmenter is None:
+            self._segmenter = StreamSegmenter(self.segmentation)
+        return self._segmenter
+
+    def _check_length(self, name: str, samples: int) -> None:
         if samples == 0:
             raise AudioError(f"{name}: empty audio (0 samples)")
         needed = self.model.encoder.min_input_length
-        frames = self._frames(samples, sample_rate)
+        frames = num_frames(samples)
         if frames < needed:
             raise AudioError(
-                f"{name}: {1000 * samples / sample_rate:.0f} ms of audio gives {frames} feature frames; "
+                f"{name}: {1000 * samples / SAMPLE_RATE:.0f} ms of audio gives {frames} feature frames; "
                 f"the model needs at least {needed} (about {FRAME_LENGTH_MS + FRAME_SHIFT_MS * (needed - 1):.0f} ms)"
             )
 
-    @staticmethod
-    def _frames(samples: int, sample_rate: int) -> int:
-        return num_frames(int(round(samples * SAMPLE_RATE / sample_rate)))
+    def _translate_segments(
+        self, segments: Sequence[tuple[tuple[float, float], np.ndarray]]
+    ) -> list[SegmentTranslation]:
+        if not segments:
+            return []
+        decoded = self._decode_features([features for _, features in segments])
+        return [SegmentTranslation(*span, nbest, source) for (span, _), (nbest, source) in zip(segments, decoded)]
 
     @staticmethod
-    def _log(prepared: PreparedAudio) -> PreparedAudio:
-        for warning in prepared.warnings:
-            logging.warning(warning)
-        return prepared
+    def _result(done: Finished[tuple[list[Translation], str]]) -> TranslationResult:
+        segments = [SegmentTranslation(*span, nbest, source) for span, (nbest, source) in done.segments]
+        return TranslationResult(done.name, segments, done.warnings, done.error)
 
     # ------------------------------------------------------------------ features in
 
@@ -362,9 +440,10 @@ class Speech2Translation:
         """N-best translations of each utterance of a padded feature batch (B, T, F)."""
         return self._search(speech, speech_lengths)[1]
 
-    def _decode(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> list[tuple[list[Translation], str]]:
-        """(n-best, CTC source transcript) of each utterance of a padded batch."""
-        enc, nbests = self._search(speech, speech_lengths)
+    def _decode_features(self, features: Sequence[np.ndarray]) -> list[tuple[list[Translation], str]]:
+        """(n-best, CTC source transcript) of each feature array (frames, dims)."""
+        speech, lengths = pad_features(features)
+        enc, nbests = self._search(speech, lengths)
         sources = [self._ctc_transcript(enc.ctc_logits[i, : enc.ctc_lengths[i]]) for i in range(len(nbests))]
         return list(zip(nbests, sources))
 
@@ -390,6 +469,40 @@ class Speech2Translation:
         """Words separated by single spaces: a lone word-boundary piece ("▁") decodes to a space of its own."""
         text = self.src_tokenizer.tokens2text(self.src_converter.ids2tokens(greedy_ctc_ids(logits)))
         return " ".join(text.split())
+
+
+def check_search_options(
+    beam_size: int, nbest: int, maxlen_a: float, maxlen_b: int, no_repeat_ngram_size: int
+) -> None:
+    """``ValueError`` for search options that would silently give nothing or too little."""
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    if nbest < 1:
+        raise ValueError(f"nbest must be >= 1, got {nbest}")
+    if nbest > beam_size:
+        raise ValueError(f"nbest ({nbest}) cannot exceed beam_size ({beam_size})")
+    if not math.isfinite(maxlen_a) or maxlen_a < 0:
+        raise ValueError(f"maxlen_a must be >= 0, got {maxlen_a}")
+    if maxlen_b < 0:
+        raise ValueError(f"maxlen_b must be >= 0, got {maxlen_b}")
+    if maxlen_a == 0 and maxlen_b == 0:
+        raise ValueError("maxlen_a and maxlen_b are both 0: every translation would be empty")
+    if no_repeat_ngram_size < 0:
+        raise ValueError(f"no_repeat_ngram_size must be >= 0 (0: off), got {no_repeat_ngram_size}")
+
+
+def _as_inputs(inputs: Iterable[AudioInput]) -> Iterator[SpeechInput]:
+    """The API's inputs as SpeechInputs; one that is none of the accepted forms fails alone."""
+    for number, item in enumerate(inputs):
+        try:
+            yield as_input(item)
+        except AudioError as err:
+            message = str(err)
+
+            def refused(message: str = message) -> tuple[int, Iterable[np.ndarray]]:
+                raise AudioError(message)
+
+            yield SpeechInput(f"input {number}", refused)
 
 
 def check_device(device: str) -> None:

@@ -14,7 +14,9 @@ Two things ESPnet's ``pack`` does not do are done here, on a copy of its archive
   equals a member's name, and ``pack`` names members by their path relative to the
   current directory. Absolute or symlinked paths in the config would keep pointing
   at the original files, so the packed config's references are set to the member names.
-- ``pack`` has no way to add fields to ``meta.yaml``.
+- ``pack`` has no way to add fields to ``meta.yaml``: our version, and what the training
+  utterances looked like (:mod:`espnet2_ext.main_funcs.training_utterances`), which sets
+  how ``translate`` cuts long audio.
 
 Members are named relative to the deepest directory holding all packed files
 (ESPnet: the current one), so files outside the recipe dir get relative names too.
@@ -23,6 +25,7 @@ The zip is built under temporary names and renamed at the end (:func:`espnet2_ex
 a killed run leaves no partial archive.
 """
 
+import logging
 import os
 import shutil
 import tempfile
@@ -36,6 +39,7 @@ from espnet2.main_funcs.pack_funcs import pack
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet2_ext.fileio.atomic import atomic_path
+from espnet2_ext.fileio.kaldi_table import TableError
 from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
 from espnet2_ext.main_funcs.model_archive import (
     META_KEY,
@@ -45,6 +49,8 @@ from espnet2_ext.main_funcs.model_archive import (
     installed_version,
     lookup,
 )
+from espnet2_ext.main_funcs.training_utterances import META_KEY as TRAINING_KEY
+from espnet2_ext.main_funcs.training_utterances import TrainingUtterances, TrainingUtterancesError
 
 
 class PackError(Exception):
@@ -108,15 +114,34 @@ def working_directory(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
-def add_version(version: str) -> Callable[[bytes], bytes]:
-    """Add our version to ESPnet's ``meta.yaml``, which ``pack`` gives no way to extend."""
+def add_meta(version: str, training: TrainingUtterances | None) -> Callable[[bytes], bytes]:
+    """Add our version and what the training utterances looked like to ESPnet's
+    ``meta.yaml``, which ``pack`` gives no way to extend."""
 
     def edit(meta: bytes) -> bytes:
         data = yaml.safe_load(meta)
         data[META_KEY] = version
+        if training is not None:
+            data[TRAINING_KEY] = training.to_meta()
         return yaml.safe_dump(data).encode()
 
     return edit
+
+
+def training_utterances(config: dict, config_path: Path) -> TrainingUtterances | None:
+    """What the model's training utterances looked like (their durations from the config's
+    speech shape file, the kept training utterances; their margins and pauses from the audio
+    of a sample); None, with a note, when the config names no shape file that is there."""
+    try:
+        training = TrainingUtterances.from_config(config)
+    except (TrainingUtterancesError, TableError) as err:
+        raise PackError(f"{config_path}: the training utterances: {err}") from None
+    if training is None:
+        logging.warning(
+            "%s names no speech_shape file that exists: the archive holds no training statistics, "
+            "so translate cuts long audio with SHAS's MuST-C settings", config_path,
+        )
+    return training
 
 
 def point_config_at(members: dict[ConfigKey, str]) -> Callable[[bytes], bytes]:
@@ -164,7 +189,10 @@ def pack_model(exp_dir: Path, model_file: Path, outpath: Path) -> dict[str, str]
     root = archive_root([config_path, model_file, *references.values()])
     members = {keys: member_name(path, root) for keys, path in references.items()}
     contents = {"st_train_config": member_name(config_path, root), "st_model_file": member_name(model_file, root)}
-    edits = {"meta.yaml": add_version(project_version()), contents["st_train_config"]: point_config_at(members)}
+    edits = {
+        "meta.yaml": add_meta(project_version(), training_utterances(config, config_path)),
+        contents["st_train_config"]: point_config_at(members),
+    }
 
     # Absolute before changing directory: relative paths are relative to the caller's.
     files = {"st_model_file": model_file.resolve()}

@@ -7,9 +7,6 @@ scaled to the int16 range, 25 ms windows every 10 ms, no dither).
 """
 
 import numpy as np
-import torch
-import torchaudio
-from torchaudio.compliance import kaldi
 
 __all__ = [
     "FRAME_LENGTH_MS",
@@ -17,7 +14,6 @@ __all__ = [
     "NUM_MEL_BINS",
     "SAMPLE_RATE",
     "compute_fbank",
-    "mix_to_mono",
     "num_frames",
     "resample",
 ]
@@ -29,24 +25,17 @@ FRAME_SHIFT_MS = 10.0
 _INT16_SCALE = 32768.0
 
 
-def mix_to_mono(waveform: np.ndarray) -> np.ndarray:
-    """Average the channels of a ``(samples, channels)`` array, as ``sox ... channels 1`` does.
-
-    A 1-D array is returned unchanged, so callers can pass whatever soundfile gave them.
-    """
-    if waveform.ndim == 1:
-        return waveform
-    if waveform.ndim != 2:
-        raise ValueError(f"expected (samples,) or (samples, channels), got shape {waveform.shape}")
-    return waveform.mean(axis=1)
-
-
 def resample(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Resample a mono float waveform ``(samples,)``; a no-op at the target rate."""
+    """Resample a mono float waveform ``(samples,)``; a no-op at the target rate.
+
+    The samples a stream of the same audio gives (:class:`~espnet2_ext.utils.resampling.StreamResampler`).
+    """
     if sample_rate == target_rate:
         return waveform
-    tensor = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
-    return torchaudio.functional.resample(tensor, sample_rate, target_rate).numpy()
+    from espnet2_ext.utils.resampling import StreamResampler  # torch: not for the constants
+
+    resampler = StreamResampler(sample_rate, target_rate)
+    return np.concatenate([resampler.feed(waveform), resampler.finish()])
 
 
 def num_frames(num_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
@@ -73,9 +62,14 @@ def compute_fbank(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
             scaled a second time and give silently wrong features).
     """
     if waveform.ndim != 1:
-        raise ValueError(f"expected a mono waveform (samples,), got shape {waveform.shape}; see mix_to_mono")
+        raise ValueError(
+            f"expected a mono waveform (samples,), got shape {waveform.shape}; see espnet2_ext.utils.waveform.mix_to_mono"
+        )
     if not np.issubdtype(waveform.dtype, np.floating):
         raise ValueError(f"expected float samples in [-1, 1], got dtype {waveform.dtype}")
+    import torch  # here, so that the constants above can be read without loading torch
+    from torchaudio.compliance import kaldi
+
     samples = resample(waveform, sample_rate)
     if num_frames(len(samples)) == 0:
         return np.zeros((0, NUM_MEL_BINS), dtype=np.float32)

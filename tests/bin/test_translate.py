@@ -17,27 +17,12 @@ import torch
 import torchaudio
 
 from espnet2_ext.bin import translate
-from espnet2_ext.inference.audio import peak_dbfs
 from espnet2_ext.inference.speech2translation import Speech2Translation, greedy_ctc_ids
-from tests.helpers import DECODE_SEARCH, cut_segment_clips, decode_dump
+from espnet2_ext.inference.speech_input import array_input, chunks_16k
+from espnet2_ext.utils.fbank import compute_fbank
+from tests.helpers import DECODE_SEARCH, decode_dump
 
 CLI_SEARCH = [arg for key, value in DECODE_SEARCH.items() for arg in (f"--{key}", str(value))]
-
-
-@pytest.fixture(scope="module")
-def clips(trained, tmp_path_factory) -> dict:
-    work, _, _ = trained
-    return cut_segment_clips(work / "data/tst-COMMON", tmp_path_factory.mktemp("clips"))
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
-def translator(packed_trained, cache) -> Speech2Translation:
-    return Speech2Translation.from_pretrained(packed_trained, cache_dir=cache, **DECODE_SEARCH)
 
 
 def cli(capsys, model: Path, cache: Path, *argv: str) -> tuple:
@@ -54,7 +39,7 @@ def test_translating_the_zip_gives_the_recipe_decode(trained, packed_trained, cl
     translated = {Path(key).stem: text for key, text in (line.split("\t") for line in lines)}
     assert len(translated) == 12 and translated == reference
     assert sum(bool(text) for text in translated.values()) >= 6
-    assert "12/12" in err, "a progress bar for more than a handful of inputs"
+    assert "12/12" not in err, "no progress bar where stderr is not a terminal"
 
 
 def test_api_and_cli_agree_and_batch_size_changes_nothing(translator, packed_trained, clips, cache, capsys):
@@ -84,11 +69,17 @@ def test_wav_scp_gives_its_ids_and_output_file_is_written(packed_trained, clips,
     scp = tmp_path / "wav.scp"
     scp.write_text("".join(f"{utt} {clips[utt]}\n" for utt in reversed(utts)), encoding="utf-8")
     out = tmp_path / "out/hyps.tsv"
+    out.parent.mkdir()
     code, lines, err = cli(capsys, packed_trained, cache, scp, "--output", out)
     assert code == 0 and lines == [], err
     expected = [f"{utt}\t{translator(clips[utt]).text}" for utt in reversed(utts)]
     assert out.read_text(encoding="utf-8").splitlines() == expected
     assert [p.name for p in out.parent.iterdir()] == ["hyps.tsv"], "no temporary left behind"
+
+
+def features(samples: np.ndarray, rate: int) -> np.ndarray:
+    """The features translating an array computes: its 16 kHz stream, then the fbank."""
+    return compute_fbank(np.concatenate(list(chunks_16k(array_input(samples, rate)))), 16000)
 
 
 def test_stereo_and_other_sample_rates_translate_like_the_original(translator, clips):
@@ -100,12 +91,11 @@ def test_stereo_and_other_sample_rates_translate_like_the_original(translator, c
         assert translator((samples * 32768).astype(np.int16), rate).segments == original.segments
         for new_rate in (8000, 44100):
             resampled = torchaudio.functional.resample(torch.from_numpy(samples), rate, new_rate).numpy()
-            prepared = translator.prepare(resampled, new_rate)
-            reference = translator.prepare(samples, rate)
-            assert prepared.features[0].shape == reference.features[0].shape
+            prepared, reference = features(resampled, new_rate), features(samples, rate)
+            assert prepared.shape == reference.shape
             if new_rate > rate:  # nothing lost: the features are the original's, except where the
                 # resampling filters roll off near 8 kHz (the top mel bins) and in digital silence
-                close = np.abs(prepared.features[0][:, :70] - reference.features[0][:, :70]) < 0.05
+                close = np.abs(prepared[:, :70] - reference[:, :70]) < 0.05
                 assert close.mean() > 0.99, close.mean()
                 assert translator(resampled, new_rate).text == original.text
 
@@ -168,8 +158,38 @@ OPTION_ERRORS = {
     "beam 0": (["--beam_size", "0"], None, "--beam_size must be >= 1, got 0"),
     "nbest > beam": (["--nbest", "4", "--beam_size", "3"], None, "--nbest (4) cannot exceed --beam_size (3)"),
     "threads 0": (["--num_threads", "0"], None, "--num_threads must be >= 1, got 0"),
-    "raw rate 0": (["--raw_sample_rate", "0"], None, "--raw_sample_rate must be > 0, got 0"),
-    "segments 0": (["--max_segment_seconds", "0"], None, "--max_segment_seconds must be > 0, got 0.0"),
+    "raw rate 0": (["--raw_sample_rate", "0"], None, "--raw_sample_rate must be >= 8000 Hz, got 0"),
+    "segments 0.01": (
+        ["--max_segment_seconds", "0.01"], None,
+        "--max_segment_seconds must be at least 2 * --min_segment_seconds + 2 frames of 32 ms (0.464 s), got 0.01",
+    ),
+    "segments nan": (["--max_segment_seconds", "nan"], None, "--max_segment_seconds must be a finite number, got nan"),
+    "vad threshold 1": (["--vad_threshold", "1"], None, "--vad_threshold must be between 0 and 1 (exclusive), got 1"),
+    "pause -1": (["--pause_seconds", "-1"], None, "--pause_seconds must be >= 0 (0: no cut at pauses), got -1.0"),
+    "pad -0.1": (["--pad_end_seconds", "-0.1"], None, "--pad_end_seconds must be >= 0, got -0.1"),
+    "pad nan": (["--pad_start_seconds", "nan"], None, "--pad_start_seconds must be a finite number, got nan"),
+    "maxlen_b -1": (["--maxlen_b", "-1"], None, "--maxlen_b must be >= 0, got -1"),
+    "maxlen_a -1": (["--maxlen_a", "-1"], None, "--maxlen_a must be >= 0, got -1.0"),
+    "maxlen 0 0": (
+        ["--maxlen_b", "0"], None, "--maxlen_a and --maxlen_b are both 0: every translation would be empty"
+    ),
+    "silence positive": (["--silence_dbfs", "3"], None, "--silence_dbfs must be a level <= 0 dBFS, got 3.0"),
+    "silence nan": (["--silence_dbfs", "nan"], None, "--silence_dbfs must be a level <= 0 dBFS, got nan"),
+    "abbreviated option": (["--beam", "3"], None, "unrecognized arguments: --beam 3"),
+    "config without weights": (
+        ["--st_train_config", "{wav}"], None, "give either --model, or --st_train_config with --st_model_file"
+    ),
+    "output dir missing": (
+        ["--output", "{tmp}/no/such/out.tsv"], None,
+        "--output {tmp}/no/such/out.tsv: directory {tmp}/no/such does not exist",
+    ),
+    "output under /proc": (
+        ["--output", "/proc/nope/out.tsv"], None, "--output /proc/nope/out.tsv: directory /proc/nope does not exist"
+    ),
+    "output in /proc": (
+        ["--output", "/proc/out.tsv"], None,
+        "--output /proc/out.tsv: cannot create files in /proc (No such file or directory)",
+    ),
     "device foo": (["--device", "foo"], None, "device 'foo': expected cpu, cuda or cuda:N"),
     "no gpu": (["--device", "cuda"], no_gpu, "device 'cuda': no CUDA GPU is available"),
     "no such gpu": (["--device", "cuda:3"], one_gpu, "device 'cuda:3': there is 1 CUDA GPU (cuda:0)"),
@@ -277,24 +297,47 @@ def test_closed_stdout_ends_quietly(packed_trained, clips, cache):
     assert not any(word in err for word in ("Traceback", "BrokenPipe", "Exception ignored", "ERROR")), err
 
 
-def test_long_audio_is_translated_in_segments_cut_at_pauses(packed_trained, cache, clips, translator):
-    pieces = [sf.read(path, dtype="float32")[0] for path in sorted(clips.values())[:4]]
-    gap = np.zeros(8000, dtype=np.float32)
-    audio = np.concatenate([part for piece in pieces for part in (piece, gap)])
-    limit = 1.5 * max(len(p) for p in pieces) / 16000 + 0.5
+def test_long_audio_is_cut_between_sentences_each_segment_with_its_nbest(
+    packed_trained, cache, clips, translator, tmp_path, capsys
+):
+    """Six clips joined by pauses; the maximum holds one clip, not two: one segment per clip."""
+    pieces = [sf.read(path, dtype="float32")[0] for path in sorted(clips.values())[:6]]
+    gaps = [np.zeros(int(seconds * 16000), dtype=np.float32) for seconds in (0.3, 0.5, 0.4, 0.6, 0.35, 0.45)]
+    audio = np.concatenate([part for gap, piece in zip(gaps, pieces) for part in (gap, piece)])
+    starts = np.cumsum([0] + [len(g) + len(p) for g, p in zip(gaps, pieces)])[:-1] + [len(g) for g in gaps]
+    limit = 1.1 * max(len(p) for p in pieces) / 16000
     short_limit = Speech2Translation.from_pretrained(
-        packed_trained, cache_dir=cache, max_segment_seconds=limit, **DECODE_SEARCH
+        packed_trained, cache_dir=cache, max_segment_seconds=limit, nbest=2, **DECODE_SEARCH
     )
     result = short_limit(audio, 16000)
-    assert len(result.segments) >= 2
-    assert f"longer than {limit:g} s: translated in {len(result.segments)} segments cut at pauses" in result.warnings[0]
-    for segment in result.segments[:-1]:  # in a pause: one of the gaps, or one inside a clip
-        cut = round(segment.end * 16000)
-        assert peak_dbfs(audio[cut : cut + 160]) < -60, f"cut at {segment.end:.2f} s is inside speech"
+    assert len(result.segments) == len(pieces) and result.warnings == []
+    ends = [start + len(piece) for start, piece in zip(starts, pieces)]
+    for i, segment in enumerate(result.segments):  # its clip, and nothing of its neighbours
+        assert segment.start * 16000 <= (starts[i] + ends[i]) / 2 <= segment.end * 16000
+        assert i == 0 or segment.start * 16000 >= ends[i - 1]
+        assert i == len(pieces) - 1 or segment.end * 16000 <= starts[i + 1]
+        assert len(segment.nbest) == 2 and segment.nbest[0].score >= segment.nbest[1].score
     assert result.text == " ".join(s.nbest[0].text for s in result.segments if s.nbest[0].text)
     with pytest.raises(ValueError, match="segments; read each one's n-best from .segments"):
         result.nbest
-    assert len(translator(audio, 16000).segments) == 1, "within the default 30 s: one piece"
+    whole = Speech2Translation.from_pretrained(
+        packed_trained, cache_dir=cache, max_segment_seconds=len(audio) / 16000 + 1, **DECODE_SEARCH
+    )
+    assert len(whole(audio, 16000).segments) == 1, "within the maximum: one piece"
+
+    path = tmp_path / "talk.wav"
+    sf.write(path, audio, 16000)
+    code, lines, err = cli(
+        capsys, packed_trained, cache, path, "--max_segment_seconds", limit, "--nbest", 2, "--format", "jsonl"
+    )
+    (record,) = map(json.loads, lines)
+    assert code == 0 and record["nbest"] is None and record["translation"] == result.text
+    assert [(s["start"], s["end"]) for s in record["segments"]] == [
+        (round(s.start, 3), round(s.end, 3)) for s in result.segments
+    ]
+    assert [h["score"] for s in record["segments"] for h in s["nbest"]] == pytest.approx(
+        [h.score for s in result.segments for h in s.nbest], abs=1e-4
+    )
 
 
 def test_greedy_ctc_merges_repeats_then_drops_blanks():

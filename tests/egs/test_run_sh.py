@@ -90,10 +90,13 @@ def test_every_stage_in_turn(recipe):
     assert (decoded / "1best_recog/text").read_text().count("\n") == 6
     result = json.loads((decoded / "score/result.json").read_text())
     assert 0 <= result["bleu"] <= 100 and "nrefs:1" in result["signatures"]["bleu"]
+    talks = json.loads((decoded / "talks/score/result.json").read_text())  # whole talks, own segmentation
+    assert talks["n_segments"] == 6 and talks["talks"]["n_talks"] >= 1 and talks["talks"]["n_segments"] >= 1
+    assert (decoded / "talks/score/aligned.txt").read_text().count("\n") == 6
     assert (finetune_exp / "curves.png").stat().st_size > 1000
     assert (train_exp / "curves.png").stat().st_size > 1000  # stage 5's curves, not only the fine-tuning's
     assert "tst-COMMON" in (finetune_exp / "RESULTS.md").read_text()
-    assert "BLEU" in log
+    assert "BLEU" in log and "tst-COMMON, own segmentation: BLEU|" in log
     stage(run, 8)
     with zipfile.ZipFile(finetune_exp / "packed/model.zip") as archive:
         names = archive.namelist()
@@ -140,12 +143,13 @@ def test_unknown_option_fails(recipe):
 
 
 def run_sh_quickly(tmp_path: Path, *args: str, timeout: float = 30) -> tuple[int, str]:
-    """(status, stderr) of run.sh ending before stage 1 (``--stage 9``), its stdout discarded.
+    """(status, stderr) of run.sh ending before stage 1 (``--stage 9 --stop-stage 9``: there is no
+    stage 9), its stdout discarded.
 
     ``--finetune yes`` used to run the ``yes`` command: gigabytes on stdout, never ending,
     so the whole process group is killed at ``timeout``.
     """
-    command = ["./run.sh", "--stage", "9", "--exp", str(tmp_path / "exp"), *args]
+    command = ["./run.sh", "--stage", "9", "--stop-stage", "9", "--exp", str(tmp_path / "exp"), *args]
     process = subprocess.Popen(command, cwd=RECIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
@@ -177,8 +181,15 @@ def test_mistyped_option_is_one_line_and_exit_1(tmp_path: Path, option: str, val
 
 
 def test_well_typed_options_are_accepted(tmp_path: Path):
-    status, stderr = run_sh_quickly(tmp_path, "--finetune", "false", "--ngpu", "0", "--nj=2", "--stop-stage", "08")
+    status, stderr = run_sh_quickly(tmp_path, "--finetune", "false", "--ngpu", "0", "--nj=2", "--stop-stage", "09")
     assert status == 0 and stderr == ""
+
+
+def test_stage_after_stop_stage_is_one_line_and_exit_1(tmp_path: Path):
+    """It used to say "Done" having run nothing."""
+    status, stderr = run_sh_quickly(tmp_path, "--stage", "5", "--stop-stage", "2")
+    assert status == 1 and stderr == "./run.sh: --stage 5 is after --stop-stage 2: nothing would run\n"
+    assert not (tmp_path / "exp").exists()  # refused before any stage
 
 
 def stage6_without(tmp_path: Path, missing: str) -> tuple[int, str, Path]:

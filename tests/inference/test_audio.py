@@ -1,10 +1,18 @@
-"""Reading user audio and cutting long audio at pauses."""
+"""Reading user audio, in blocks, and refusing samples that would give a wrong translation silently."""
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from espnet2_ext.inference.audio import AudioError, peak_dbfs, read_audio, split_at_pauses
+from espnet2_ext.inference.audio import (
+    AudioError,
+    as_waveform,
+    check_sample_rate,
+    check_samples,
+    open_audio,
+    peak_dbfs,
+    read_audio,
+)
 
 
 def tone(seconds: float, rate: int = 16000, amplitude: float = 0.5) -> np.ndarray:
@@ -39,25 +47,83 @@ def test_peak_dbfs():
     assert peak_dbfs(np.array([0.0, -0.1, 0.01])) == pytest.approx(-20.0)
 
 
-def test_audio_within_the_limit_is_one_segment():
-    assert split_at_pauses(tone(3.0), 16000, max_seconds=3.0) == [(0, 48000)]
+def test_a_file_is_read_in_blocks_that_join_to_the_whole(tmp_path, monkeypatch):
+    from espnet2_ext.inference import audio
+
+    monkeypatch.setattr(audio, "_READ_BLOCK_FRAMES", 1000)
+    samples = tone(0.35, 22050)
+    path = tmp_path / "tone.flac"
+    sf.write(path, np.stack([samples, samples], axis=1), 22050)
+    opened = open_audio(path)
+    blocks = list(opened.blocks)
+    assert opened.sample_rate == 22050 and [len(b) for b in blocks[:-1]] == [1000] * (len(blocks) - 1)
+    np.testing.assert_allclose(np.concatenate(blocks), samples, atol=1e-4)
 
 
-def test_long_audio_is_cut_in_its_pauses():
-    rate, gap = 16000, np.zeros(8000, dtype=np.float32)
-    pieces = [tone(s) for s in (2.2, 1.7, 2.6, 1.1, 2.0)]
-    audio = np.concatenate([p for piece in pieces for p in (piece, gap)][:-1])
-    gaps, position = [], 0
-    for piece in pieces[:-1]:
-        position += len(piece)
-        gaps.append((position, position + len(gap)))
-        position += len(gap)
-    ranges = split_at_pauses(audio, rate, max_seconds=4.0)
-    assert ranges[0][0] == 0 and ranges[-1][1] == len(audio)
-    assert all(stop == start for (_, stop), (start, _) in zip(ranges, ranges[1:])), "contiguous"
-    assert len(ranges) >= 2 and all(2.0 * rate <= stop - start <= 4.0 * rate for start, stop in ranges[:-1])
-    for _, cut in ranges[:-1]:
-        assert any(low <= cut < high for low, high in gaps), f"cut at {cut / rate:.2f} s is not in a pause"
+@pytest.mark.parametrize(
+    "samples, expected",
+    [
+        (np.array([0, 128, 255], dtype=np.uint8), [-1.0, 0.0, 127 / 128]),
+        (np.array([0, 32768, 65535], dtype=np.uint16), [-1.0, 0.0, 32767 / 32768]),
+        (np.array([-32768, 0, 16384], dtype=np.int16), [-1.0, 0.0, 0.5]),
+        (np.array([0.25, -0.5], dtype=np.float16), [0.25, -0.5]),
+        ([0.1, 0.2], [0.1, 0.2]),
+    ],
+    ids=["uint8 centred on 128", "uint16", "int16", "float16", "list"],
+)
+def test_integer_samples_are_scaled_and_unsigned_ones_centred(samples, expected):
+    waveform = as_waveform(samples, "clip")
+    assert waveform.dtype == np.float32
+    np.testing.assert_allclose(waveform, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "audio, message",
+    [
+        (b"RIFF....WAVEfmt ", "clip: got 16 bytes, not samples: pass the file's path, or decode it first"),
+        (np.array([True, False]), "clip: expected float or integer samples, got dtype bool"),
+        (np.zeros((2, 2, 2)), r"clip: expected a waveform \(samples,\) or \(samples, channels\), got shape"),
+    ],
+    ids=["bytes", "bool", "3-d"],
+)
+def test_what_is_not_a_waveform_is_refused_naming_the_input(audio, message):
+    with pytest.raises(AudioError, match=f"^{message}"):
+        as_waveform(audio, "clip")
+
+
+@pytest.mark.parametrize(
+    "rate, message",
+    [
+        ("16000", "the sample rate must be a number of Hz, got '16000'"),
+        (True, "the sample rate must be a number of Hz, got True"),
+        (44100.5, "the sample rate must be a whole number of Hz, got 44100.5"),
+        (float("nan"), "the sample rate must be a whole number of Hz, got nan"),
+        (0, "a sample rate of 0 Hz is below 8000 Hz, too low for speech"),
+        (1, "a sample rate of 1 Hz is below 8000 Hz, too low for speech"),
+        (None, "the sample rate must be a number of Hz, got None"),
+    ],
+)
+def test_sample_rates_that_are_no_rate_of_speech_are_refused(rate, message):
+    with pytest.raises(AudioError, match=f"^clip: {message}"):
+        check_sample_rate(rate, "clip")
+
+
+def test_whole_float_and_numpy_sample_rates_are_accepted():
+    assert check_sample_rate(16000.0, "clip") == 16000 and check_sample_rate(np.int64(8000), "clip") == 8000
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_infinite_samples_are_refused_with_their_time(bad):
+    samples = tone(1.0)
+    samples[8000] = bad
+    with pytest.raises(AudioError, match=r"^clip: 1 samples are NaN or infinite \(the first at 1\.500 s\): not audio"):
+        check_samples(samples, "clip", 16000, offset=16000)
+
+
+def test_float_samples_far_outside_the_unit_range_are_refused():
+    check_samples(tone(0.1) * 1.5, "clip", 16000)  # clipping headroom is fine
+    with pytest.raises(AudioError, match=r"^clip: samples reach 16384, far outside \[-1, 1\]"):
+        check_samples(tone(0.1) * 32768, "clip", 16000)
 
 
 def speech_like(seconds: float = 2.0, rate: int = 16000) -> np.ndarray:
@@ -134,3 +200,17 @@ def test_headerless_raw_audio_needs_its_sample_rate(tmp_path):
     assert rate == 8000 and np.array_equal(read, samples / np.float32(32768))
     with pytest.raises(ValueError, match="a sample rate is given only for headerless audio"):
         read_audio(write_format(tmp_path, "wav"), raw_sample_rate=8000)
+
+
+def test_what_the_mp3_decoder_prints_itself_is_held_back(tmp_path, capfd):
+    """libmpg123 writes "Note: Illegal Audio-MPEG-Header ..." to the process's stderr itself;
+    the reader keeps it off the terminal, so that a damaged file gives only our message."""
+    path = write_format(tmp_path, "mp3")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 3
+    data[middle : middle + 400] = bytes([0x00, 0xFF]) * 200
+    damaged = tmp_path / "damaged.mp3"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match=f"^{damaged}: truncated"):
+        read_audio(damaged)
+    assert capfd.readouterr().err == ""

@@ -6,7 +6,8 @@ import torch
 import torchaudio
 from torchaudio.compliance import kaldi
 
-from espnet2_ext.utils.fbank import NUM_MEL_BINS, compute_fbank, mix_to_mono, num_frames
+from espnet2_ext.utils.fbank import NUM_MEL_BINS, compute_fbank, num_frames
+from espnet2_ext.utils.waveform import mix_to_mono
 
 
 def noise(seconds: float, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:

@@ -1,8 +1,13 @@
 """Speech of the mini corpus and its files in MuST-C layout.
 
 Sentences are spoken with espeak-ng, one voice setting per "talk", and concatenated
-with short silences into talk-level wavs, as MuST-C segments are regions of long
-TED-talk recordings. Each split is written with a completion marker holding a
+with short pauses into talk-level wavs, as MuST-C segments are regions of long
+TED-talk recordings. As in a recording, the pauses are not digital silence: a
+quiet noise floor runs under the whole talk; and as in MuST-C, whose segments come
+from aligned subtitles, a segment does not start and end exactly with its speech:
+it takes a random margin of the pause on either side. A model trained on segments
+cut exactly at speech onset learns where its input starts, and then translates
+audio cut any other way (by a voice-activity segmenter, say) much worse. Each split is written with a completion marker holding a
 digest of its plan, so an identical re-run skips it and a changed one redoes it.
 """
 
@@ -19,17 +24,20 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import yaml
-from tqdm import tqdm
 
 from espnet2_ext.fileio.atomic import atomic_path, write_lines_atomically, write_text_atomically
 from espnet2_ext.utils.fbank import resample
+from espnet2_ext.utils.progress import progress_bar
 from mini_corpus.grammar import SPLITS, SentencePair, make_text_splits
 
 SAMPLE_RATE = 16000
 SAMPLES_PER_MS = SAMPLE_RATE // 1000
 DONE_MARKER = ".done"
 # What besides the plan determines the wavs: a change here regenerates existing corpora.
-AUDIO_CHAIN = "espeak-ng -> espnet2_ext.utils.fbank.resample to 16 kHz -> int16"
+AUDIO_CHAIN = "espeak-ng -> espnet2_ext.utils.fbank.resample to 16 kHz -> int16, + noise floor"
+NOISE_RMS = 8.0  # int16 units: -72 dBFS, a quiet room's floor under the whole talk
+MAX_MARGIN_MS = 150  # a segment takes up to this much of the pause on either side
+KEPT_GAP_MS = 100  # ... leaving at least this much of the pause to no segment
 
 
 class SpeechError(RuntimeError):
@@ -53,12 +61,15 @@ class Voice:
 
 @dataclass(frozen=True)
 class Talk:
-    """A talk: its sentences and the silences (ms) before, between and after them."""
+    """A talk: its sentences, the pauses (ms) before, between and after them, how much of
+    the pause before and after each sentence its segment takes (ms), and its noise's seed."""
 
     number: int
     voice: Voice
     sentences: tuple[SentencePair, ...]
     gaps_ms: tuple[int, ...]
+    margins_ms: tuple[tuple[int, int], ...]
+    noise_seed: int
 
     @property
     def wav_name(self) -> str:
@@ -87,10 +98,19 @@ def plan_talks(
         for start in range(0, len(sentences), talk_size):
             chunk = tuple(sentences[start : start + talk_size])
             gaps = tuple(rng.randint(200, 600) for _ in range(len(chunk) + 1))
-            talks.append(Talk(number, random_voice(rng), chunk, gaps))
+            margins = tuple(
+                (rng.randint(0, margin_limit(gaps[i])), rng.randint(0, margin_limit(gaps[i + 1])))
+                for i in range(len(chunk))
+            )
+            talks.append(Talk(number, random_voice(rng), chunk, gaps, margins, rng.randrange(2**32)))
             number += 1
         plans[split] = talks
     return plans
+
+
+def margin_limit(gap_ms: int) -> int:
+    """The most a segment takes of a pause: two segments share it and leave some to neither."""
+    return min(MAX_MARGIN_MS, (gap_ms - KEPT_GAP_MS) // 2)
 
 
 def require_espeak() -> str:
@@ -145,7 +165,8 @@ Synthesizer = Callable[[Voice, str], np.ndarray]
 def render_talk(
     talk: Talk, synth: Synthesizer, pool: Executor, progress: Callable[[], None]
 ) -> tuple[np.ndarray, list[Segment]]:
-    """Concatenate silence, speech, silence, ... into one wav and record segment times."""
+    """Concatenate pause, speech, pause, ... into one wav over a noise floor, and record
+    segment times (each with its margins of the pauses around it)."""
 
     def speak(pair: SentencePair) -> np.ndarray:
         audio = synth(talk.voice, pair.en)
@@ -156,14 +177,17 @@ def render_talk(
     segments: list[Segment] = []
     position = 0
     speech = pool.map(speak, talk.sentences)
-    for gap_ms, pair, audio in zip(talk.gaps_ms, talk.sentences, speech):
+    for gap_ms, (before, after), pair, audio in zip(talk.gaps_ms, talk.margins_ms, talk.sentences, speech):
         pieces.append(np.zeros(gap_ms * SAMPLES_PER_MS, dtype=np.int16))
         position += gap_ms * SAMPLES_PER_MS
-        segments.append(Segment(talk, pair, position / SAMPLE_RATE, len(audio) / SAMPLE_RATE))
+        start, end = position - before * SAMPLES_PER_MS, position + len(audio) + after * SAMPLES_PER_MS
+        segments.append(Segment(talk, pair, start / SAMPLE_RATE, (end - start) / SAMPLE_RATE))
         pieces.append(audio)
         position += len(audio)
     pieces.append(np.zeros(talk.gaps_ms[-1] * SAMPLES_PER_MS, dtype=np.int16))
-    return np.concatenate(pieces), segments
+    audio = np.concatenate(pieces).astype(np.float64)
+    audio += NOISE_RMS * np.random.default_rng(talk.noise_seed).standard_normal(len(audio))
+    return np.clip(np.rint(audio), -32768, 32767).astype(np.int16), segments
 
 
 # --------------------------------------------------------------------------- files
@@ -230,7 +254,7 @@ def generate_split(
         return False
     writer.start()
     total = sum(len(talk.sentences) for talk in talks)
-    with tqdm(total=total, desc=split, unit="sent", disable=total <= 10) as bar:
+    with progress_bar(total=total, desc=split, unit="sent", disable=total <= 10) as bar:
         for talk in talks:
             audio, segments = render_talk(talk, synth, pool, lambda: bar.update(1))
             writer.add_talk(talk, audio, segments)
