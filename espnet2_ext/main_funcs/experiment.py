@@ -14,12 +14,14 @@
 Readers check every field and raise :class:`ExperimentError` naming the file and field.
 """
 
+import datetime
 import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from espnet2.train.reporter import Reporter
 
@@ -213,18 +215,29 @@ def find_talk_scores(exp_dir: Path) -> list[DecodedSet]:
 # --------------------------------------------------------------------------- ESPnet's files
 
 
+# What ESPnet's reporter pickles besides tensors: numpy scalars with their dtypes, timedeltas.
+_REPORTER_GLOBALS = [
+    np.dtype, np._core.multiarray.scalar, datetime.timedelta,
+    *(getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")),
+]
+
+
 def load_reporter(exp_dir: Path) -> Reporter:
     """ESPnet's training reporter from ``<exp>/checkpoint.pth``.
 
     ``mmap`` keeps the model and optimizer tensors on disk: only the reporter is read.
+    Loaded with ``weights_only``, allowing only what a reporter holds besides tensors
+    (numpy scalars and dtypes, timedeltas), so code planted in the file never runs.
     """
     path = exp_dir / "checkpoint.pth"
     if not path.is_file():
         raise ExperimentError(f"missing {path}: ESPnet's trainer writes it after each epoch")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        with torch.serialization.safe_globals(_REPORTER_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise ExperimentError(f"cannot load {path}: {err}") from None
+        reason = next((line for line in str(err).splitlines() if "Unsupported global" in line), str(err))
+        raise ExperimentError(f"cannot load {path}: {reason.strip()}") from None
     if not isinstance(state, dict) or "reporter" not in state:
         raise ExperimentError(f"{path} has no 'reporter' entry: not an ESPnet training checkpoint")
     reporter = Reporter()

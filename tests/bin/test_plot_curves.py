@@ -104,3 +104,24 @@ def test_out_under_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert capsys.readouterr().err == (
         f"ERROR: --out {tmp_path / 'plain' / 'curves.png'}: {tmp_path / 'plain'} is a file, not a directory\n"
     )
+
+
+class Planted:
+    """A pickle that runs code when loaded without ``weights_only``: it would write a marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "ran"))
+
+
+def test_code_planted_in_the_checkpoint_never_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exp = make_exp(tmp_path, make_reporter())
+    marker = tmp_path / "planted-code-ran"
+    state = torch.load(exp / "checkpoint.pth", weights_only=False)
+    torch.save({**state, "extra": Planted(marker)}, exp / "checkpoint.pth")
+    assert plot_curves.main(["--exp_dir", str(exp)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"ERROR: cannot load {exp / 'checkpoint.pth'}: ") and error.count("\n") == 1
+    assert not marker.exists()
