@@ -1,4 +1,5 @@
-"""Every third-party module the project imports is pinned in requirements.txt."""
+"""Every third-party module the project imports is pinned in requirements.txt (or in
+requirements-nodeps.txt, installed without its declared dependencies)."""
 
 import ast
 import importlib.metadata
@@ -32,7 +33,8 @@ def imported_modules() -> dict[str, Path]:
 
 
 def pinned() -> set[str]:
-    lines = (REPO / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    files = ("requirements.txt", "requirements-nodeps.txt")
+    lines = [line for name in files for line in (REPO / name).read_text(encoding="utf-8").splitlines()]
     return {_normalise(re.split(r"[=<>\[ ;]", line, maxsplit=1)[0]) for line in lines if line and line[0].isalnum()}
 
 

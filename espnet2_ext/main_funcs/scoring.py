@@ -62,13 +62,17 @@ def score_lines(
     hyp: str,
     ref: str,
     talks: TalkSegmentation | None = None,
+    tokenize: str | None = None,
 ) -> ScoreResult:
     """Corpus BLEU (tokenizer chosen by sacreBLEU from ``tgt_lang``) and chrF of ``hyps``
     against the one reference ``refs``, line i with line i; ``hyp`` and ``ref`` say what
-    was scored, ``talks`` how talk-level hypotheses were re-segmented."""
+    was scored, ``talks`` how talk-level hypotheses were re-segmented. ``tokenize`` names
+    the BLEU tokenizer instead (SimulEval's ``--sacrebleu-tokenizer``)."""
     hyps, refs = list(hyps), list(refs)
+    if tokenize is not None and tokenize not in BLEU.TOKENIZERS:
+        raise ScoringError(f"BLEU tokenizer {tokenize}: not one of sacreBLEU's ({', '.join(BLEU.TOKENIZERS)})")
     try:
-        bleu = BLEU(trg_lang=tgt_lang)
+        bleu = BLEU(trg_lang=tgt_lang, tokenize=tokenize)
         bleu_score = bleu.corpus_score(hyps, [refs])
     except RuntimeError as err:  # e.g. sacrebleu[ja] not installed for tgt_lang ja
         raise ScoringError(f"BLEU tokenizer for --tgt_lang {tgt_lang}: {' '.join(str(err).split())}") from None

@@ -15,7 +15,6 @@ Hypotheses: ``translate --format jsonl``, one record per recording (see
 ``segments`` (which recording, and when) and ``text.tgt``.
 """
 
-import json
 import logging
 import math
 import re
@@ -23,9 +22,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from espnet2_ext.fileio.data_dir import read_recordings
+from espnet2_ext.fileio.json_lines import json_object
 from espnet2_ext.fileio.kaldi_table import read_text
 from espnet2_ext.fileio.text_position import not_utf8_file
 from espnet2_ext.main_funcs.experiment import ScoreResult, TalkSegmentation
@@ -112,11 +111,9 @@ def read_translations(path: Path) -> dict[str, TalkTranslation]:
 def _translation(line: str, where: str) -> TalkTranslation:
     """One jsonl record, checked for the fields scoring reads."""
     try:
-        record: Any = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise TalkScoringError(f"{where}: not JSON: {err}") from None
-    if not isinstance(record, dict):
-        raise TalkScoringError(f"{where}: expected a JSON object (one record of translate --format jsonl)")
+        record = json_object(line)
+    except ValueError as err:
+        raise TalkScoringError(f"{where}: {err} (one record of translate --format jsonl)") from None
     recording_id = record.get("id")
     if not isinstance(recording_id, str) or not recording_id:
         raise TalkScoringError(f"{where}: 'id' is missing or not a recording id")

@@ -124,7 +124,7 @@ def _duplicate_talk(tmp_path: Path, data_dir: Path) -> tuple[Path, str]:
 def _not_json(tmp_path: Path, data_dir: Path) -> tuple[Path, str]:
     hyp = write_jsonl(tmp_path / "talks.jsonl", _records())
     hyp.write_text(hyp.read_text(encoding="utf-8") + "talk_c\tEin Satz.\n", encoding="utf-8")
-    return hyp, f"{hyp}:3: not JSON: Expecting value: line 1 column 1 (char 0)"
+    return hyp, f"{hyp}:3: not JSON: Expecting value at column 1 (one record of translate --format jsonl)"
 
 
 def _not_a_record(tmp_path: Path, data_dir: Path) -> tuple[Path, str]:
