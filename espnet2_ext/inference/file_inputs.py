@@ -11,11 +11,13 @@ and the others are still translated (:func:`translate_inputs`).
 This module does not import torch, so that a wrong input list is reported at once.
 """
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import soundfile as sf
+from tqdm import tqdm
 
 from espnet2_ext.fileio.kaldi_table import TableError, read_wav_scp
 from espnet2_ext.inference.audio import HEADERLESS_EXTENSIONS, is_headerless
@@ -23,12 +25,14 @@ from espnet2_ext.utils.progress import progress_bar
 
 if TYPE_CHECKING:
     from espnet2_ext.inference.speech2translation import Speech2Translation, TranslationResult
+    from espnet2_ext.inference.speech_input import SpeechInput
 
 # soundfile's formats, except headerless RAW, which needs its sample rate given.
 AUDIO_EXTENSIONS = frozenset(
     {fmt.lower() for fmt in sf.available_formats()} - HEADERLESS_EXTENSIONS | {"aif", "opus", "oga"}
 )
 PROGRESS_MIN_INPUTS = 5
+PROGRESS_MIN_SECONDS = 60.0
 LISTED_AT_MOST = 5
 
 
@@ -96,6 +100,17 @@ def _listing(items: Sequence[str]) -> str:
     return shown if len(items) <= LISTED_AT_MOST else f"{shown}, ... ({len(items) - LISTED_AT_MOST} more)"
 
 
+def duration(path: str, raw_sample_rate: int | None = None) -> float:
+    """Seconds of audio from the file's header (or size, for headerless audio); 0 where that
+    says nothing (the error, if any, comes on reading)."""
+    if is_headerless(path):
+        return os.path.getsize(path) / 2 / raw_sample_rate if raw_sample_rate else 0.0
+    try:
+        return sf.info(path).duration
+    except (sf.SoundFileError, RuntimeError, OSError):
+        return 0.0
+
+
 def translate_inputs(
     translator: "Speech2Translation", inputs: Sequence[Input], batch_size: int, raw_sample_rate: int | None = None
 ) -> Iterator["TranslationResult"]:
@@ -104,14 +119,32 @@ def translate_inputs(
 
     Files are read one after the other in blocks (a long recording is segmented as
     a stream); segments of similar lengths are translated together. Headerless
-    files are read at ``raw_sample_rate``, and fail without one.
+    files are read at ``raw_sample_rate``, and fail without one. On a terminal, a
+    progress bar counts the seconds of audio read, once there are more than a few
+    files or a minute of audio (its total from the files' headers).
     """
     from espnet2_ext.inference.speech_input import file_input  # torch: not needed to check the list
 
-    items = (
-        file_input(item.path, item.key, raw_sample_rate if is_headerless(item.path) else None) for item in inputs
-    )
-    with progress_bar(total=len(inputs), unit="file", disable=len(inputs) <= PROGRESS_MIN_INPUTS) as bar:
-        for result in translator.translate_inputs(items, batch_size):
-            bar.update(1)
-            yield result
+    rates = [raw_sample_rate if is_headerless(item.path) else None for item in inputs]
+    total = sum(duration(item.path, rate) for item, rate in zip(inputs, rates))
+    small = len(inputs) <= PROGRESS_MIN_INPUTS and total < PROGRESS_MIN_SECONDS
+    with progress_bar(total=round(total, 1), unit="s", disable=small) as bar:
+        items = (_counted(file_input(item.path, item.key, rate), bar) for item, rate in zip(inputs, rates))
+        yield from translator.translate_inputs(items, batch_size)
+
+
+def _counted(item: "SpeechInput", bar: tqdm) -> "SpeechInput":
+    """``item``, its blocks counted on ``bar`` in seconds as they are read."""
+    from espnet2_ext.inference.speech_input import SpeechInput
+
+    def opened() -> tuple[int, Iterator]:
+        rate, blocks = item.open()
+
+        def counting() -> Iterator:
+            for block in blocks:
+                bar.update(round(len(block) / rate, 2))
+                yield block
+
+        return rate, counting()
+
+    return SpeechInput(item.name, opened)

@@ -4,6 +4,7 @@ Each test runs the program as a user does, in a subprocess, with the packed tiny
 """
 
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -104,3 +105,36 @@ def test_more_threads_than_cores_are_clamped_with_a_warning(packed_trained, cach
     cores = len(os.sched_getaffinity(0))
     assert result.returncode == 0
     assert f"--num_threads {threads} is more than the {cores} cores available: using {cores}" in result.stderr
+
+
+def test_a_long_recording_shows_its_progress_in_seconds_on_a_terminal(packed_trained, cache, clips, tmp_path):
+    """One file of 70 s: no bar by file count, but one counting the seconds read (on a terminal only)."""
+    import numpy as np
+    import soundfile as sf
+
+    pieces = [sf.read(path, dtype="float32")[0] for path in sorted(clips.values())]
+    pause = np.zeros(8000, dtype=np.float32)
+    audio = np.concatenate([part for piece in pieces for part in (piece, pause)])
+    audio = np.tile(audio, int(np.ceil(70 * 16000 / len(audio))))[: 70 * 16000]
+    path = tmp_path / "talk.wav"
+    sf.write(path, audio, 16000)
+    master, slave = pty.openpty()
+    try:
+        result = subprocess.run(command(packed_trained, cache, path), stdout=subprocess.PIPE, stderr=slave,
+                                text=True, cwd=ROOT, timeout=600)
+    finally:
+        os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the terminal's other end is closed and its buffer read
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(master)
+    assert result.returncode == 0 and result.stdout.startswith(f"{path}\t")
+    assert "100%" in drawn.decode() and "70.0/70.0" in drawn.decode(), drawn.decode()
+    logged = run(packed_trained, cache, path)
+    assert logged.returncode == 0 and logged.stderr == "", "no bar where stderr is not a terminal"
