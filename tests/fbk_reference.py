@@ -349,25 +349,35 @@ class FBKReference:
         emb[padding_idx, :] = 0
         return emb
 
-    def _attention(self, query: torch.Tensor, memory: torch.Tensor, name: str, causal: bool) -> torch.Tensor:
-        """fairseq's ``MultiheadAttention`` (L, D) over (S, D): scaled q, -inf mask, float softmax."""
+    def _attention(
+        self, query: torch.Tensor, memory: torch.Tensor, name: str, causal: bool, kept: list | None = None
+    ) -> torch.Tensor:
+        """fairseq's ``MultiheadAttention`` (L, D) over (S, D): scaled q, -inf mask, float softmax.
+        ``kept`` gets the weights averaged over heads (L, S), as fairseq's ``need_head_weights``
+        then ``attn.mean(dim=0)`` give the alignment layer's."""
         heads = self.decoder_heads
         head_dim = query.size(1) // heads
         q = self._linear(query, f"{name}.q_proj") * head_dim**-0.5
         k = self._linear(memory, f"{name}.k_proj")
         v = self._linear(memory, f"{name}.v_proj")
-        outputs = []
+        outputs, weights = [], []
         for h in range(heads):
             cols = slice(h * head_dim, (h + 1) * head_dim)
             scores = q[:, cols] @ k[:, cols].T
             if causal:
                 scores = scores + torch.triu(torch.full_like(scores, float("-inf")), 1)
-            outputs.append(torch.softmax(scores.float(), dim=-1) @ v[:, cols])
+            weights.append(torch.softmax(scores.float(), dim=-1))
+            outputs.append(weights[-1] @ v[:, cols])
+        if kept is not None:
+            kept.append(torch.stack(weights).mean(dim=0))
         return self._linear(torch.cat(outputs, dim=1), f"{name}.out_proj")
 
-    def decoder_log_probs(self, encoder_states: torch.Tensor, tokens: Sequence[int]) -> torch.Tensor:
+    def decoder_log_probs(
+        self, encoder_states: torch.Tensor, tokens: Sequence[int], attention: list | None = None
+    ) -> torch.Tensor:
         """Log-probabilities (L, V) of the token after each prefix of ``tokens`` (fairseq ids,
-        ``tokens[0]`` is </s>), teacher forced over ``encoder_states`` (T', D)."""
+        ``tokens[0]`` is </s>), teacher forced over ``encoder_states`` (T', D); ``attention``
+        gets each layer's cross-attention averaged over heads (L, T')."""
         tokens = torch.tensor(list(tokens))
         dim = self.sd["decoder.embed_tokens.weight"].size(1)
         scale = math.sqrt(dim) if self.scale_embedding else 1.0
@@ -379,7 +389,7 @@ class FBKReference:
             h = self._layer_norm(x, f"{name}.self_attn_layer_norm")
             x = x + self._attention(h, h, f"{name}.self_attn", causal=True)
             h = self._layer_norm(x, f"{name}.encoder_attn_layer_norm")
-            x = x + self._attention(h, encoder_states, f"{name}.encoder_attn", causal=False)
+            x = x + self._attention(h, encoder_states, f"{name}.encoder_attn", causal=False, kept=attention)
             h = self._layer_norm(x, f"{name}.final_layer_norm")
             x = x + self._linear(torch.relu(self._linear(h, f"{name}.fc1")), f"{name}.fc2")
             n += 1

@@ -456,7 +456,7 @@ class Speech2Translation:
         enc = self.model.encode_with_ctc(speech, speech_lengths.to(self.device))
         maxlens = [max(1, int(self.maxlen_a * int(n) + self.maxlen_b)) for n in speech_lengths]
         nbests = self.beam_search(enc.hidden, enc.lengths, maxlens)
-        return enc, [[self._to_translation(yseq, score) for yseq, score in hyps[: self.nbest]] for hyps in nbests]
+        return enc, [[self._to_translation(h.tokens, h.score) for h in hyps[: self.nbest]] for hyps in nbests]
 
     def _to_translation(self, yseq: list[int], score: float) -> Translation:
         token_ids = yseq[len(self.primer) :]

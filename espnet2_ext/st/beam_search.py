@@ -3,8 +3,10 @@
 Both score the hypotheses of every utterance of a batch in one decoder step
 (:mod:`espnet2_ext.st.incremental_decoding`), with padded encoder states masked,
 so an utterance gets the same hypotheses alone or in any batch. Both return, per
-utterance, ``(token ids, score)`` best first, the ids starting with <sos> (which
-fairseq calls ``</s>``) and ending with <eos>.
+utterance, :class:`Hypothesis` tuples best first: token ids starting with <sos>
+(which fairseq calls ``</s>``) and ending with <eos>, the score, and, when asked
+of :class:`FairseqBeamSearch`, the cross-attention along the hypothesis' path
+(what FBK's simultaneous policies read).
 
 - :class:`FairseqBeamSearch` (default): FBK decodes with fairseq's
   ``SequenceGenerator``, and these are its rules.
@@ -13,15 +15,27 @@ fairseq calls ``</s>``) and ending with <eos>.
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 
+from espnet2_ext.st import SEARCHES  # noqa: F401 (re-exported)
 from espnet2_ext.st.incremental_decoding import incremental
 
-Hypotheses = list[list[tuple[list[int], float]]]
-from espnet2_ext.st import SEARCHES  # noqa: F401 (re-exported)
+
+class Hypothesis(NamedTuple):
+    """A finished hypothesis: ``<sos> + tokens + <eos>``, its score, and (when asked)
+    the cross-attention of one decoder layer averaged over heads along its path, shape
+    (valid encoder states, tokens after <sos> incl. <eos>): column t is the attention of
+    the query that predicted token t + 1 (fairseq's ``hypo["attention"]``)."""
+
+    tokens: list[int]
+    score: float
+    attention: torch.Tensor | None = None
+
+
+Hypotheses = list[list[Hypothesis]]
 
 
 class NoRepeatNGramScorer(BatchScorerInterface):
@@ -114,6 +128,12 @@ class FairseqBeamSearch(_BatchedSearch):
     fairseq sets the maximum length from the padded length of the whole batch;
     here it is each utterance's own (the same with ``maxlen_a`` 0, FBK's setting).
 
+    A call may force its own prefix per utterance (``prefixes``: the language tag
+    and the tokens a simultaneous policy has committed), and record the
+    cross-attention of decoder layer ``attention_layer`` along each hypothesis'
+    path (:class:`Hypothesis`), as FBK's ``SequenceGenerator`` fork does for its
+    simultaneous agents.
+
     Args:
         decoder: a decoder :func:`~espnet2_ext.st.incremental_decoding.incremental` can step.
         vocab_size, sos, eos: the target vocabulary.
@@ -138,13 +158,22 @@ class FairseqBeamSearch(_BatchedSearch):
         self.prefix = list(prefix)
 
     @torch.no_grad()
-    def forward(self, memory: torch.Tensor, memory_lengths: torch.Tensor, maxlens: Sequence[int]) -> Hypotheses:
-        """N-best ``(<sos> + tokens + <eos>, score)`` per utterance, best first.
+    def forward(
+        self,
+        memory: torch.Tensor,
+        memory_lengths: torch.Tensor,
+        maxlens: Sequence[int],
+        prefixes: Sequence[Sequence[int]] | None = None,
+        attention_layer: int | None = None,
+    ) -> Hypotheses:
+        """N-best :class:`Hypothesis` per utterance, best first.
 
         Args:
             memory: encoder states (B, T, D), padded.
             memory_lengths: valid states per utterance (B,).
             maxlens: most tokens per utterance after <sos>, not counting <eos>.
+            prefixes: tokens forced after <sos>, per utterance (default: ``prefix`` for each).
+            attention_layer: record this decoder layer's cross-attention (0-based).
         """
         batch, beam, vocab = memory.size(0), self.beam_size, self.vocab_size
         device = memory.device
@@ -153,18 +182,24 @@ class FairseqBeamSearch(_BatchedSearch):
         finalized: Hypotheses = [[] for _ in range(batch)]
         utts = torch.arange(batch, device=device)  # the utterances still searching
         limits = torch.tensor(list(maxlens), device=device)
+        forced, forced_len = self._forced(prefixes, batch, device)
         ys = torch.full((batch * beam, 1), self.sos, dtype=torch.long, device=device)
         scores = torch.zeros(batch * beam, device=device)
+        attention = memory.new_zeros(batch * beam, 0, memory.size(1), dtype=torch.float32)  # (rows, steps, T)
         step = 0
         while utts.numel() > 0:
-            logp, state = decoder.step(ys, state)
+            logp, state, step_attention = decoder.step_attending(ys, state, attention_layer)
             logp = self._ban(logp, ys)
             at_limit = (limits[utts] <= step).repeat_interleave(beam)
             logp[at_limit] = self._only(logp[at_limit], self.eos)
-            if step < len(self.prefix):
-                logp[~at_limit] = self._only(logp[~at_limit], self.prefix[step])
-            elif step == 0:
-                logp[:, self.eos] = float("-inf")
+            forcing = (forced_len[utts] > step).repeat_interleave(beam) & ~at_limit
+            if bool(forcing.any()):
+                tokens = forced[utts, min(step, forced.size(1) - 1)].repeat_interleave(beam)
+                logp[forcing] = self._only_each(logp[forcing], tokens[forcing])
+            if step == 0:
+                logp[(forced_len[utts] == 0).repeat_interleave(beam), self.eos] = float("-inf")
+            if step_attention is not None:
+                attention = torch.cat([attention, step_attention.unsqueeze(1)], dim=1)
             active = utts.numel()
             if step == 0:  # every hypothesis is <sos> alone: extend the first
                 candidates = logp.view(active, beam, vocab)[:, 0]
@@ -176,9 +211,11 @@ class FairseqBeamSearch(_BatchedSearch):
             ends = (cand_tokens == self.eos) & (cand_scores != float("-inf"))
 
             for u, c in torch.nonzero(ends[:, :beam]).tolist():
-                hyps = finalized[int(utts[u])]
+                utt, row = int(utts[u]), int(cand_rows[u, c])
+                hyps = finalized[utt]
                 if len(hyps) < beam:
-                    hyps.append((ys[cand_rows[u, c]].tolist() + [self.eos], float(cand_scores[u, c]) / (step + 1)))
+                    path = attention[row, :, : int(memory_lengths[utt])].T if attention_layer is not None else None
+                    hyps.append(Hypothesis(ys[row].tolist() + [self.eos], float(cand_scores[u, c]) / (step + 1), path))
             counts = torch.tensor([len(finalized[u]) for u in utts.tolist()], device=device)
             keep = (counts < beam) & (limits[utts] > step)
 
@@ -188,17 +225,40 @@ class FairseqBeamSearch(_BatchedSearch):
             rows = cand_rows[keep].gather(1, chosen).view(-1)
             ys = torch.cat([ys[rows], cand_tokens[keep].gather(1, chosen).view(-1, 1)], dim=1)
             scores = cand_scores[keep].gather(1, chosen).view(-1)
+            attention = attention[rows]
             kept = torch.nonzero(keep).flatten()
             state = state.select(rows, None if bool(keep.all()) else kept)
             utts = utts[kept]
             step += 1
-        return [sorted(hyps, key=lambda h: h[1], reverse=True) for hyps in finalized]
+        return [sorted(hyps, key=lambda h: h.score, reverse=True) for hyps in finalized]
+
+    def _forced(
+        self, prefixes: Sequence[Sequence[int]] | None, batch: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The forced tokens (B, longest, padded) and how many each utterance has (B,)."""
+        if prefixes is None:
+            prefixes = [self.prefix] * batch
+        if len(prefixes) != batch:
+            raise ValueError(f"{len(prefixes)} prefixes for {batch} utterances")
+        longest = max(1, max(len(p) for p in prefixes))
+        forced = torch.zeros(batch, longest, dtype=torch.long, device=device)
+        for u, prefix in enumerate(prefixes):
+            forced[u, : len(prefix)] = torch.tensor(list(prefix), dtype=torch.long)
+        return forced, torch.tensor([len(p) for p in prefixes], device=device)
 
     @staticmethod
     def _only(logp: torch.Tensor, token: int) -> torch.Tensor:
         """Rows of ``logp`` with -inf everywhere but ``token``."""
         forced = torch.full_like(logp, float("-inf"))
         forced[:, token] = logp[:, token]
+        return forced
+
+    @staticmethod
+    def _only_each(logp: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Rows of ``logp`` with -inf everywhere but each row's own token of ``tokens`` (N,)."""
+        forced = torch.full_like(logp, float("-inf"))
+        rows = torch.arange(logp.size(0), device=logp.device)
+        forced[rows, tokens] = logp[rows, tokens]
         return forced
 
 
@@ -236,7 +296,7 @@ class UtteranceBatchBeamSearch(_BatchedSearch):
 
     @torch.no_grad()
     def forward(self, memory: torch.Tensor, memory_lengths: torch.Tensor, maxlens: Sequence[int]) -> Hypotheses:
-        """N-best ``(token ids incl. primer and <eos>, score)`` per utterance, best first.
+        """N-best :class:`Hypothesis` (token ids incl. primer and <eos>, score) per utterance, best first.
 
         Args:
             memory: encoder states (B, T, D), padded.
@@ -269,7 +329,7 @@ class UtteranceBatchBeamSearch(_BatchedSearch):
             ended_rows = (ys[:, -1] == self.eos) | last
             for row in torch.nonzero(ended_rows & torch.isfinite(scores)).flatten().tolist():
                 yseq = ys[row].tolist() + ([self.eos] if bool(last[row]) else [])
-                ended[int(utts[row // beam])].append((yseq, float(scores[row])))
+                ended[int(utts[row // beam])].append(Hypothesis(yseq, float(scores[row])))
             scores = scores.masked_fill(ended_rows, float("-inf"))
 
             counts = torch.tensor([len(ended[int(u)]) for u in utts], device=device)
@@ -282,4 +342,4 @@ class UtteranceBatchBeamSearch(_BatchedSearch):
                 state = state.select(torch.nonzero(keep_rows).flatten(), kept)
                 utts = utts[kept]
             step += 1
-        return [sorted(hyps, key=lambda h: h[1] / (len(h[0]) - 1), reverse=True) for hyps in ended]
+        return [sorted(hyps, key=lambda h: h.score / (len(h.tokens) - 1), reverse=True) for hyps in ended]

@@ -25,6 +25,10 @@ class IncrementalDecoder(Protocol):
     def step(self, ys: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         """float32 log-probabilities (N, V) of the next token after prefixes ``ys`` (N, L)."""
 
+    def step_attending(self, ys: torch.Tensor, state: Any, layer: int | None) -> tuple[torch.Tensor, Any, Any]:
+        """:meth:`step`, and decoder layer ``layer``'s cross-attention averaged over heads
+        for the next token's query (N, T), float32 (None when ``layer`` is None)."""
+
 
 class ESPnetDecoderState(NamedTuple):
     memory: torch.Tensor  # (rows, T, D)
@@ -47,14 +51,24 @@ class ESPnetDecoderSteps:
         return ESPnetDecoderState(memory.repeat_interleave(beam, 0), mask.repeat_interleave(beam, 0), None)
 
     def step(self, ys: torch.Tensor, state: ESPnetDecoderState) -> tuple[torch.Tensor, ESPnetDecoderState]:
+        logp, state, _ = self.step_attending(ys, state, None)
+        return logp, state
+
+    def step_attending(
+        self, ys: torch.Tensor, state: ESPnetDecoderState, layer: int | None
+    ) -> tuple[torch.Tensor, ESPnetDecoderState, torch.Tensor | None]:
+        """ESPnet's attention modules keep their last weights (``src_attn.attn``, (N, H, L, T)): read there."""
+        if layer is not None and not 0 <= layer < len(self.decoder.decoders):
+            raise ValueError(f"attention layer {layer}: the decoder has layers 0 to {len(self.decoder.decoders) - 1}")
         ys_mask = subsequent_mask(ys.size(1), device=ys.device).unsqueeze(0)
         logp, cache = self.decoder.forward_one_step(ys, ys_mask, state.memory, state.memory_mask, cache=state.cache)
-        return logp.float(), state._replace(cache=cache)
+        attention = None if layer is None else self.decoder.decoders[layer].src_attn.attn[:, :, -1].float().mean(1)
+        return logp.float(), state._replace(cache=cache), attention
 
 
 def incremental(decoder: torch.nn.Module) -> IncrementalDecoder:
     """The decoder itself when it steps natively, else ESPnet's stepping around it."""
-    if hasattr(decoder, "start") and hasattr(decoder, "step"):
+    if hasattr(decoder, "start") and hasattr(decoder, "step_attending"):
         return decoder
     if hasattr(decoder, "forward_one_step"):
         return ESPnetDecoderSteps(decoder)

@@ -259,6 +259,42 @@ def test_nbest(imported):
     assert len(lengths_seen) >= 3  # hypotheses that end at several lengths
 
 
+def test_forced_prefixes_and_the_attention_along_each_path(imported):
+    """What FBK's simultaneous agents ask of the generator: per-utterance forced prefixes (the
+    tag, then committed tokens) and one decoder layer's cross-attention, averaged over heads,
+    along each hypothesis' path (fairseq's ``hypo["attention"]``, shape (S, tokens incl. </s>)):
+    the n-best, scores and attention of FBK's formulas, for every utterance of a batch at once."""
+    ref, translator = imported.reference, imported.translator
+    feats = features()
+    tag = [ref.tgt_symbols.index(LANG_TAG)] if imported.case.lang_tag else []
+    ours_of = imported.target_ids
+    fairseq_of = {ours: fs for fs, ours in enumerate(ours_of)}
+    model = translator.model
+    with torch.no_grad():
+        enc = model.encode_with_ctc(pad(feats), torch.tensor(FRAMES))
+    first = translator.beam_search(enc.hidden, enc.lengths, [MAX_LEN] * len(feats))
+    committed = [  # 0, 1, 2 tokens of each utterance's best hypothesis, as a policy would commit
+        [fairseq_of[t] for t in hyps[0].tokens[1 + len(tag) : 1 + len(tag) + b % 3]] for b, hyps in enumerate(first)
+    ]
+    prefixes = [tag + c for c in committed]
+    layer = len(model.decoder.decoders) - 1
+    nbests = translator.beam_search(
+        enc.hidden, enc.lengths, [MAX_LEN] * len(feats), prefixes=[[ours_of[t] for t in p] for p in prefixes],
+        attention_layer=layer,
+    )
+    for b, x in enumerate(feats):
+        states = ref.encode(torch.from_numpy(utterance_cmvn(x))).states
+        expected = ref.beam_search(states, BEAM, ref.max_len(len(x), 0.0, MAX_LEN), prefixes[b], NO_REPEAT)
+        assert len(nbests[b]) == len(expected)
+        for hyp, (tokens, score) in zip(nbests[b], expected):
+            assert [fairseq_of[t] for t in hyp.tokens[1:]] == tokens and abs(hyp.score - score) <= SCORE_ATOL
+            kept: list = []
+            ref.decoder_log_probs(states, [EOS] + tokens[:-1], attention=kept)
+            assert hyp.attention.shape == (len(states), len(tokens))
+            assert max_diff(hyp.attention, kept[layer].T) <= ATOL, f"utterance {b}"
+            assert torch.allclose(hyp.attention.sum(0), torch.ones(len(tokens)), atol=1e-5)
+
+
 # --------------------------------------------------------------------------- no omegaconf, no fairseq
 
 IMPORT_WITHOUT_OMEGACONF = """

@@ -75,8 +75,32 @@ def test_utterance_batches_search_as_espnet_searches_each_utterance(beam, ngram)
     batched = search(memory, torch.tensor(lengths), maxlens)
     for i, (length, maxlen) in enumerate(zip(lengths, maxlens)):
         reference = espnet_search(decoder, memory[i, :length], primer, beam, ngram, maxlen, vocab)
-        assert [yseq for yseq, _ in batched[i]] == [yseq for yseq, _ in reference], i
-        assert [s for _, s in batched[i]] == pytest.approx([s for _, s in reference], abs=1e-4)
+        assert [h.tokens for h in batched[i]] == [yseq for yseq, _ in reference], i
+        assert [h.score for h in batched[i]] == pytest.approx([s for _, s in reference], abs=1e-4)
         alone = search(memory[i : i + 1, :length], torch.tensor([length]), [maxlen])[0]
-        assert [yseq for yseq, _ in alone] == [yseq for yseq, _ in batched[i]]
-    assert any(len(yseq) - len(primer) < maxlen for hyps in batched for yseq, _ in hyps), "some end early"
+        assert [h.tokens for h in alone] == [h.tokens for h in batched[i]]
+    assert any(len(h.tokens) - len(primer) < maxlen for hyps in batched for h in hyps), "some end early"
+
+
+def test_fairseq_search_over_espnet_decoder_records_attention_and_forces_prefixes():
+    """ESPnet's decoder steps too: the attention along each path is what teacher forcing gives,
+    and each utterance starts with its own forced prefix."""
+    from espnet2_ext.st.beam_search import FairseqBeamSearch
+
+    vocab, dim = 12, 16
+    torch.manual_seed(0)
+    decoder = TransformerDecoder(vocab, dim, attention_heads=2, linear_units=32, num_blocks=2).eval()
+    lengths = [7, 4]
+    memory = torch.randn(len(lengths), max(lengths), dim)
+    prefixes = [[3, 5], [4]]
+    search = FairseqBeamSearch(decoder, vocab, vocab - 1, vocab - 1, prefix=[], beam_size=3)
+    nbests = search(memory, torch.tensor(lengths), [6, 6], prefixes=prefixes, attention_layer=1)
+    for b, hyps in enumerate(nbests):
+        for hyp in hyps:
+            assert hyp.tokens[1 : 1 + len(prefixes[b])] == prefixes[b]
+            ys = torch.tensor([hyp.tokens[:-1]])
+            with torch.no_grad():
+                decoder(memory[b : b + 1, : lengths[b]], torch.tensor([lengths[b]]), ys, torch.tensor([ys.size(1)]))
+            expected = decoder.decoders[1].src_attn.attn[0].mean(0).T  # (T, tokens)
+            assert hyp.attention.shape == (lengths[b], len(hyp.tokens) - 1)
+            assert torch.allclose(hyp.attention, expected, atol=1e-5)

@@ -102,11 +102,12 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 def _attend(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor, dropout: nn.Module
-) -> torch.Tensor:
-    """fairseq's attention on pre-scaled queries: -inf where not ``allowed``, float32 softmax."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """fairseq's attention on pre-scaled queries: -inf where not ``allowed``, float32 softmax.
+    Returns the context and the weights (post-softmax, pre-dropout, as fairseq reports them)."""
     scores = torch.matmul(q, k.transpose(-2, -1)).masked_fill(~allowed, float("-inf"))
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
-    return torch.matmul(dropout(weights), v)
+    return torch.matmul(dropout(weights), v), weights
 
 
 class FBKDecoderLayer(nn.Module):
@@ -146,9 +147,11 @@ class FBKDecoderLayer(nn.Module):
         memory_keys: torch.Tensor,
         memory_values: torch.Tensor,
         memory_valid: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Inputs (N, L, D) -> outputs (N, L, D), and the self-attention keys and values
-        (N, H, L' + L, d_k) of the earlier tokens (``past_*``, L' of them) and these.
+        keep_attention: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Inputs (N, L, D) -> outputs (N, L, D), the self-attention keys and values
+        (N, H, L' + L, d_k) of the earlier tokens (``past_*``, L' of them) and these, and
+        with ``keep_attention`` the cross-attention weights averaged over heads (N, L, T).
 
         ``memory_keys`` may hold one utterance for several rows (N = utts * beam):
         the beam's queries then attend together to their utterance's states.
@@ -158,7 +161,7 @@ class FBKDecoderLayer(nn.Module):
         keys = torch.cat([past_keys, _split_heads(attn.linear_k(h), self.heads)], dim=2)
         values = torch.cat([past_values, _split_heads(attn.linear_v(h), self.heads)], dim=2)
         q = _split_heads(attn.linear_q(h) * self.scaling, self.heads)
-        context = _attend(q, keys, values, self_allowed, attn.dropout)
+        context, _ = _attend(q, keys, values, self_allowed, attn.dropout)
         x = x + self.dropout(attn.linear_out(_merge_heads(context)))
 
         h = self.norm2(x)
@@ -167,12 +170,16 @@ class FBKDecoderLayer(nn.Module):
         beam = rows // utts
         if beam > 1:  # (utts * beam, H, L, d_k) -> (utts, H, beam * L, d_k)
             q = q.view(utts, beam, self.heads, length, -1).transpose(1, 2).reshape(utts, self.heads, beam * length, -1)
-        context = _attend(q, memory_keys, memory_values, memory_valid, self.src_attn.dropout)
+        context, weights = _attend(q, memory_keys, memory_values, memory_valid, self.src_attn.dropout)
         if beam > 1:
             context = context.view(utts, self.heads, beam, length, -1).transpose(1, 2).reshape(rows, self.heads, length, -1)
         x = x + self.dropout(self.src_attn.linear_out(_merge_heads(context)))
+        attention = None
+        if keep_attention:  # fairseq's alignment: the mean over heads of one layer's weights
+            attention = weights.float().mean(dim=1)  # (utts, beam * L, T)
+            attention = attention.view(utts, beam, length, -1).reshape(rows, length, -1)
 
-        return x + self.dropout(self.feed_forward(self.norm3(x))), keys, values
+        return x + self.dropout(self.feed_forward(self.norm3(x))), keys, values, attention
 
 
 class FBKTransformerDecoder(AbsDecoder, BatchScorerInterface):
@@ -256,7 +263,7 @@ class FBKTransformerDecoder(AbsDecoder, BatchScorerInterface):
         x = self._embed(ys_in_pad, 0)
         for layer, keys, values in zip(self.decoders, memory_keys, memory_values):
             past = x.new_zeros(x.size(0), layer.heads, 0, self.size // layer.heads)
-            x, _, _ = layer(x, past, past, allowed, keys, values, memory_valid)
+            x, _, _, _ = layer(x, past, past, allowed, keys, values, memory_valid)
         return self.output_layer(self.after_norm(x)), ys_in_lens
 
     # ------------------------------------------------------------ incremental decoding
@@ -274,13 +281,24 @@ class FBKTransformerDecoder(AbsDecoder, BatchScorerInterface):
         Only the tokens the state has not seen are computed (one per step; the
         whole prefix at the first step); the state holds the others' keys and values.
         """
+        logp, state, _ = self.step_attending(ys, state, None)
+        return logp, state
+
+    def step_attending(
+        self, ys: torch.Tensor, state: FBKDecoderState, layer: int | None
+    ) -> tuple[torch.Tensor, FBKDecoderState, torch.Tensor | None]:
+        """:meth:`step`, and the cross-attention of decoder layer ``layer`` (0-based, as
+        fairseq's ``--extract-attn-from-layer``) averaged over heads, of the query that
+        predicts the next token (N, T) in float32 (None when ``layer`` is None)."""
+        if layer is not None and not 0 <= layer < len(self.decoders):
+            raise ValueError(f"attention layer {layer}: the decoder has layers 0 to {len(self.decoders) - 1}")
         seen, total = state.self_keys[0].size(2), ys.size(1)
         x = self._embed(ys[:, seen:], seen)
         positions = torch.arange(total, device=ys.device)
         allowed = (positions[None, :] <= positions[seen:, None])[None, None]
-        self_keys, self_values = [], []
-        for n, layer in enumerate(self.decoders):
-            x, keys, values = layer(
+        self_keys, self_values, attention = [], [], None
+        for n, decoder_layer in enumerate(self.decoders):
+            x, keys, values, weights = decoder_layer(
                 x,
                 state.self_keys[n],
                 state.self_values[n],
@@ -288,12 +306,15 @@ class FBKTransformerDecoder(AbsDecoder, BatchScorerInterface):
                 state.memory_keys[n],
                 state.memory_values[n],
                 state.memory_valid,
+                keep_attention=n == layer,
             )
             self_keys.append(keys)
             self_values.append(values)
+            if weights is not None:
+                attention = weights[:, -1]
         logits = self.output_layer(self.after_norm(x[:, -1]))
         new_state = state._replace(self_keys=self_keys, self_values=self_values)
-        return torch.log_softmax(logits, dim=-1, dtype=torch.float32), new_state
+        return torch.log_softmax(logits, dim=-1, dtype=torch.float32), new_state, attention
 
     # ------------------------------------------------------------ ESPnet's scorer interface
 
