@@ -15,6 +15,17 @@ from espnet2_ext.bin import pack_model, st_train
 from espnet2_ext.tasks.st_ctc_compress import STCTCCompressTask
 from tests.helpers import DECODE_SEARCH, cut_segment_clips
 
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: threads only add overhead (much of it when the cores are busy).
+    A module asks for it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 # --------------------------------------------------------------------------- untrained
 
 TINY_CONFIG = dict(

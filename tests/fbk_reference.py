@@ -638,6 +638,7 @@ def make_fbk_checkpoint(
     share_embeddings: bool = False,
     eos_scale: float = 1.0,
     seed: int = 0,
+    input_size: int = 20,
 ) -> FBKFiles:
     """Write a tiny FBK model into ``tmp_path``: ``ckp.pt``, ``config.yaml``,
     ``tgtdict.{model,txt}`` and ``srcdict.{model,txt}``, as FBK publishes them.
@@ -655,6 +656,7 @@ def make_fbk_checkpoint(
         eos_scale: factor on </s>'s row of the output projection (makes hypotheses
             end at different lengths).
         seed: random weights.
+        input_size: feature dimensions (80 for real fbank features).
     """
     tmp_path = Path(tmp_path)
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -668,7 +670,7 @@ def make_fbk_checkpoint(
     args = fbk_model_namespace(
         ctc_compress_strategy=strategy, ctc_compress_max_out_size=max_out_size,
         ctc_compress_fixed_ratio=fixed_ratio, ignore_prefix_size=1 if lang_tag else 0,
-        share_decoder_input_output_embed=share_embeddings,
+        share_decoder_input_output_embed=share_embeddings, input_feat_per_channel=input_size,
     )
     tgt_size = len(FAIRSEQ_SPECIALS) + len(tgt_entries)
     src_size = len(FAIRSEQ_SPECIALS) + len(src_entries) + 1  # + <ctc_blank>

@@ -184,7 +184,11 @@ fi
 
 if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     log "Stage 8: pack: config, averaged model, SentencePiece models, CMVN -> ${decode_exp}/packed/model.zip"
+    cmvn_args=()        # stage 4's global CMVN statistics, for simultaneous translation (cmvn: global)
+    if [ -f "${stats}/train/feats_stats.npz" ]; then
+        cmvn_args=(--global_cmvn "${stats}/train/feats_stats.npz")
+    fi
     run_step pack "${decode_exp}" python -m espnet2_ext.bin.pack_model --exp_dir "${decode_exp}" \
-        --model_file "${model}" --outpath "${decode_exp}/packed/model.zip"
+        --model_file "${model}" --outpath "${decode_exp}/packed/model.zip" "${cmvn_args[@]}"
 fi
 log "Done (stages ${stage}-${stop_stage})."

@@ -9,7 +9,7 @@ See :mod:`espnet2_ext.main_funcs.fbk_import` for the mapping.
 Usage:
     python -m espnet2_ext.bin.import_fbk --checkpoint ckp.pt --config config.yaml \\
         --tgt_spm tgtdict.model --tgt_dict tgtdict.txt \\
-        --src_spm srcdict.model --src_dict srcdict.txt --out model.zip
+        --src_spm srcdict.model --src_dict srcdict.txt --out model.zip [--gcmvn gcmvn.npz]
 """
 
 import logging
@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from espnet2_ext.main_funcs.fbk_import import FBKImportError, import_fbk
-from espnet2_ext.utils.cli import ArgumentParser, check_output_file, command
+from espnet2_ext.main_funcs.model_packing import global_cmvn_problem
+from espnet2_ext.utils.cli import ArgumentParser, CommandError, check_output_file, command
 
 FILES = (
     ("checkpoint", "FBK-fairseq checkpoint (ckp.pt)"),
@@ -36,6 +37,10 @@ def get_parser() -> ArgumentParser:
     for name, help_text in FILES:  # FBK's README spells them with hyphens: both are accepted
         spellings = dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}"])
         parser.add_argument(*spellings, dest=name, required=True, help=help_text)
+    parser.add_argument(
+        "--gcmvn", type=Path, default=None,
+        help="FBK's global CMVN statistics (gcmvn.npz: mean, std), packed for simultaneous translation",
+    )
     return parser
 
 
@@ -44,7 +49,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     check_output_file(args.out, "--out")  # before the minutes an import of a full-size model takes
-    out = import_fbk(**{name: Path(getattr(args, name)) for name, _ in FILES})
+    if args.gcmvn is not None and (problem := global_cmvn_problem(args.gcmvn, "--gcmvn")):
+        raise CommandError(problem)
+    out = import_fbk(**{name: Path(getattr(args, name)) for name, _ in FILES}, gcmvn=args.gcmvn)
     print(f"wrote {out}")
 
 

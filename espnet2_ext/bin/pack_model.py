@@ -5,7 +5,8 @@ See :mod:`espnet2_ext.main_funcs.model_packing` for what the archive holds.
 
 Usage:
     python -m espnet2_ext.bin.pack_model --exp_dir exp/st_train \
-        --model_file exp/st_train/valid.loss.ave_5around.pth --outpath exp/st_train/packed/model.zip
+        --model_file exp/st_train/valid.loss.ave_5around.pth --outpath exp/st_train/packed/model.zip \
+        --global_cmvn exp/st_stats/train/feats_stats.npz
 """
 
 import sys
@@ -21,6 +22,11 @@ def get_parser() -> ArgumentParser:
     parser.add_argument("--exp_dir", type=Path, required=True, help="training output dir holding config.yaml")
     parser.add_argument("--model_file", type=Path, required=True, help="weights to pack, e.g. the averaged checkpoint")
     parser.add_argument("--outpath", type=Path, required=True, help="the .zip to write")
+    parser.add_argument(
+        "--global_cmvn", type=Path, default=None,
+        help="global CMVN statistics to pack for simultaneous translation: stage 4's feats_stats.npz "
+        "(count, sum, sum_square) or FBK's gcmvn.npz (mean, std)",
+    )
     return parser
 
 
@@ -28,8 +34,9 @@ def get_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
     check_output_file(args.outpath, "--outpath")
-    contents = pack_model(args.exp_dir, args.model_file, args.outpath)
-    print(f"packed {contents['st_model_file']} and {contents['st_train_config']} into {args.outpath}")
+    contents = pack_model(args.exp_dir, args.model_file, args.outpath, args.global_cmvn)
+    cmvn = f" (global CMVN statistics: {contents['global_cmvn']})" if "global_cmvn" in contents else ""
+    print(f"packed {contents['st_model_file']} and {contents['st_train_config']} into {args.outpath}{cmvn}")
 
 
 if __name__ == "__main__":

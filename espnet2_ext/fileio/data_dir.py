@@ -114,15 +114,29 @@ def read_utterances(recording: Recording) -> Iterator[tuple[Utterance, np.ndarra
         raise DataDirError(f"{where} (recording {recording.recording_id}): {err}") from None
     with audio:
         for utt in recording.utterances:
-            start, stop = sample_range(utt, audio.samplerate, audio.frames, recording.wav)
-            try:
-                audio.seek(start)
-                samples = audio.read(stop - start, dtype="float32", always_2d=True)
-            except (sf.SoundFileError, OSError) as err:
-                raise DataDirError(f"utterance {utt.utt_id}: cannot read wav {recording.wav}: {err}") from None
-            if len(samples) != stop - start:
-                raise DataDirError(f"utterance {utt.utt_id}: {recording.wav} ended after {start + len(samples)} samples")
-            yield utt, samples, audio.samplerate
+            yield utt, _read_span(audio, utt, recording.wav), audio.samplerate
+
+
+def read_utterance(recording: Recording, utt: Utterance) -> tuple[np.ndarray, int]:
+    """(float32 samples ``(samples, channels)``, sample rate) of one utterance of ``recording``."""
+    try:
+        audio = sf.SoundFile(recording.wav)
+    except (sf.SoundFileError, OSError) as err:
+        raise DataDirError(f"utterance {utt.utt_id}: cannot read wav {recording.wav}: {err}") from None
+    with audio:
+        return _read_span(audio, utt, recording.wav), audio.samplerate
+
+
+def _read_span(audio: sf.SoundFile, utt: Utterance, wav: str) -> np.ndarray:
+    start, stop = sample_range(utt, audio.samplerate, audio.frames, wav)
+    try:
+        audio.seek(start)
+        samples = audio.read(stop - start, dtype="float32", always_2d=True)
+    except (sf.SoundFileError, OSError) as err:
+        raise DataDirError(f"utterance {utt.utt_id}: cannot read wav {wav}: {err}") from None
+    if len(samples) != stop - start:
+        raise DataDirError(f"utterance {utt.utt_id}: {wav} ended after {start + len(samples)} samples")
+    return samples
 
 
 def copy_data_dir(data_dir: Path, out_dir: Path, recordings: Sequence[Recording], keep: set[str]) -> None:

@@ -444,7 +444,7 @@ class Speech2Translation:
         """(n-best, CTC source transcript) of each feature array (frames, dims)."""
         speech, lengths = pad_features(features)
         enc, nbests = self._search(speech, lengths)
-        sources = [self._ctc_transcript(enc.ctc_logits[i, : enc.ctc_lengths[i]]) for i in range(len(nbests))]
+        sources = [self.ctc_transcript(enc.ctc_logits[i, : enc.ctc_lengths[i]]) for i in range(len(nbests))]
         return list(zip(nbests, sources))
 
     @torch.no_grad()
@@ -465,7 +465,7 @@ class Speech2Translation:
         tokens = self.converter.ids2tokens(token_ids)
         return Translation(self.tokenizer.tokens2text(tokens), tokens, token_ids, score)
 
-    def _ctc_transcript(self, logits: torch.Tensor) -> str:
+    def ctc_transcript(self, logits: torch.Tensor) -> str:
         """Words separated by single spaces: a lone word-boundary piece ("▁") decodes to a space of its own."""
         text = self.src_tokenizer.tokens2text(self.src_converter.ids2tokens(greedy_ctc_ids(logits)))
         return " ".join(text.split())

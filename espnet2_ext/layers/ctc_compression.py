@@ -95,6 +95,38 @@ def ctc_compress(
     return _weighted_group_sum(states, group, valid, weights, new_lengths), new_lengths
 
 
+def compressed_run_lengths(
+    lengths: torch.Tensor,
+    ctc_logits: torch.Tensor,
+    strategy: str,
+    fixed_ratio: int = 4,
+    max_out_size: int | None = None,
+) -> list[list[int]]:
+    """How many encoder frames each compressed position covers, per utterance.
+
+    The groups :func:`ctc_compress` merges, by the same rule (``none``: one frame
+    each): what a simultaneous policy needs to turn a compressed position back
+    into time. Each list has one entry per output position and sums to the
+    utterance's length.
+    """
+    if strategy not in COMPRESSION_STRATEGIES:
+        raise ValueError(f"strategy: unknown CTC compression strategy {strategy!r}")
+    time = ctc_logits.size(1)
+    valid = make_valid_mask(lengths.to(ctc_logits.device), time)
+    if strategy == "none":
+        return [[1] * int(n) for n in lengths]
+    if strategy == "fixed":
+        group = (torch.arange(time, device=ctc_logits.device) // fixed_ratio).expand_as(valid)
+    else:
+        labels = ctc_logits.float().softmax(-1).argmax(-1)
+        group, _ = _label_runs(labels, valid, max_out_size)
+    counts = []
+    for b in range(group.size(0)):
+        _, sizes = torch.unique_consecutive(group[b][valid[b]], return_counts=True)
+        counts.append(sizes.tolist())
+    return counts
+
+
 def _label_runs(
     labels: torch.Tensor, valid: torch.Tensor, max_out_size: int | None
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,6 +6,9 @@ models and fairseq dictionaries of both sides. From them this module builds our
 training config (architecture from the checkpoint's arguments), our weights
 (FBK's parameters renamed one to one, vocabulary rows permuted) and packs both
 with the SentencePiece models, exactly as recipe stage 8 packs a trained model.
+FBK's ``gcmvn.npz`` (``mean``, ``std``), which its simultaneous agents normalise
+with, is packed too when given, as ``gcmvn.npz`` named by ``meta.yaml``'s ``global_cmvn``
+(``PackedModel.global_cmvn`` once opened).
 
 Vocabularies. fairseq numbers ``<s> <pad> </s> <unk>`` first, then the
 dictionary file's entries; the source dictionary gets ``<ctc_blank>`` appended
@@ -45,7 +48,7 @@ from espnet2_ext.fileio.fairseq_checkpoint import (
 )
 from espnet2_ext.fileio.input_file import not_a_file
 from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
-from espnet2_ext.main_funcs.model_packing import pack_model
+from espnet2_ext.main_funcs.model_packing import global_cmvn_problem, pack_model
 from espnet2_ext.tasks.model_building import ModelLoadError, load_st_model
 
 FBK_ARCHS = ("conformer", "conformer_s")
@@ -359,16 +362,22 @@ def import_fbk(
     src_spm: Path,
     src_dict: Path,
     out: Path,
+    gcmvn: Path | None = None,
 ) -> Path:
     """Write ``out`` (a model zip for ``translate`` and ``Speech2Translation.from_pretrained``).
 
+    ``gcmvn``: FBK's global CMVN statistics (``gcmvn.npz``: ``mean``, ``std``; ESPnet's
+    ``feats_stats.npz`` also works), packed for simultaneous translation.
+
     Raises:
-        FBKImportError: anything that keeps the import from giving FBK's model;
-            nothing is written then.
+        FBKImportError: anything that keeps the import from giving FBK's model, or
+            ``gcmvn`` that is no readable statistics; nothing is written then.
     """
     checkpoint, out = Path(checkpoint), Path(out)
     if out.suffix != ".zip":
         raise FBKImportError(f"the output must be a .zip file, got {out}")
+    if gcmvn is not None and (problem := global_cmvn_problem(Path(gcmvn), "global CMVN statistics")):
+        raise FBKImportError(problem)
     try:
         fbk = read_fairseq_checkpoint(checkpoint)
         tgt_entries = read_fairseq_dictionary(tgt_dict)
@@ -413,6 +422,8 @@ def import_fbk(
         except ModelLoadError as err:
             raise FBKImportError(f"{checkpoint}: {err}") from None
         (exp / "config.yaml").write_text(yaml_no_alias_safe_dump(training_config, indent=4, sort_keys=False))
-        pack_model(exp, exp / "model.pth", out)
+        if gcmvn is not None:  # next to the rest: member names are relative to their common directory
+            shutil.copyfile(gcmvn, exp / "gcmvn.npz")
+        pack_model(exp, exp / "model.pth", out, exp / "gcmvn.npz" if gcmvn is not None else None)
     return out
 

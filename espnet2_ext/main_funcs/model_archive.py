@@ -3,7 +3,9 @@
 The archive is ESPnet's ``pack`` format: ``meta.yaml`` names the training config
 (``yaml_files.st_train_config``) and the weights (``files.st_model_file``); the config
 names the SentencePiece models and CMVN stats by their member names
-(:data:`REFERENCED_KEYS`). Everything is checked before a model is built, so a bad
+(:data:`REFERENCED_KEYS`). ``meta.yaml``'s :data:`GLOBAL_CMVN_KEY`, when there, names the
+member holding global CMVN statistics for simultaneous translation (archives packed
+before it have none). Everything is checked before a model is built, so a bad
 archive fails with one message naming what is wrong, before any audio is read.
 
 A zip is extracted once into a cache directory keyed by its SHA-256 (extracted
@@ -35,6 +37,9 @@ from espnet2_ext.fileio.yaml_file import YamlFileError, parse_yaml_mapping
 PROJECT = "mustc-conformer-ctc"
 # meta.yaml key holding the version of this project that packed the archive.
 META_KEY = "mustc_conformer_ctc"
+# meta.yaml key naming the member that holds global CMVN statistics (ESPnet's feats_stats.npz
+# or FBK's gcmvn.npz): simultaneous translation normalises a growing prefix with them.
+GLOBAL_CMVN_KEY = "global_cmvn"
 # Config keys (nested as tuples) naming files that inference reads.
 REFERENCED_KEYS: tuple[tuple[str, ...], ...] = (("bpemodel",), ("src_bpemodel",), ("normalize_conf", "stats_file"))
 # Config keys a model cannot be built without.
@@ -57,7 +62,10 @@ class PackedModel:
 
     ``model_member`` is the weights' name in the archive (``meta.yaml``'s
     ``files.st_model_file``); ``extraction`` is the zip's extraction in our cache, None
-    for a directory used in place (the user's own files, never removed).
+    for a directory used in place (the user's own files, never removed). ``global_cmvn``
+    is the global CMVN statistics file (``meta.yaml``'s :data:`GLOBAL_CMVN_KEY`; read it with
+    :func:`espnet2_ext.simultaneous.incremental_features.load_global_cmvn`), None for an
+    archive packed without them.
     """
 
     source: Path
@@ -66,6 +74,7 @@ class PackedModel:
     meta: dict[str, Any]
     model_member: str
     extraction: Path | None
+    global_cmvn: Path | None
 
     def unreadable_weights(self, reason: str) -> ModelArchiveError:
         """The error for weights torch could not load (``reason``: torch's, on one line),
@@ -133,14 +142,14 @@ def open_model(path: str | Path, cache_dir: str | Path | None = None) -> PackedM
     """
     path = Path(path)
     if path.is_dir():
-        meta, config, model_name = _check(path, _DirectoryMembers(path), "directory")
-        return _resolve(path, path, meta, config, model_name, extraction=None)
+        checked = _check(path, _DirectoryMembers(path), "directory")
+        return _resolve(path, path, checked, extraction=None)
     if not path.is_file():
         raise ModelArchiveError(f"model {path} not found")
     with _open_zip(path) as archive:
-        meta, config, model_name = _check(path, _ZipMembers(archive), "archive")
+        checked = _check(path, _ZipMembers(archive), "archive")
     root = extract(path, Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    return _resolve(root, path, meta, config, model_name, extraction=root)
+    return _resolve(root, path, checked, extraction=root)
 
 
 class _ZipMembers:
@@ -173,14 +182,23 @@ class _DirectoryMembers:
         return self.path(name).read_bytes()
 
 
-def _check(
-    source: Path, members: _ZipMembers | _DirectoryMembers, kind: str
-) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """``meta.yaml``, the training config and the weights' member name, every reference checked."""
+@dataclass(frozen=True)
+class _Checked:
+    """What :func:`_check` read: ``meta.yaml``, the training config, the member names it gives."""
+
+    meta: dict[str, Any]
+    config: dict[str, Any]
+    model_name: str
+    global_cmvn_name: str | None
+
+
+def _check(source: Path, members: _ZipMembers | _DirectoryMembers, kind: str) -> _Checked:
+    """``meta.yaml``, the training config and the member names, every reference checked."""
     meta = _read_meta(source, members.read("meta.yaml") if members.has("meta.yaml") else None)
     config_name, model_name = _meta_members(source, meta)
-    for name in (config_name, model_name):
-        if not members.has(name):
+    global_cmvn_name = _global_cmvn_member(source, meta)
+    for name in (config_name, model_name, global_cmvn_name):
+        if name is not None and not members.has(name):
             raise ModelArchiveError(f"{source}: meta.yaml names {name}, which is not in the {kind}")
     config = _parse_config(source, config_name, members.read(config_name))
     for keys, value in _references(config).items():
@@ -188,18 +206,18 @@ def _check(
             raise ModelArchiveError(
                 f"{source}: the config's {'.'.join(keys)} is {value}, which is not in the {kind}"
             )
-    return meta, config, model_name
+    return _Checked(meta, config, model_name, global_cmvn_name)
 
 
-def _resolve(
-    root: Path, source: Path, meta: dict[str, Any], config: dict[str, Any], model_name: str, extraction: Path | None
-) -> PackedModel:
+def _resolve(root: Path, source: Path, checked: _Checked, extraction: Path | None) -> PackedModel:
     """Point the checked config's file references at the files under ``root``.
 
     The files are checked to be there, because a cached extraction could have lost some since.
     """
     files = _DirectoryMembers(root)
-    for name in [model_name, *_references(config).values()]:
+    config, model_name, global_cmvn_name = checked.config, checked.model_name, checked.global_cmvn_name
+    extra = [global_cmvn_name] if global_cmvn_name is not None else []
+    for name in [model_name, *_references(config).values(), *extra]:
         if not files.has(name):
             raise ModelArchiveError(f"{source}: {files.path(name)} is missing; delete {root} and retry")
     for keys, value in _references(config).items():
@@ -209,9 +227,10 @@ def _resolve(
         source=source,
         config=config,
         model_file=files.path(model_name),
-        meta=meta,
+        meta=checked.meta,
         model_member=model_name,
         extraction=extraction,
+        global_cmvn=files.path(global_cmvn_name) if global_cmvn_name is not None else None,
     )
 
 
@@ -340,6 +359,14 @@ def _meta_members(source: Path, meta: dict[str, Any]) -> tuple[str, str]:
             "(an ESPnet speech-translation archive)"
         )
     return config_name, model_name
+
+
+def _global_cmvn_member(source: Path, meta: dict[str, Any]) -> str | None:
+    """The member ``meta.yaml`` names as the global CMVN statistics; None when it names none."""
+    name = meta.get(GLOBAL_CMVN_KEY)
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ModelArchiveError(f"{source}: meta.yaml's {GLOBAL_CMVN_KEY} must name a member, got {name!r}")
+    return name
 
 
 def _parse_config(source: Path, name: str, text: bytes) -> dict[str, Any]:

@@ -3,7 +3,10 @@
 The archive holds ESPnet's ``st`` contents (``st_train_config``: ``<exp>/config.yaml``,
 ``st_model_file``: the model), the files inference needs that the config refers to
 (``bpemodel``, ``src_bpemodel``, ``normalize_conf.stats_file``), and ESPnet's
-``meta.yaml`` with our version added as ``mustc_conformer_ctc``.
+``meta.yaml`` with our version added as ``mustc_conformer_ctc``. Given global CMVN
+statistics (stage 4's ``feats_stats.npz``, or FBK's ``gcmvn.npz``), which simultaneous
+translation normalises a growing prefix with, it holds them too, named by ``meta.yaml``'s
+``global_cmvn``; the config's own ``stats_file``, when it is the same file, is that member.
 ``espnet2.main_funcs.pack_funcs.unpack(zip, dir)`` gives back the keyword arguments
 of :class:`espnet2_ext.inference.Speech2Translation`;
 :mod:`espnet2_ext.main_funcs.model_archive` opens and checks it.
@@ -14,9 +17,9 @@ Two things ESPnet's ``pack`` does not do are done here, on a copy of its archive
   equals a member's name, and ``pack`` names members by their path relative to the
   current directory. Absolute or symlinked paths in the config would keep pointing
   at the original files, so the packed config's references are set to the member names.
-- ``pack`` has no way to add fields to ``meta.yaml``: our version, and what the training
+- ``pack`` has no way to add fields to ``meta.yaml``: our version, what the training
   utterances looked like (:mod:`espnet2_ext.main_funcs.training_utterances`), which sets
-  how ``translate`` cuts long audio.
+  how ``translate`` cuts long audio, and the global CMVN statistics' member.
 
 Members are named relative to the deepest directory holding all packed files
 (ESPnet: the current one), so files outside the recipe dir get relative names too.
@@ -39,9 +42,11 @@ from espnet2.main_funcs.pack_funcs import pack
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet2_ext.fileio.atomic import atomic_path
+from espnet2_ext.fileio.input_file import not_a_file
 from espnet2_ext.fileio.kaldi_table import TableError
 from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
 from espnet2_ext.main_funcs.model_archive import (
+    GLOBAL_CMVN_KEY,
     META_KEY,
     REFERENCED_KEYS,
     ConfigKey,
@@ -51,6 +56,7 @@ from espnet2_ext.main_funcs.model_archive import (
 )
 from espnet2_ext.main_funcs.training_utterances import META_KEY as TRAINING_KEY
 from espnet2_ext.main_funcs.training_utterances import TrainingUtterances, TrainingUtterancesError
+from espnet2_ext.simultaneous.incremental_features import CMVNStatsError, load_global_cmvn
 
 
 class PackError(Exception):
@@ -81,6 +87,22 @@ def referenced_files(config: dict, config_path: Path) -> dict[ConfigKey, Path]:
             raise PackError(f"{config_path}: {'.'.join(keys)} is {value}, which is not a file")
         files[keys] = path
     return files
+
+
+def global_cmvn_problem(path: Path, what: str) -> str | None:
+    """Why ``path`` (given as ``what``: an option, or a description) holds no global CMVN
+    statistics :func:`~espnet2_ext.simultaneous.incremental_features.load_global_cmvn`
+    reads (a sentence starting with ``what`` and naming ``path``); None when it does."""
+    problem = not_a_file(path, what, "an .npz file (ESPnet's feats_stats.npz or FBK's gcmvn.npz)")
+    if problem is not None:
+        return problem
+    try:
+        load_global_cmvn(path)
+    except CMVNStatsError as err:  # its message starts with the path
+        return f"{what} {err}"
+    except OSError as err:
+        return f"{what} {path}: {err.strerror or err}"
+    return None
 
 
 def project_version() -> str:
@@ -114,15 +136,17 @@ def working_directory(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
-def add_meta(version: str, training: TrainingUtterances | None) -> Callable[[bytes], bytes]:
-    """Add our version and what the training utterances looked like to ESPnet's
-    ``meta.yaml``, which ``pack`` gives no way to extend."""
+def add_meta(version: str, training: TrainingUtterances | None, global_cmvn: str | None) -> Callable[[bytes], bytes]:
+    """Add our version, what the training utterances looked like and the global CMVN
+    statistics' member name to ESPnet's ``meta.yaml``, which ``pack`` gives no way to extend."""
 
     def edit(meta: bytes) -> bytes:
         data = yaml.safe_load(meta)
         data[META_KEY] = version
         if training is not None:
             data[TRAINING_KEY] = training.to_meta()
+        if global_cmvn is not None:
+            data[GLOBAL_CMVN_KEY] = global_cmvn
         return yaml.safe_dump(data).encode()
 
     return edit
@@ -177,27 +201,39 @@ def copy_archive(source: Path, target: Path, edits: dict[str, Callable[[bytes], 
                 shutil.copyfileobj(reader, writer, 1 << 20)
 
 
-def pack_model(exp_dir: Path, model_file: Path, outpath: Path) -> dict[str, str]:
-    """Write the archive; returns its ``meta.yaml`` ``files`` and ``yaml_files`` member names."""
+def pack_model(exp_dir: Path, model_file: Path, outpath: Path, global_cmvn: Path | None = None) -> dict[str, str]:
+    """Write the archive; returns its ``meta.yaml`` ``files`` and ``yaml_files`` member names,
+    and with ``global_cmvn`` (statistics checked to be readable) its member, as ``global_cmvn``.
+
+    ``global_cmvn`` that is the config's ``normalize_conf.stats_file`` (the same file, as
+    with ``normalize: global_mvn``) is packed once: ``meta.yaml`` names that member.
+    """
     if outpath.suffix != ".zip":
         raise PackError(f"the archive must be a .zip file, got {outpath}")
     config_path = exp_dir / "config.yaml"
     config = read_config(config_path)
     if not model_file.is_file():
         raise PackError(f"model file {model_file} not found")
+    if global_cmvn is not None and (problem := global_cmvn_problem(global_cmvn, "global CMVN statistics")):
+        raise PackError(problem)
     references = referenced_files(config, config_path)
-    root = archive_root([config_path, model_file, *references.values()])
+    extra = [global_cmvn] if global_cmvn is not None else []
+    root = archive_root([config_path, model_file, *references.values(), *extra])
     members = {keys: member_name(path, root) for keys, path in references.items()}
     contents = {"st_train_config": member_name(config_path, root), "st_model_file": member_name(model_file, root)}
+    if global_cmvn is not None:  # the same name as stats_file's member when it is the same file
+        contents["global_cmvn"] = member_name(global_cmvn, root)
     edits = {
-        "meta.yaml": add_meta(project_version(), training_utterances(config, config_path)),
+        "meta.yaml": add_meta(
+            project_version(), training_utterances(config, config_path), contents.get("global_cmvn")
+        ),
         contents["st_train_config"]: point_config_at(members),
     }
 
     # Absolute before changing directory: relative paths are relative to the caller's.
     files = {"st_model_file": model_file.resolve()}
     yaml_files = {"st_train_config": config_path.resolve()}
-    option = list(dict.fromkeys(path.resolve() for path in references.values()))
+    option = list(dict.fromkeys(path.resolve() for path in [*references.values(), *extra]))
     outpath.parent.mkdir(parents=True, exist_ok=True)
     raw = _temporary_zip(outpath)
     try:

@@ -28,6 +28,7 @@ from itertools import accumulate
 import torch
 import torch.nn.functional as F
 
+from espnet2_ext.simultaneous.options import FRAME_UNITS
 from espnet2_ext.simultaneous.words import first_words
 
 __all__ = [
@@ -41,8 +42,6 @@ __all__ = [
     "waitk",
     "waitk_words",
 ]
-
-FRAME_UNITS = ("position", "time")
 
 
 def _check(tokens: Sequence[int], attention: torch.Tensor, prefix_len: int) -> None:

@@ -21,7 +21,7 @@ import torch
 from espnet.nets.scorer_interface import BatchScorerInterface
 
 from espnet2_ext.st import SEARCHES  # noqa: F401 (re-exported)
-from espnet2_ext.st.incremental_decoding import incremental
+from espnet2_ext.st.incremental_decoding import IncrementalDecoder, incremental
 
 
 class Hypothesis(NamedTuple):
@@ -134,6 +134,14 @@ class FairseqBeamSearch(_BatchedSearch):
     path (:class:`Hypothesis`), as FBK's ``SequenceGenerator`` fork does for its
     simultaneous agents.
 
+    A simultaneous agent forces every token it has committed, call after call, so
+    the forced tokens that every utterance of the call has (up to the shortest
+    prefix, the lowest ``maxlens`` and the first forced <eos>) are scored in one
+    teacher-forced decoder pass (``prime_prefix``) rather than one step each: while
+    forcing, only the first hypothesis of an utterance lives (the others score
+    -inf), so the pass runs on one row per utterance and the search goes on from
+    there as if it had stepped.
+
     Args:
         decoder: a decoder :func:`~espnet2_ext.st.incremental_decoding.incremental` can step.
         vocab_size, sos, eos: the target vocabulary.
@@ -141,6 +149,8 @@ class FairseqBeamSearch(_BatchedSearch):
         beam_size: hypotheses per utterance (at most ``vocab_size - 1``, as in fairseq).
         no_repeat_ngram_size: forbid repeating n-grams of this size (0: off).
         never: token ids never emitted.
+        prime_prefix: score the forced tokens shared by the call in one decoder pass
+            (False: one step per token, as fairseq does; the same hypotheses).
     """
 
     def __init__(
@@ -153,9 +163,11 @@ class FairseqBeamSearch(_BatchedSearch):
         beam_size: int,
         no_repeat_ngram_size: int = 0,
         never: Sequence[int] = (),
+        prime_prefix: bool = True,
     ):
         super().__init__(decoder, vocab_size, sos, eos, min(beam_size, vocab_size - 1), no_repeat_ngram_size, never)
         self.prefix = list(prefix)
+        self.prime_prefix = prime_prefix
 
     @torch.no_grad()
     def forward(
@@ -178,15 +190,21 @@ class FairseqBeamSearch(_BatchedSearch):
         batch, beam, vocab = memory.size(0), self.beam_size, self.vocab_size
         device = memory.device
         decoder = incremental(self.decoder)
-        state = decoder.start(memory, memory_lengths, beam)
         finalized: Hypotheses = [[] for _ in range(batch)]
         utts = torch.arange(batch, device=device)  # the utterances still searching
         limits = torch.tensor(list(maxlens), device=device)
         forced, forced_len = self._forced(prefixes, batch, device)
-        ys = torch.full((batch * beam, 1), self.sos, dtype=torch.long, device=device)
-        scores = torch.zeros(batch * beam, device=device)
-        attention = memory.new_zeros(batch * beam, 0, memory.size(1), dtype=torch.float32)  # (rows, steps, T)
-        step = 0
+        step = self._shared_forced_steps(forced, forced_len, limits) if self.prime_prefix else 0
+        if step > 0:  # one row per utterance through the forced tokens all utterances have
+            state = decoder.start(memory, memory_lengths, 1)
+            ys, scores, attention, state = self._prime(decoder, state, forced[:, :step], attention_layer)
+        else:
+            state = decoder.start(memory, memory_lengths, beam)
+            ys = torch.full((batch * beam, 1), self.sos, dtype=torch.long, device=device)
+            scores = torch.zeros(batch * beam, device=device)
+            attention = None
+        if attention is None:  # (rows, steps, T); no steps recorded without attention_layer
+            attention = memory.new_zeros(batch * beam, 0, memory.size(1), dtype=torch.float32)
         while utts.numel() > 0:
             logp, state, step_attention = decoder.step_attending(ys, state, attention_layer)
             logp = self._ban(logp, ys)
@@ -245,6 +263,40 @@ class FairseqBeamSearch(_BatchedSearch):
         for u, prefix in enumerate(prefixes):
             forced[u, : len(prefix)] = torch.tensor(list(prefix), dtype=torch.long)
         return forced, torch.tensor([len(p) for p in prefixes], device=device)
+
+    def _shared_forced_steps(self, forced: torch.Tensor, forced_len: torch.Tensor, limits: torch.Tensor) -> int:
+        """How many steps force a token in every utterance: up to the shortest prefix or
+        limit, and before any forced <eos> (which ends a hypothesis: the loop's work)."""
+        positions = torch.arange(forced.size(1), device=forced.device)
+        eos = (forced == self.eos) & (positions < forced_len.unsqueeze(1))
+        first_eos = torch.where(eos, positions, forced.size(1)).min(1).values
+        return int(torch.minimum(torch.minimum(forced_len, limits), first_eos).min())
+
+    def _prime(
+        self, decoder: IncrementalDecoder, state: Any, forced: torch.Tensor, attention_layer: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Any]:
+        """ys, scores, attention (None without ``attention_layer``) and state of the search
+        after the forced tokens ``forced`` (B, k), as k forced steps leave them, from a
+        state of one row per utterance.
+
+        Stepping, the first step extends the first hypothesis only, and each later one
+        its one finite candidate, so the first row of an utterance holds the prefix and
+        the sum of its tokens' log-probabilities, after the same bans as a step applies
+        (a banned forced token kills the hypothesis), and the other rows score -inf.
+        """
+        batch, steps = forced.shape
+        beam = self.beam_size
+        ys = torch.cat([forced.new_full((batch, 1), self.sos), forced], dim=1)  # (B, k + 1)
+        logp, state, attention = decoder.prime(ys[:, :steps], state, attention_layer)
+        score = logp.new_zeros(batch)
+        for step in range(steps):  # summed in the order the steps add them
+            banned = self._ban(logp[:, step], ys[:, : step + 1])
+            score = score + banned.gather(1, ys[:, step + 1 : step + 2]).squeeze(1)
+        scores = torch.full((batch, beam), float("-inf"), device=score.device)
+        scores[:, 0] = score
+        rows = torch.arange(batch, device=ys.device).repeat_interleave(beam)
+        attention = None if attention is None else attention[rows]
+        return ys[rows], scores.view(-1), attention, state.select(rows)
 
     @staticmethod
     def _only(logp: torch.Tensor, token: int) -> torch.Tensor:

@@ -5,9 +5,11 @@ The exp dirs come from the ``tiny_exps`` fixture (``tests/conftest.py``): untrai
 
 import importlib.metadata
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -16,8 +18,11 @@ from espnet2.main_funcs.pack_funcs import pack, unpack
 from espnet2_ext.bin import pack_model
 from espnet2_ext.inference.speech2translation import Speech2Translation
 from espnet2_ext.main_funcs import model_packing
+from espnet2_ext.main_funcs.model_archive import GLOBAL_CMVN_KEY, open_model
+from espnet2_ext.simultaneous.incremental_features import load_global_cmvn
 
 SEARCH = dict(beam_size=2, no_repeat_ngram_size=0, maxlen_b=8)
+RECIPE = Path(__file__).resolve().parents[2] / "egs" / "mustc_conformer_ctc"
 
 
 def translate(config: Path, model: Path) -> list:
@@ -158,3 +163,125 @@ def test_outpath_that_is_a_directory_is_refused_before_packing(tiny_exps, tmp_pa
     code, _, err = run(capsys, "--exp_dir", str(exp), "--model_file", str(exp / "1epoch.pth"), "--outpath", str(target))
     assert code == 1 and err == f"ERROR: --outpath {target} is a directory; expected a file to write\n"
     assert list(target.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- global CMVN statistics
+
+
+def pack_with_global_cmvn(capsys, exp: Path, zip_path: Path, stats: Path) -> tuple:
+    return run(capsys, "--exp_dir", str(exp), "--model_file", str(exp / "1epoch.pth"), "--outpath", str(zip_path),
+               "--global_cmvn", str(stats))
+
+
+def test_global_cmvn_is_packed_and_opened_as_the_original_statistics(tiny_exps, tmp_path, capsys):
+    """FBK's gcmvn.npz, beside a config with its own (other) stats_file: a member of its own."""
+    gcmvn = tmp_path / "fbk/gcmvn.npz"
+    gcmvn.parent.mkdir()
+    mean, std = np.linspace(-3, 3, 80, dtype=np.float32), np.linspace(0.5, 2, 80, dtype=np.float32)
+    np.savez(gcmvn, mean=mean, std=std)
+    zip_path = tmp_path / "packed/model.zip"
+    code, out, err = pack_with_global_cmvn(capsys, tiny_exps / "exp_abs", zip_path, gcmvn)
+    assert code == 0, err
+    with zipfile.ZipFile(zip_path) as archive:
+        meta = yaml.safe_load(archive.read("meta.yaml"))
+        member = meta[GLOBAL_CMVN_KEY]
+        assert member.endswith("fbk/gcmvn.npz") and archive.read(member) == gcmvn.read_bytes()
+        assert sum(name.endswith(".npz") for name in archive.namelist()) == 2  # and the config's stats_file
+    assert f"(global CMVN statistics: {member})" in out
+
+    packed = open_model(zip_path, tmp_path / "cache")
+    assert packed.global_cmvn == packed.extraction / member
+    loaded = load_global_cmvn(packed.global_cmvn)
+    np.testing.assert_array_equal(loaded.mean, mean)
+    np.testing.assert_array_equal(loaded.std, std)
+
+
+def test_global_cmvn_that_is_the_config_s_stats_file_is_packed_once(tiny_exps, tmp_path, capsys, monkeypatch):
+    """normalize: global_mvn with stage 4's statistics, given again (as run.sh does, here by a
+    relative path): the stats_file member is reused, not copied."""
+    monkeypatch.chdir(tiny_exps)
+    zip_path = tmp_path / "model.zip"
+    code, _, err = pack_with_global_cmvn(capsys, Path("exp_rel"), zip_path, Path("stats/train/feats_stats.npz"))
+    assert code == 0, err
+    with zipfile.ZipFile(zip_path) as archive:
+        assert sorted(archive.namelist()) == sorted([
+            "meta.yaml", "exp_rel/config.yaml", "exp_rel/1epoch.pth",
+            "spm/tgt.model", "spm/src.model", "stats/train/feats_stats.npz",
+        ])
+        assert yaml.safe_load(archive.read("meta.yaml"))[GLOBAL_CMVN_KEY] == "stats/train/feats_stats.npz"
+    packed = open_model(zip_path, tmp_path / "cache")
+    assert str(packed.global_cmvn) == packed.config["normalize_conf"]["stats_file"]
+    expected = load_global_cmvn(tiny_exps / "stats/train/feats_stats.npz")  # ESPnet's: count, sum, sum_square
+    loaded = load_global_cmvn(packed.global_cmvn)
+    np.testing.assert_array_equal(loaded.mean, expected.mean)
+    np.testing.assert_array_equal(loaded.std, expected.std)
+    assert np.allclose(loaded.mean, 1.0) and np.allclose(loaded.std, 2.0)  # write_stats: mean 1, variance 4
+
+
+def test_without_global_cmvn_meta_names_none_and_the_model_has_none(tiny_exps, tmp_path, capsys):
+    exp = tiny_exps / "exp_abs"
+    zip_path = tmp_path / "model.zip"
+    code, out, err = run(capsys, "--exp_dir", str(exp), "--model_file", str(exp / "1epoch.pth"),
+                         "--outpath", str(zip_path))
+    assert code == 0, err
+    assert GLOBAL_CMVN_KEY not in yaml.safe_load(zipfile.ZipFile(zip_path).read("meta.yaml"))
+    assert "global CMVN" not in out
+    assert open_model(zip_path, tmp_path / "cache").global_cmvn is None
+
+
+def _bad_statistics(path: Path, what: str) -> str:
+    """Write (or not) bad statistics at ``path``; the error's text after ``global CMVN statistics {path}``."""
+    if what == "missing":
+        return " not found"
+    if what == "directory":
+        path.mkdir()
+        return " is a directory; expected an .npz file (ESPnet's feats_stats.npz or FBK's gcmvn.npz)"
+    if what == "text":
+        path.write_text("mean 0\nstd 1\n")
+        return ": not a readable .npz archive of numeric arrays"
+    if what == "other keys":
+        np.savez(path, mu=np.zeros(80), sigma=np.ones(80))
+        return ": expected the keys count, sum, sum_square (ESPnet's feats_stats.npz) or mean, std"
+    if what == "zero std":
+        np.savez(path, mean=np.zeros(80), std=np.r_[np.ones(79), 0.0])
+        return ": std must be > 0 everywhere"
+    if what == "wrong dimension":
+        np.savez(path, mean=np.zeros(40), std=np.ones(40))
+        return ": mean has shape (40,), expected (80,); std has shape (40,), expected (80,)"
+    raise ValueError(what)
+
+
+@pytest.mark.parametrize("what", ["missing", "directory", "text", "other keys", "zero std", "wrong dimension"])
+def test_bad_global_cmvn_is_one_error_line_and_leaves_no_zip(tiny_exps, tmp_path, capsys, what):
+    stats = tmp_path / "gcmvn.npz"
+    expected = _bad_statistics(stats, what)
+    out_dir = tmp_path / "packed"
+    code, out, err = pack_with_global_cmvn(capsys, tiny_exps / "exp_abs", out_dir / "model.zip", stats)
+    assert code == 1 and out == ""
+    assert err.startswith(f"ERROR: global CMVN statistics {stats}{expected}") and err.count("\n") == 1, err
+    assert not out_dir.exists() or not list(out_dir.iterdir())
+
+
+@pytest.mark.parametrize("with_stats", [True, False], ids=["stage-4-stats", "no-stats"])
+def test_run_sh_stage_8_packs_stage_4_statistics_when_there(tiny_exps, tmp_path, with_stats):
+    """run.sh's stage 8 alone, on an exp dir laid out as stages 4-7 leave it (no fine-tuning)."""
+    exp = tmp_path / "exp"
+    shutil.copytree(tiny_exps / "exp_abs", exp / "t", symlinks=True)
+    (exp / "t/valid.loss.ave_5around.pth").symlink_to("1epoch.pth")  # stage 7's average
+    stats = exp / "st_stats/train/feats_stats.npz"
+    if with_stats:
+        stats.parent.mkdir(parents=True)
+        np.savez(stats, count=np.array(50), sum=np.full(80, 100.0), sum_square=np.full(80, 1000.0))
+    result = subprocess.run(
+        ["./run.sh", "--stage", "8", "--stop-stage", "8", "--exp", str(exp), "--tag", "t", "--finetune", "false"],
+        cwd=RECIPE, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    packed = open_model(exp / "t/packed/model.zip", tmp_path / "cache")
+    if not with_stats:
+        assert packed.global_cmvn is None and "--global_cmvn" not in (exp / "t/run.cmd").read_text()
+        return
+    assert packed.meta[GLOBAL_CMVN_KEY].endswith("exp/st_stats/train/feats_stats.npz")
+    loaded = load_global_cmvn(packed.global_cmvn)
+    np.testing.assert_allclose(loaded.mean, 2.0)  # sum / count
+    np.testing.assert_allclose(loaded.std, 4.0)  # sqrt(sum_square / count - mean^2)

@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 import torch
 
-from espnet2_ext.inference.speech2translation import Speech2Translation
 from espnet2_ext.bin import import_fbk as import_fbk_program
+from espnet2_ext.inference.speech2translation import Speech2Translation
 from espnet2_ext.main_funcs.fbk_import import FBKImportError, import_fbk
 from tests.fbk_reference import (
     EOS,
@@ -99,13 +99,7 @@ def import_and_load(files: FBKFiles, out: Path, cache: Path) -> Speech2Translati
     )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: threads only add overhead (much of it when the cores are busy)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module", params=CASES, ids=case_id)
@@ -259,12 +253,15 @@ def test_nbest(imported):
     assert len(lengths_seen) >= 3  # hypotheses that end at several lengths
 
 
-def test_forced_prefixes_and_the_attention_along_each_path(imported):
+@pytest.mark.parametrize("prime_prefix", [True, False], ids=["primed", "stepped"])
+def test_forced_prefixes_and_the_attention_along_each_path(imported, prime_prefix, monkeypatch):
     """What FBK's simultaneous agents ask of the generator: per-utterance forced prefixes (the
     tag, then committed tokens) and one decoder layer's cross-attention, averaged over heads,
     along each hypothesis' path (fairseq's ``hypo["attention"]``, shape (S, tokens incl. </s>)):
-    the n-best, scores and attention of FBK's formulas, for every utterance of a batch at once."""
+    the n-best, scores and attention of FBK's formulas, for every utterance of a batch at once
+    and alone, with the forced tokens a call shares scored in one decoder pass or stepped as FBK does."""
     ref, translator = imported.reference, imported.translator
+    monkeypatch.setattr(translator.beam_search, "prime_prefix", prime_prefix)
     feats = features()
     tag = [ref.tgt_symbols.index(LANG_TAG)] if imported.case.lang_tag else []
     ours_of = imported.target_ids
@@ -285,14 +282,19 @@ def test_forced_prefixes_and_the_attention_along_each_path(imported):
     for b, x in enumerate(feats):
         states = ref.encode(torch.from_numpy(utterance_cmvn(x))).states
         expected = ref.beam_search(states, BEAM, ref.max_len(len(x), 0.0, MAX_LEN), prefixes[b], NO_REPEAT)
-        assert len(nbests[b]) == len(expected)
-        for hyp, (tokens, score) in zip(nbests[b], expected):
-            assert [fairseq_of[t] for t in hyp.tokens[1:]] == tokens and abs(hyp.score - score) <= SCORE_ATOL
-            kept: list = []
-            ref.decoder_log_probs(states, [EOS] + tokens[:-1], attention=kept)
-            assert hyp.attention.shape == (len(states), len(tokens))
-            assert max_diff(hyp.attention, kept[layer].T) <= ATOL, f"utterance {b}"
-            assert torch.allclose(hyp.attention.sum(0), torch.ones(len(tokens)), atol=1e-5)
+        alone = translator.beam_search(  # all its prefix shared: primed whole
+            enc.hidden[b : b + 1, : enc.lengths[b]], enc.lengths[b : b + 1], [MAX_LEN],
+            prefixes=[[ours_of[t] for t in prefixes[b]]], attention_layer=layer,
+        )[0]
+        for hyps in (nbests[b], alone):
+            assert len(hyps) == len(expected)
+            for hyp, (tokens, score) in zip(hyps, expected):
+                assert [fairseq_of[t] for t in hyp.tokens[1:]] == tokens and abs(hyp.score - score) <= SCORE_ATOL
+                kept: list = []
+                ref.decoder_log_probs(states, [EOS] + tokens[:-1], attention=kept)
+                assert hyp.attention.shape == (len(states), len(tokens))
+                assert max_diff(hyp.attention, kept[layer].T) <= ATOL, f"utterance {b}"
+                assert torch.allclose(hyp.attention.sum(0), torch.ones(len(tokens)), atol=1e-5)
 
 
 # --------------------------------------------------------------------------- no omegaconf, no fairseq
@@ -429,3 +431,48 @@ def test_non_utf8_dictionary_is_placed(tmp_path):
     path.write_bytes(b"a 1\nb\xe9 1\n")
     with pytest.raises(FairseqCheckpointError, match=f"^{path}:2: not UTF-8: byte 0xe9 at byte offset 5 "):
         read_fairseq_dictionary(path)
+
+
+# --------------------------------------------------------------------------- FBK's global CMVN statistics (--gcmvn)
+
+
+def _import_argv(files: FBKFiles, out: Path, *extra: str) -> list[str]:
+    names = ["checkpoint", "config", "tgt_spm", "tgt_dict", "src_spm", "src_dict"]
+    return [*(f"--{name}={path}" for name, path in zip(names, files[:6])), f"--out={out}", *extra]
+
+
+def test_gcmvn_is_packed_where_open_model_finds_it(fbk_files, tmp_path, capsys):
+    from espnet2_ext.main_funcs.model_archive import open_model
+    from espnet2_ext.simultaneous.incremental_features import load_global_cmvn
+
+    gcmvn = tmp_path / "fbk/gcmvn.npz"
+    gcmvn.parent.mkdir()
+    mean, std = np.linspace(-3, 3, 80, dtype=np.float32), np.linspace(0.5, 2, 80, dtype=np.float32)
+    np.savez(gcmvn, mean=mean, std=std)  # FBK's keys, as its simultaneous agents read them
+    out = tmp_path / "model.zip"
+    assert import_fbk_program.main(_import_argv(fbk_files, out, f"--gcmvn={gcmvn}")) == 0, capsys.readouterr().err
+    packed = open_model(out, tmp_path / "cache")
+    assert packed.meta["global_cmvn"] == "gcmvn.npz" and packed.global_cmvn == packed.extraction / "gcmvn.npz"
+    loaded = load_global_cmvn(packed.global_cmvn)
+    np.testing.assert_array_equal(loaded.mean, mean)
+    np.testing.assert_array_equal(loaded.std, std)
+    Speech2Translation.from_pretrained(out, cache_dir=tmp_path / "cache", beam_size=2, nbest=1)  # still loads
+
+    without = import_fbk(*fbk_files[:6], tmp_path / "plain.zip")
+    assert open_model(without, tmp_path / "cache").global_cmvn is None
+
+
+@pytest.mark.parametrize("what", ["missing", "other keys"])
+def test_bad_gcmvn_is_one_error_line_naming_the_option_and_no_zip(fbk_files, tmp_path, capsys, what):
+    gcmvn = tmp_path / "gcmvn.npz"
+    if what == "other keys":
+        np.savez(gcmvn, mu=np.zeros(80), sigma=np.ones(80))
+    expected = {"missing": " not found", "other keys": ": expected the keys count, sum, sum_square"}[what]
+    out = tmp_path / "model.zip"
+    assert import_fbk_program.main(_import_argv(fbk_files, out, f"--gcmvn={gcmvn}")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"ERROR: --gcmvn {gcmvn}{expected}") and err.count("\n") == 1, err
+    with pytest.raises(FBKImportError) as caught:  # the library's own check, for callers other than the program
+        import_fbk(*fbk_files[:6], out, gcmvn=gcmvn)
+    assert str(caught.value).startswith(f"global CMVN statistics {gcmvn}{expected}")
+    assert not list(tmp_path.glob("*.zip*"))

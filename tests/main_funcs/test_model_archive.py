@@ -20,6 +20,7 @@ from espnet2_ext.bin import pack_model, translate
 from espnet2_ext.inference.speech2translation import Speech2Translation
 from espnet2_ext.main_funcs import model_archive
 from espnet2_ext.main_funcs.model_archive import ModelArchiveError, breaking_part, installed_version, open_model
+from espnet2_ext.simultaneous.incremental_features import load_global_cmvn
 from espnet2_ext.tasks.model_building import UnreadableWeightsError, load_failure_reason, load_st_model
 
 SEARCH = dict(beam_size=2, no_repeat_ngram_size=0, maxlen_b=8)
@@ -337,3 +338,79 @@ def test_cmvn_stats_holding_a_pickle_run_no_code(zip_path, tmp_path):
     with pytest.raises(ValueError, match="allow_pickle=False"):
         Speech2Translation.from_pretrained(bad, cache_dir=tmp_path / "cache", **SEARCH)
     assert not marker.exists(), "code planted in the CMVN statistics ran"
+
+
+# --------------------------------------------------------------------------- global CMVN statistics
+
+
+@pytest.fixture(scope="module")
+def zip_with_gcmvn(tiny_exps, tmp_path_factory) -> tuple[Path, str]:
+    """exp_abs packed with FBK-style statistics of its own: (the zip, the statistics' member)."""
+    work = tmp_path_factory.mktemp("gcmvn")
+    np.savez(work / "gcmvn.npz", mean=np.linspace(-3, 3, 80), std=np.linspace(0.5, 2, 80))
+    path = work / "model.zip"
+    exp = tiny_exps / "exp_abs"
+    argv = ["--exp_dir", str(exp), "--model_file", str(exp / "1epoch.pth"), "--outpath", str(path),
+            "--global_cmvn", str(work / "gcmvn.npz")]
+    assert pack_model.main(argv) == 0
+    with zipfile.ZipFile(path) as archive:
+        return path, yaml.safe_load(archive.read("meta.yaml"))[model_archive.GLOBAL_CMVN_KEY]
+
+
+def test_archive_packed_without_global_cmvn_opens_with_none(zip_path, tmp_path):
+    """Archives packed before the statistics were (meta.yaml without the key) keep opening."""
+    assert model_archive.GLOBAL_CMVN_KEY not in yaml.safe_load(zipfile.ZipFile(zip_path).read("meta.yaml"))
+    assert open_model(zip_path, tmp_path / "cache").global_cmvn is None
+
+
+def test_global_cmvn_resolves_in_zips_and_unpacked_directories(zip_with_gcmvn, tmp_path):
+    zip_path, member = zip_with_gcmvn
+    unzipped, espnet_unpacked = tmp_path / "unzipped", tmp_path / "espnet"
+    zipfile.ZipFile(zip_path).extractall(unzipped)
+    unpack(zip_path, espnet_unpacked)
+    opened = [
+        (open_model(zip_path, tmp_path / "cache"), None),
+        (open_model(unzipped), unzipped),
+        (open_model(espnet_unpacked), espnet_unpacked),
+    ]
+    for packed, root in opened:
+        assert packed.global_cmvn == (root or packed.extraction) / member
+        stats = load_global_cmvn(packed.global_cmvn)
+        np.testing.assert_array_equal(stats.mean, np.linspace(-3, 3, 80).astype(np.float32))
+        np.testing.assert_array_equal(stats.std, np.linspace(0.5, 2, 80).astype(np.float32))
+
+
+def test_global_cmvn_member_missing_from_the_archive_is_named(zip_with_gcmvn, tmp_path):
+    zip_path, member = zip_with_gcmvn
+    bad = rewrite(zip_path, tmp_path / "bad.zip", drop={member})
+    with pytest.raises(ModelArchiveError) as caught:
+        open_model(bad, tmp_path / "cache")
+    assert str(caught.value) == f"{bad}: meta.yaml names {member}, which is not in the archive"
+    assert not (tmp_path / "cache").exists(), "checked before extracting"
+
+    unzipped = tmp_path / "unzipped"
+    zipfile.ZipFile(zip_path).extractall(unzipped)
+    (unzipped / member).unlink()
+    with pytest.raises(ModelArchiveError) as caught:
+        open_model(unzipped)
+    assert str(caught.value) == f"{unzipped}: meta.yaml names {member}, which is not in the directory"
+
+
+def test_global_cmvn_lost_from_a_cached_extraction_is_named(zip_with_gcmvn, tmp_path):
+    zip_path, member = zip_with_gcmvn
+    cache = tmp_path / "cache"
+    extraction = open_model(zip_path, cache).extraction
+    (extraction / member).unlink()
+    with pytest.raises(ModelArchiveError) as caught:
+        open_model(zip_path, cache)
+    assert str(caught.value) == f"{zip_path}: {extraction / member} is missing; delete {extraction} and retry"
+
+
+@pytest.mark.parametrize("value", [["gcmvn.npz"], "", 3], ids=["list", "empty", "number"])
+def test_global_cmvn_entry_that_names_no_member_is_refused(zip_with_gcmvn, tmp_path, value):
+    zip_path, _ = zip_with_gcmvn
+    bad = rewrite(zip_path, tmp_path / "bad.zip",
+                  edit_yaml("meta.yaml", lambda meta: meta.update({model_archive.GLOBAL_CMVN_KEY: value})))
+    with pytest.raises(ModelArchiveError) as caught:
+        open_model(bad, tmp_path / "cache")
+    assert str(caught.value) == f"{bad}: meta.yaml's global_cmvn must name a member, got {value!r}"

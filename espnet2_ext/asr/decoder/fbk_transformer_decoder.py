@@ -16,7 +16,9 @@ Decoding is incremental (:meth:`FBKTransformerDecoder.start` and
 :meth:`FBKTransformerDecoder.step`): the encoder states are projected to
 cross-attention keys and values once per utterance, not at every step, and
 shared by its hypotheses; self-attention keeps the keys and values of earlier
-tokens, so a step projects only the new one.
+tokens, so a step projects only the new one. A forced prefix is run in one
+causal pass (:meth:`FBKTransformerDecoder.prime`) that leaves the same keys and
+values as stepping through it.
 
 Parameters map one to one onto fairseq's ``TransformerDecoder`` (``decoder.``
 prefix there): ``embed_tokens`` -> ``embed``, ``layers.n.self_attn.{q,k,v,out}_proj``
@@ -62,8 +64,10 @@ def fairseq_sinusoids(first: int, count: int, size: int, device: torch.device) -
 class FBKDecoderState(NamedTuple):
     """Incremental decoding state of ``rows`` hypotheses over ``utts`` utterances.
 
-    Rows are grouped by utterance (``rows = utts * beam``). Cross-attention keys
-    and values are per utterance, self-attention ones per row.
+    Rows are grouped by utterance, the same number per utterance (``rows = utts *
+    beam``; the layers read that number off the shapes, so a search may prime one
+    row per utterance and select ``beam`` copies of it afterwards). Cross-attention
+    keys and values are per utterance, self-attention ones per row.
     """
 
     memory_keys: list[torch.Tensor]  # per layer (utts, H, T, d_k)
@@ -71,7 +75,6 @@ class FBKDecoderState(NamedTuple):
     memory_valid: torch.Tensor  # (utts, 1, 1, T)
     self_keys: list[torch.Tensor]  # per layer (rows, H, L, d_k)
     self_values: list[torch.Tensor]
-    beam: int
 
     def select(self, rows: torch.Tensor, utts: torch.Tensor | None = None) -> "FBKDecoderState":
         """Keep hypotheses ``rows`` (old row of each new one) of utterances ``utts`` (None: all)."""
@@ -86,7 +89,6 @@ class FBKDecoderState(NamedTuple):
             memory_valid,
             [k.index_select(0, rows) for k in self.self_keys],
             [v.index_select(0, rows) for v in self.self_values],
-            self.beam,
         )
 
 
@@ -172,7 +174,8 @@ class FBKDecoderLayer(nn.Module):
             q = q.view(utts, beam, self.heads, length, -1).transpose(1, 2).reshape(utts, self.heads, beam * length, -1)
         context, weights = _attend(q, memory_keys, memory_values, memory_valid, self.src_attn.dropout)
         if beam > 1:
-            context = context.view(utts, self.heads, beam, length, -1).transpose(1, 2).reshape(rows, self.heads, length, -1)
+            context = context.view(utts, self.heads, beam, length, -1).transpose(1, 2)
+            context = context.reshape(rows, self.heads, length, -1)
         x = x + self.dropout(self.src_attn.linear_out(_merge_heads(context)))
         attention = None
         if keep_attention:  # fairseq's alignment: the mean over heads of one layer's weights
@@ -273,7 +276,7 @@ class FBKTransformerDecoder(AbsDecoder, BatchScorerInterface):
         keys, values, valid = self._memory(memory, memory_lengths)
         rows = memory.size(0) * beam
         empty = [memory.new_zeros(rows, layer.heads, 0, self.size // layer.heads) for layer in self.decoders]
-        return FBKDecoderState(keys, values, valid, empty, list(empty), beam)
+        return FBKDecoderState(keys, values, valid, empty, list(empty))
 
     def step(self, ys: torch.Tensor, state: FBKDecoderState) -> tuple[torch.Tensor, FBKDecoderState]:
         """Log-probabilities (N, V) in float32 of the token after prefixes ``ys`` (N, L).
@@ -290,6 +293,33 @@ class FBKTransformerDecoder(AbsDecoder, BatchScorerInterface):
         """:meth:`step`, and the cross-attention of decoder layer ``layer`` (0-based, as
         fairseq's ``--extract-attn-from-layer``) averaged over heads, of the query that
         predicts the next token (N, T) in float32 (None when ``layer`` is None)."""
+        x, state, attention = self._advance(ys, state, layer)
+        logits = self.output_layer(self.after_norm(x[:, -1]))
+        attention = None if attention is None else attention[:, -1]
+        return torch.log_softmax(logits, dim=-1, dtype=torch.float32), state, attention
+
+    def prime(
+        self, ys: torch.Tensor, state: FBKDecoderState, layer: int | None
+    ) -> tuple[torch.Tensor, FBKDecoderState, torch.Tensor | None]:
+        """A whole prefix ``ys`` (N, L) (``ys[:, 0]`` is ``</s>``) in one causal pass from
+        :meth:`start`'s state: log-probabilities (N, L, V) in float32 of the token after
+        each position, the state that L calls of :meth:`step` would leave (the same
+        self-attention keys and values), and the cross-attention of decoder layer
+        ``layer`` averaged over heads for every query (N, L, T) in float32 (None when
+        ``layer`` is None). A search forcing a prefix pays one pass instead of L steps."""
+        seen = state.self_keys[0].size(2)
+        if seen != 0:
+            raise ValueError(f"prime needs a state that has seen no token; this one has seen {seen}")
+        x, state, attention = self._advance(ys, state, layer)
+        logits = self.output_layer(self.after_norm(x))
+        return torch.log_softmax(logits, dim=-1, dtype=torch.float32), state, attention
+
+    def _advance(
+        self, ys: torch.Tensor, state: FBKDecoderState, layer: int | None
+    ) -> tuple[torch.Tensor, FBKDecoderState, torch.Tensor | None]:
+        """The tokens of ``ys`` (N, L) the state has not seen, causally: the last layer's
+        outputs (N, new, D), the state with their keys and values, and layer ``layer``'s
+        cross-attention averaged over heads (N, new, T) (None when ``layer`` is None)."""
         if layer is not None and not 0 <= layer < len(self.decoders):
             raise ValueError(f"attention layer {layer}: the decoder has layers 0 to {len(self.decoders) - 1}")
         seen, total = state.self_keys[0].size(2), ys.size(1)
@@ -311,10 +341,8 @@ class FBKTransformerDecoder(AbsDecoder, BatchScorerInterface):
             self_keys.append(keys)
             self_values.append(values)
             if weights is not None:
-                attention = weights[:, -1]
-        logits = self.output_layer(self.after_norm(x[:, -1]))
-        new_state = state._replace(self_keys=self_keys, self_values=self_values)
-        return torch.log_softmax(logits, dim=-1, dtype=torch.float32), new_state, attention
+                attention = weights
+        return x, state._replace(self_keys=self_keys, self_values=self_values), attention
 
     # ------------------------------------------------------------ ESPnet's scorer interface
 

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Simultaneous translation of a test set with a packed model, scored as SimulEval 1.1.4 scores it.
+
+Each INPUT (audio files, directories, a ``wav.scp``, as ``translate`` takes them;
+or the utterances of ``--data_dir``, its ``segments`` being the gold segmentation)
+is sent to FBK's agent in chunks of ``--segment_ms``: after each chunk the encoder
+re-runs on everything received, one beam search forces what was committed, and the
+policy (AlignAtt, EDAtt, local agreement or wait-k) decides what more to write.
+
+``--output DIR`` gets SimulEval's files:
+
+- ``instances.log``: one JSON line per input (prediction, delays, elapsed, reference,
+  source, source_length), appended as each ends; a rerun skips those already there;
+- ``scores.tsv``: BLEU (sacreBLEU, 13a) and LAAL, AL, AP, DAL, ATD, StartOffset,
+  EndOffset, and their ``_CA`` variants with ``--computation_aware``, once every
+  input is in the log and references were given;
+- ``setting.yaml``: the options, so that a rerun with others is refused.
+
+With ``--settings FILE.yaml`` (the recipe's ``conf/simulate.yaml``: shared options,
+then a ``settings:`` list) every setting runs into ``DIR/<setting>/``, the model
+loaded once.
+
+Exit status 1 with one ``ERROR:`` line before any audio is read: bad options (an
+unknown policy, a negative f, a chunk under 40 ms, a decoder layer the model does
+not have, ``cmvn: global`` for a zip without global statistics), a reference file
+whose line count differs from the inputs, a missing input, an output directory
+holding another setting's run. Exit status 2: some inputs could not be read (each
+gets an ``ERROR:`` line; the others are still translated, no scores written).
+Ctrl-C stops with one line; what is in ``instances.log`` stays, and the same
+command continues.
+
+Usage:
+    python -m espnet2_ext.bin.simulate --model model.zip --policy alignatt --frame_num 4 \\
+        --segment_ms 1000 --reference ref.de --output out/ clips/
+    python -m espnet2_ext.bin.simulate --model model.zip --data_dir data/tst-COMMON \\
+        --settings conf/simulate.yaml --computation_aware --output exp/simulate
+"""
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from espnet2.utils.types import int_or_none, str_or_none
+
+from espnet2_ext.fileio.kaldi_table import TableError
+from espnet2_ext.fileio.text_position import not_utf8
+from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
+from espnet2_ext.main_funcs.model_archive import ModelArchiveError
+from espnet2_ext.simultaneous.options import CMVN_MODES, FRAME_UNITS, POLICIES, WAITK_SOURCES, SimulOptions
+from espnet2_ext.utils.cli import ArgumentParser, CommandError, check_output_dir, command
+
+DEFAULTS = SimulOptions()
+
+
+def get_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="audio file, directory of them, or wav.scp")
+    parser.add_argument("--model", required=True, help="model.zip from recipe stage 8, or its unpacked directory")
+    parser.add_argument("--output", required=True, help="directory for instances.log and scores.tsv")
+    parser.add_argument("--data_dir", type=str_or_none, default=None, help="instead of INPUTs: a Kaldi data dir")
+    parser.add_argument("--reference_name", default="text.tgt", help="the --data_dir file holding the references")
+    parser.add_argument("--reference", type=str_or_none, default=None, help="with INPUTs: one reference line each")
+    parser.add_argument("--settings", type=str_or_none, default=None, help="YAML of several settings (see above)")
+    parser.add_argument("--computation_aware", action="store_true", help="also the _CA latency columns")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--num_threads", type=int, default=1, help="CPU threads (FBK's latency: one process)")
+    parser.add_argument("--raw_sample_rate", type=int_or_none, default=None, help="of headerless .raw/.pcm inputs")
+    parser.add_argument("--cache_dir", type=str_or_none, default=None, help="where zips are extracted")
+    parser.add_argument("--silence_dbfs", type=float, default=-60.0, help="quieter audio gets no words")
+    parser.add_argument("--log_level", default="INFO", choices=("ERROR", "WARNING", "INFO", "DEBUG"))
+    group = parser.add_argument_group("The agent (FBK's flag in parentheses)")
+    group.add_argument("--policy", default=DEFAULTS.policy, choices=POLICIES)
+    group.add_argument("--frame_num", type=int, default=DEFAULTS.frame_num, help="AlignAtt's f, EDAtt's lambda")
+    group.add_argument(
+        "--frame_unit", default=DEFAULTS.frame_unit, choices=FRAME_UNITS,
+        help="what f counts: encoder positions (FBK) or 40-ms frames of audio",
+    )
+    group.add_argument("--attn_threshold", type=float, default=DEFAULTS.attn_threshold, help="EDAtt's alpha")
+    group.add_argument("--waitk", type=int, default=DEFAULTS.waitk, help="wait-k's k")
+    group.add_argument("--waitk_source", default=DEFAULTS.waitk_source, choices=WAITK_SOURCES)
+    group.add_argument("--segment_factor", type=int, default=DEFAULTS.segment_factor, help="40-ms frames a word")
+    group.add_argument(
+        "--attention_layer", type=int, default=DEFAULTS.attention_layer, help="0-based (--extract-attn-from-layer)"
+    )
+    group.add_argument("--segment_ms", type=int, default=DEFAULTS.segment_ms, help="chunk (--source-segment-size)")
+    group.add_argument("--cmvn", default=DEFAULTS.cmvn, choices=CMVN_MODES, help="global: the zip's statistics")
+    group.add_argument("--beam_size", type=int, default=DEFAULTS.beam_size)
+    group.add_argument("--no_repeat_ngram_size", type=int, default=DEFAULTS.no_repeat_ngram_size)
+    group.add_argument("--maxlen_b", type=int, default=DEFAULTS.maxlen_b, help="tokens, forced prefix included")
+    group.add_argument("--lang_tag", type=str_or_none, default=None)
+    return parser
+
+
+def settings_of(args: argparse.Namespace) -> list[tuple[Path, SimulOptions]]:
+    """(output directory, options) of each setting: the command line's, or each of ``--settings``."""
+    names = [f.name for f in fields(SimulOptions)]
+    base = {name: getattr(args, name) for name in names}
+    output = Path(args.output)
+    if args.settings is None:
+        return [(output, SimulOptions.checked(**base))]
+    path = Path(args.settings)
+    values = read_yaml_mapping(path)
+    listed = values.pop("settings", None)
+    if not isinstance(listed, list) or not listed or not all(isinstance(item, dict) for item in listed):
+        raise CommandError(f"{path}: expected a non-empty 'settings:' list of mappings (policy: ..., frame_num: ...)")
+    settings = []
+    for number, item in enumerate(listed, 1):
+        try:
+            options = SimulOptions.checked(**{**base, **values, **item})
+        except ValueError as err:
+            raise CommandError(f"{path}: setting {number}: {err}") from None
+        settings.append((output / options.describe(), options))
+    seen: dict[Path, int] = {}
+    for number, (directory, _) in enumerate(settings, 1):
+        if directory in seen:
+            raise CommandError(f"{path}: settings {seen[directory]} and {number} are the same ({directory.name})")
+        seen[directory] = number
+    return settings
+
+
+def read_references(path: str) -> list[str]:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise CommandError(f"--reference {path}: {err.strerror or err}") from None
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise CommandError(not_utf8(Path(path), data)) from None
+
+
+def instances_of(args: argparse.Namespace) -> list[Any]:
+    """What to translate: the data dir's utterances or the INPUTs, with their references."""
+    from espnet2_ext.inference.file_inputs import InputListError, expand_inputs
+    from espnet2_ext.simultaneous.evaluation import data_dir_instances, file_instances
+
+    if (args.data_dir is None) == (not args.inputs):
+        raise CommandError("give either INPUTs or --data_dir")
+    if args.data_dir is not None:
+        if args.reference is not None:
+            raise CommandError(f"--reference goes with INPUTs; --data_dir has its references in {args.reference_name}")
+        return data_dir_instances(Path(args.data_dir), args.reference_name)
+    try:
+        inputs = expand_inputs(args.inputs, headerless=args.raw_sample_rate is not None)
+    except InputListError as err:
+        raise CommandError(str(err)) from None
+    references = read_references(args.reference) if args.reference is not None else None
+    return file_instances(inputs, references, args.raw_sample_rate)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Every setting over every instance; the exit status (2: some inputs unreadable)."""
+    settings = settings_of(args)
+    for directory, _ in settings:
+        check_output_dir(directory, "--output")
+    import torch
+
+    from espnet2_ext.inference.speech2translation import check_device
+    from espnet2_ext.simultaneous.evaluation import run_setting
+    from espnet2_ext.simultaneous.translator import SimultaneousTranslator
+    from espnet2_ext.utils.progress import progress_bar
+
+    instances = instances_of(args)
+    check_device(args.device)
+    if args.num_threads < 1:
+        raise CommandError(f"--num_threads must be >= 1, got {args.num_threads}")
+    torch.set_num_threads(args.num_threads)
+    translators = [
+        (directory, SimultaneousTranslator.from_pretrained(
+            args.model, args.cache_dir, device=args.device, silence_dbfs=args.silence_dbfs, **vars(options)
+        ))
+        for directory, options in settings
+    ]
+    references = any(instance.reference for instance in instances)
+    failed = 0
+    for directory, translator in translators:
+        name = translator.options.describe()
+        with progress_bar(total=len(instances), unit="utt", desc=name, disable=len(instances) < 5) as bar:
+            result = run_setting(
+                translator, instances, directory, computation_aware=args.computation_aware, scored=references,
+                on_record=lambda _: bar.update(1),
+            )
+        for error in result.failed:
+            print(f"ERROR: {error}", file=sys.stderr)
+        failed += len(result.failed)
+        if result.scores is not None:
+            columns = result.scores.columns()
+            keys = [key for key in ("BLEU", "LAAL", "AL", "LAAL_CA") if key in columns]
+            shown = ", ".join(f"{key} {columns[key]:.2f}" for key in keys)
+            logging.info("%s: %s -> %s", name, shown, directory)
+    return 2 if failed else 0
+
+
+@command(
+    ModelArchiveError, ValueError, YamlFileError, TableError,
+    on_interrupt="instances.log keeps every input finished; run the same command again to continue",
+)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status 0, 1 (one ``ERROR:`` line) or 2 (some inputs could not be read)."""
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s: %(message)s", stream=sys.stderr)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Simulate a simultaneous run over a test set, as SimulEval 1.1.4 does, and score it.
+
+Each instance (an audio file, or a segment of a data dir's recording: the gold
+segmentation) is sent to a :class:`~espnet2_ext.simultaneous.translator.SimultaneousTranslator`
+in segments of ``segment_ms`` (``ceil(segment_ms / 1000 * 16000)`` samples), the
+last one as the end of the source, and every word written gets SimulEval's delay
+(ms of source sent) and elapsed time (plus the computation). Finished instances go
+to ``instances.log`` one line at a time, so a killed run resumes where it stopped;
+``scores.tsv`` is SimulEval's, from the whole log.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import yaml
+
+from espnet2_ext.fileio.atomic import write_text_atomically
+from espnet2_ext.fileio.data_dir import Recording, Utterance, read_recordings, read_utterance
+from espnet2_ext.fileio.kaldi_table import read_text
+from espnet2_ext.fileio.yaml_file import read_yaml_mapping
+from espnet2_ext.inference.audio import AudioError
+from espnet2_ext.inference.file_inputs import Input
+from espnet2_ext.inference.speech_input import chunks_16k, file_input
+from espnet2_ext.simultaneous.instances import InstanceRecord, InstancesLogWriter, read_instances
+from espnet2_ext.simultaneous.latency import LATENCY_METRICS, SimulScores, corpus_scores, write_scores_tsv
+from espnet2_ext.simultaneous.options import SimulOptions
+from espnet2_ext.simultaneous.translator import SimultaneousTranslator
+from espnet2_ext.utils.fbank import SAMPLE_RATE
+from espnet2_ext.utils.resampling import StreamResampler
+from espnet2_ext.utils.waveform import mix_to_mono
+
+__all__ = [
+    "INSTANCES_LOG",
+    "SCORES_TSV",
+    "SETTING_YAML",
+    "SimulInstance",
+    "SimulationError",
+    "data_dir_instances",
+    "file_instances",
+    "run_setting",
+    "simulate_instance",
+]
+
+INSTANCES_LOG = "instances.log"
+SCORES_TSV = "scores.tsv"
+SETTING_YAML = "setting.yaml"  # the options the log was written with: a rerun must match them
+SIMULEVAL_CONFIG = "config.yaml"  # what `simuleval --score-only --output DIR` reads
+SIMULEVAL_TYPES = {"source_type": "speech", "target_type": "text"}
+
+
+class SimulationError(ValueError):
+    """Inputs, references or an output directory that cannot make one run."""
+
+
+class SimulInstance(NamedTuple):
+    """One source to translate: its index (SimulEval's), name, reference, and its audio
+    (16 kHz mono float32, read only when it is its turn)."""
+
+    index: int
+    source: str
+    reference: str
+    samples: Callable[[], np.ndarray]
+
+
+def file_instances(
+    inputs: Sequence[Input], references: Sequence[str] | None, raw_sample_rate: int | None = None
+) -> list[SimulInstance]:
+    """One instance per audio file (``translate``'s inputs), with line i of the references."""
+    if references is not None and len(references) != len(inputs):
+        raise SimulationError(f"{len(references)} reference lines for {len(inputs)} inputs: one line per input")
+
+    def reader(path: str) -> Callable[[], np.ndarray]:
+        return lambda: _joined(chunks_16k(file_input(path, raw_sample_rate=raw_sample_rate)))
+
+    return [
+        SimulInstance(n, item.path, references[n] if references is not None else "", reader(item.path))
+        for n, item in enumerate(inputs)
+    ]
+
+
+def data_dir_instances(data_dir: Path, reference_name: str = "text.tgt") -> list[SimulInstance]:
+    """One instance per utterance of a Kaldi data dir (its ``segments``: the gold segmentation),
+    in recording then time order, with its reference from ``reference_name``."""
+    recordings = read_recordings(data_dir)
+    references = read_text(data_dir / reference_name)
+    instances: list[SimulInstance] = []
+    for recording in recordings:
+        for utt in recording.utterances:
+            if utt.utt_id not in references:
+                raise SimulationError(f"{data_dir / reference_name}: no reference for utterance {utt.utt_id}")
+
+            def reader(recording: Recording = recording, utt: Utterance = utt) -> np.ndarray:
+                samples, rate = read_utterance(recording, utt)
+                return _at_16k(mix_to_mono(samples), rate)
+
+            instances.append(SimulInstance(len(instances), utt.utt_id, references[utt.utt_id], reader))
+    return instances
+
+
+def simulate_instance(
+    translator: SimultaneousTranslator, samples: np.ndarray, index: int, source: str, reference: str
+) -> InstanceRecord:
+    """The record of one source sent in segments (SimulEval's ``SpeechInputInstance``)."""
+    if len(samples) == 0:
+        raise AudioError(f"{source}: empty audio (0 samples)")
+    segment = math.ceil(translator.options.segment_ms / 1000 * SAMPLE_RATE)
+    translator.reset()
+    starts = range(0, len(samples), segment)
+    for start in starts[:-1]:
+        translator.push(samples[start : start + segment])
+    translator.finish(samples[starts[-1] :])
+    words = translator.words
+    return InstanceRecord.from_words(
+        index,
+        [word.text for word in words],
+        [1000 * word.time for word in words],
+        [1000 * word.elapsed for word in words],
+        reference,
+        source,
+        1000 * len(samples) / SAMPLE_RATE,
+    )
+
+
+class SettingResult(NamedTuple):
+    """What one setting's run left: the records in its log, how many instances failed, its scores."""
+
+    records: list[InstanceRecord]
+    failed: list[str]
+    scores: SimulScores | None
+
+
+def run_setting(
+    translator: SimultaneousTranslator,
+    instances: Sequence[SimulInstance],
+    out_dir: Path,
+    *,
+    computation_aware: bool = False,
+    scored: bool = True,
+    on_record: Callable[[InstanceRecord], None] | None = None,
+) -> SettingResult:
+    """Translate the instances not yet in ``out_dir/instances.log``, then score the whole log.
+
+    ``out_dir/setting.yaml`` records the options (and ``config.yaml`` SimulEval's
+    input and output types, so that ``simuleval --score-only`` reads the directory); a log written with other options
+    is a :class:`SimulationError` (its delays would not be this setting's). An
+    instance whose audio cannot be read is reported in ``failed`` and left out;
+    scores are written only when every instance is in the log (and ``scored``).
+    """
+    check_setting(out_dir, translator.options)
+    failed: list[str] = []
+    with InstancesLogWriter(out_dir / INSTANCES_LOG, resume=True) as writer:
+        for instance in _pending(instances, writer.done):
+            try:
+                samples = instance.samples()
+                record = simulate_instance(translator, samples, instance.index, instance.source, instance.reference)
+            except AudioError as err:
+                failed.append(str(err))
+                continue
+            writer.write(record)
+            if on_record is not None:
+                on_record(record)
+    records = sorted(read_instances(out_dir / INSTANCES_LOG).records, key=lambda r: r.index)
+    scores = None
+    if scored and not failed and len(records) == len(instances):
+        scores = corpus_scores(
+            records,
+            latency_metrics=LATENCY_METRICS,
+            computation_aware=computation_aware,
+            log=str(out_dir / INSTANCES_LOG),
+        )
+        write_scores_tsv(out_dir / SCORES_TSV, scores)
+    return SettingResult(records, failed, scores)
+
+
+def check_setting(out_dir: Path, options: SimulOptions) -> None:
+    """Record ``options`` in ``out_dir/setting.yaml``, or check they are those already there."""
+    path = out_dir / SETTING_YAML
+    wanted = asdict(options)
+    if path.exists():
+        found = read_yaml_mapping(path)
+        if found != wanted:
+            changed = sorted(key for key in wanted.keys() | found.keys() if found.get(key) != wanted.get(key))
+            raise SimulationError(
+                f"{out_dir} holds a run with other options ({', '.join(f'{k}: {found.get(k)!r}' for k in changed)}); "
+                "use another --output, or delete it to start again"
+            )
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(out_dir / SIMULEVAL_CONFIG, yaml.safe_dump(SIMULEVAL_TYPES))
+    write_text_atomically(path, yaml.safe_dump(wanted, sort_keys=False))
+
+
+def _pending(instances: Iterable[SimulInstance], done: set[int]) -> Iterator[SimulInstance]:
+    return (instance for instance in instances if instance.index not in done)
+
+
+def _joined(chunks: Iterable[np.ndarray]) -> np.ndarray:
+    parts = list(chunks)
+    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, dtype=np.float32)
+
+
+def _at_16k(samples: np.ndarray, rate: int) -> np.ndarray:
+    if rate == SAMPLE_RATE:
+        return samples.astype(np.float32, copy=False)
+    resampler = StreamResampler(rate, SAMPLE_RATE)
+    return np.concatenate([resampler.feed(samples), resampler.finish()])

@@ -1,0 +1,324 @@
+"""Simultaneous translation of live audio with the offline model, as FBK's v1_1 agents run it.
+
+:class:`SimultaneousTranslator` is the Python API (``push`` audio as it arrives,
+``finish`` at its end, ``reset`` for the next utterance) and the one implementation
+of an agent's step, which ``simulate``, the recipe's stage 9 and the SimulEval
+agent all drive. After every ``segment_ms`` of audio (SIMULST_FBK.md §1.4-1.7):
+
+1. the features of everything received so far, exactly ``compute_fbank`` of it
+   (:class:`~espnet2_ext.simultaneous.incremental_features.IncrementalFbank`),
+   normalised with the zip's global statistics or the model's utterance CMVN
+   over the prefix;
+2. the whole encoder re-runs on them (it is bidirectional: every state changes);
+3. one beam search forces the language tag and the tokens committed so far and
+   records one decoder layer's cross-attention along the winning path;
+4. the policy (:mod:`.policies`) takes what is safe of the new tokens, the word
+   rule (:mod:`.words`) keeps whole words, and those are committed: forced in
+   every later search and written with the time of audio received.
+
+At the end of the input everything the last search finds is written
+(``_emit_remaining_tokens``). Audio too short for the encoder, and silence
+(peak below ``silence_dbfs``) get no words, as SimulEval counts an empty prediction.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from espnet2_ext.inference.audio import as_waveform, check_sample_rate, check_samples, peak_dbfs
+from espnet2_ext.inference.speech2translation import Speech2Translation
+from espnet2_ext.layers.ctc_compression import compressed_run_lengths
+from espnet2_ext.main_funcs.model_archive import open_model
+from espnet2_ext.simultaneous import policies
+from espnet2_ext.simultaneous.incremental_features import GlobalCMVN, IncrementalFbank, load_global_cmvn
+from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
+from espnet2_ext.simultaneous.words import Words, all_words, complete_words, detokenize
+from espnet2_ext.st.beam_search import FairseqBeamSearch
+from espnet2_ext.utils.fbank import SAMPLE_RATE
+from espnet2_ext.utils.resampling import StreamResampler
+
+__all__ = ["CommittedWord", "SimultaneousTranslator"]
+
+MS_PER_FRAME = 40  # FBK's unit of time for f and wait-k: one encoder frame of 4x subsampling
+
+
+class CommittedWord(NamedTuple):
+    """A word written, when: ``time`` is the seconds of audio received when it was
+    committed (SimulEval's delay); ``elapsed`` adds the seconds of computation
+    spent on the utterance until then (its computation-aware delay)."""
+
+    text: str
+    time: float
+    elapsed: float
+
+
+class SimultaneousTranslator:
+    """Translate an utterance while it is spoken: words come as soon as the policy trusts them.
+
+    Example::
+
+        translator = SimultaneousTranslator.from_pretrained("model.zip", policy="alignatt", frame_num=4)
+        for chunk in microphone():                    # any size, e.g. 100 ms of float samples
+            for word in translator.push(chunk, 16000):
+                print(word.text, f"(at {word.time:.1f} s)", flush=True)
+        print(" ".join(w.text for w in translator.finish()))
+        translator.reset()                            # the next utterance
+
+    The policy runs once per ``segment_ms`` of audio received, however the audio is
+    cut into pushes; ``finish`` takes the last samples (if any) without running it,
+    as SimulEval's last segment. Audio at another rate than 16 kHz is resampled as a
+    stream, which holds back up to a second of it until the next push or ``finish``.
+
+    Args:
+        translator: the offline model and its search (``search: fairseq``).
+        options: the agent's setting (:class:`~espnet2_ext.simultaneous.options.SimulOptions`).
+        global_cmvn: the statistics ``cmvn: global`` normalises with.
+        source: what the model was loaded from, for messages.
+    """
+
+    def __init__(
+        self,
+        translator: Speech2Translation,
+        options: SimulOptions,
+        global_cmvn: GlobalCMVN | None = None,
+        source: str = "the model",
+    ):
+        options.check()
+        layers = len(translator.model.decoder.decoders)
+        if options.reads_attention and options.attention_layer >= layers:
+            raise SimulOptionsError(
+                f"attention_layer {options.attention_layer}: the decoder of {source} has {layers} layers "
+                f"(0 to {layers - 1})"
+            )
+        if options.cmvn == "global" and global_cmvn is None:
+            raise SimulOptionsError(
+                f"cmvn: global needs global statistics and {source} has none: pack the model with "
+                "--global_cmvn (run.sh stage 8 does), import FBK's with --gcmvn, or use cmvn: prefix"
+            )
+        if not isinstance(translator.beam_search, FairseqBeamSearch):
+            raise ValueError("simultaneous translation needs the fairseq search (search: fairseq)")
+        self.translator = translator
+        self.model = translator.model
+        self.options = options
+        self.global_cmvn = global_cmvn if options.cmvn == "global" else None
+        self.tag = list(translator.primer[1:])
+        self.pieces: Sequence[str] = self.model.token_list
+        self.eos: int = self.model.eos
+        encoder = self.model.encoder
+        self._frame_ms = 10 * 2 ** len(encoder.subsampling.convs)  # one CTC frame
+        self._fbank = IncrementalFbank()
+        self.reset()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | Path,
+        cache_dir: str | Path | None = None,
+        device: str = "cpu",
+        silence_dbfs: float = -60.0,
+        **options: Any,
+    ) -> SimultaneousTranslator:
+        """Load a packed ``model.zip`` (or its unpacked directory) with the setting ``options``
+        (:class:`~espnet2_ext.simultaneous.options.SimulOptions`' fields)."""
+        setting = SimulOptions.checked(**options)
+        packed = open_model(model, cache_dir)
+        stats = packed.global_cmvn
+        global_cmvn = load_global_cmvn(stats) if stats is not None and setting.cmvn == "global" else None
+        offline = Speech2Translation.from_pretrained(
+            model,
+            cache_dir,
+            device=device,
+            search="fairseq",
+            beam_size=setting.beam_size,
+            no_repeat_ngram_size=setting.no_repeat_ngram_size,
+            maxlen_a=0.0,
+            maxlen_b=setting.maxlen_b,
+            lang_tag=setting.lang_tag,
+            silence_dbfs=silence_dbfs,
+        )
+        return cls(offline, setting, global_cmvn, source=str(model))
+
+    # ------------------------------------------------------------------ the stream
+
+    def reset(self) -> None:
+        """Forget the utterance, to start another."""
+        self._fbank.reset()
+        self._resampler: StreamResampler | None = None
+        self._rate: int | None = None
+        self._received = 0  # input samples at self._rate
+        self._next_step = 0  # input samples after which the policy runs next
+        self._peak = float("-inf")
+        self._computing = 0.0  # seconds spent on this utterance
+        self._committed: list[int] = []  # target ids forced after the tag
+        self._previous: list[int] | None = None  # local agreement's last hypothesis
+        self._waitk_written = 0
+        self._finished_target = False
+        self.words: list[CommittedWord] = []
+        self.finished = False
+
+    @property
+    def text(self) -> str:
+        """Everything written so far."""
+        return " ".join(word.text for word in self.words)
+
+    @property
+    def seconds_received(self) -> float:
+        return self._received / self._rate if self._rate else 0.0
+
+    def push(self, samples: Any, sample_rate: int = SAMPLE_RATE) -> list[CommittedWord]:
+        """Take the next audio (mono float or integer samples, any length); return the words
+        committed because of it, each with the time of audio received when it was."""
+        if self.finished:
+            raise RuntimeError("finish() was called: reset() before pushing another utterance")
+        started = time.perf_counter()
+        waveform = self._accept(samples, sample_rate)
+        committed: list[CommittedWord] = []
+        position = 0
+        while position < len(waveform):
+            if self._received >= self._next_step:
+                self._next_step += self._segment_samples()
+            take = min(len(waveform) - position, self._next_step - self._received)
+            self._feed(waveform[position : position + take])
+            position += take
+            if self._received == self._next_step:
+                committed += self._written(self._step(final=False), started)
+        self._computing += time.perf_counter() - started
+        return committed
+
+    def finish(self, samples: Any = None, sample_rate: int = SAMPLE_RATE) -> list[CommittedWord]:
+        """The end of the utterance: take its last samples, if any, without running the policy
+        (SimulEval's last segment), and write everything the final search finds."""
+        if self.finished:
+            raise RuntimeError("finish() was already called: reset() first")
+        started = time.perf_counter()
+        if samples is not None:
+            self._feed(self._accept(samples, sample_rate))
+        if self._resampler is not None:
+            self._fbank.feed(self._resampler.finish())
+        self.finished = True
+        committed = self._written(self._step(final=True), started)
+        self._computing += time.perf_counter() - started
+        return committed
+
+    def _accept(self, samples: Any, sample_rate: int) -> np.ndarray:
+        rate = check_sample_rate(sample_rate, "push")
+        if self._rate is None:
+            self._rate = rate
+            self._resampler = StreamResampler(rate, SAMPLE_RATE) if rate != SAMPLE_RATE else None
+        elif rate != self._rate:
+            raise ValueError(f"push: {rate} Hz, but this utterance started at {self._rate} Hz")
+        waveform = as_waveform(samples, "push")
+        check_samples(waveform, "push", rate, self._received)
+        return waveform
+
+    def _segment_samples(self) -> int:
+        """SimulEval's segment: ``ceil(segment_ms / 1000 * rate)`` samples."""
+        return math.ceil(self.options.segment_ms / 1000 * self._rate)
+
+    def _feed(self, waveform: np.ndarray) -> None:
+        self._received += len(waveform)
+        self._peak = max(self._peak, peak_dbfs(waveform))
+        self._fbank.feed(self._resampler.feed(waveform) if self._resampler is not None else waveform)
+
+    def _written(self, words: list[str], started: float) -> list[CommittedWord]:
+        """``words`` as committed now: at the audio received, after the computation so far."""
+        now = self.seconds_received
+        elapsed = now + self._computing + time.perf_counter() - started
+        committed = [CommittedWord(word, now, elapsed) for word in words]
+        self.words += committed
+        return committed
+
+    # ------------------------------------------------------------------ one step
+
+    @torch.no_grad()
+    def _step(self, final: bool) -> list[str]:
+        """The words committed after the audio so far (all that is left when ``final``)."""
+        features = self._fbank.features
+        if self._finished_target or len(features) < self.model.encoder.min_input_length:
+            return []
+        if self._peak < self.translator.silence_dbfs:
+            return []
+        encoded = self._encode(features)
+        if self.options.policy == "waitk" and not final:
+            wanted = policies.waitk_words(self._waitk_source_words(encoded), self._waitk_written, self.options.waitk)
+            if wanted == 0:
+                return []
+        prefix = self.tag + self._committed
+        layer = self.options.attention_layer if self.options.reads_attention else None
+        (hypotheses,) = self.translator.beam_search(
+            encoded.hidden, encoded.lengths, [self.options.maxlen_b], prefixes=[prefix], attention_layer=layer
+        )
+        if not hypotheses:  # every hypothesis died in the forced prefix
+            return []
+        best = hypotheses[0]
+        tokens = best.tokens[1:]  # after <sos>: prefix, new tokens, <eos>
+        if final:
+            return self._commit(all_words(tokens[len(prefix) :], self.pieces, self.eos))
+        return self._commit(self._policy(tokens, best.attention, len(prefix), encoded))
+
+    def _encode(self, features: np.ndarray) -> Any:
+        """The encoder's output for the whole prefix, normalised as ``cmvn`` says."""
+        model = self.model
+        dtype = getattr(torch, self.translator.dtype)
+        lengths = torch.tensor([len(features)], device=self.translator.device)
+        if self.global_cmvn is not None:
+            x = torch.from_numpy(self.global_cmvn(features))[None].to(self.translator.device, dtype)
+            return model.encoder.encode(x, lengths)
+        x = torch.from_numpy(np.array(features))[None].to(self.translator.device, dtype)
+        return model.encode_with_ctc(x, lengths)
+
+    def _policy(self, tokens: list[int], attention: torch.Tensor | None, prefix_len: int, encoded: Any) -> Words:
+        options = self.options
+        if options.policy == "alignatt":
+            runs = self._run_frames(encoded) if options.frame_unit == "time" else None
+            accepted = policies.alignatt(
+                tokens, attention, prefix_len, options.frame_num, options.frame_unit, runs
+            )
+            return complete_words(accepted, self.pieces, self.eos)
+        if options.policy == "edatt":
+            accepted = policies.edatt(
+                tokens, attention, prefix_len, options.frame_num, options.attn_threshold, has_lang_tag=bool(self.tag)
+            )
+            return complete_words(accepted, self.pieces, self.eos)
+        if options.policy == "la":
+            previous, self._previous = self._previous, tokens
+            agreed = policies.local_agreement(previous, tokens, prefix_len, self.eos)
+            return complete_words(agreed, self.pieces, self.eos)
+        source_words = self._waitk_source_words(encoded)
+        accepted = policies.waitk(tokens, prefix_len, self.pieces, source_words, self._waitk_written, options.waitk)
+        self._waitk_written += policies.waitk_words(source_words, self._waitk_written, options.waitk)
+        if self.eos in accepted:  # the hypothesis ended before the input: wait-k's translation is done
+            self._finished_target = True
+        ids = [i for i in accepted if i != self.eos]
+        return Words(ids, detokenize(ids, self.pieces, self.eos))
+
+    def _commit(self, words: Words) -> list[str]:
+        self._committed += words.ids
+        return words.text.split()
+
+    def _run_frames(self, encoded: Any) -> list[int]:
+        """How many 40-ms frames each encoder position covers (``frame_unit: time``)."""
+        encoder = self.model.encoder
+        (runs,) = compressed_run_lengths(
+            encoded.ctc_lengths,
+            encoded.ctc_logits,
+            encoder.compression,
+            encoder.compression_fixed_ratio,
+            encoder.compression_max_out_size,
+        )
+        scale = max(1, self._frame_ms // MS_PER_FRAME)
+        return [n * scale for n in runs]
+
+    def _waitk_source_words(self, encoded: Any) -> int:
+        if self.options.waitk_source == "ctc":
+            logits = encoded.ctc_logits[0, : int(encoded.ctc_lengths[0])]
+            return policies.source_words_ctc(self.translator.ctc_transcript(logits))
+        frames_40ms = int(encoded.ctc_lengths[0]) * self._frame_ms // MS_PER_FRAME
+        return policies.source_words_fixed(frames_40ms, self.options.segment_factor)

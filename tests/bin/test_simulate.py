@@ -1,0 +1,194 @@
+"""``simulate``: SimulEval's files, resumed runs, one-line errors, and SimulEval's own agent and scorer."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from espnet2_ext.bin import simulate
+from espnet2_ext.simultaneous import evaluation
+from espnet2_ext.simultaneous.instances import KEYS, read_instances
+
+AGENT = ["--policy", "waitk", "--waitk", "1", "--segment_factor", "2", "--segment_ms", "300", "--cmvn", "prefix",
+         "--beam_size", "3", "--maxlen_b", "30", "--attention_layer", "1"]
+COLUMNS = ["BLEU"] + [f"{m}{ca}" for m in ("LAAL", "AL", "AP", "DAL", "ATD", "StartOffset", "EndOffset")
+                      for ca in ("", "_CA")]
+
+
+@pytest.fixture(scope="module")
+def test_set(clips, tmp_path_factory) -> tuple[list[str], Path]:
+    """Three clips and a reference file (one line each)."""
+    work = tmp_path_factory.mktemp("simulate")
+    inputs = [str(path) for path in sorted(clips.values())[:3]]
+    references = work / "ref.de"
+    references.write_text("Das ist ein Haus .\nEin kleiner Baum\nDer Fluss\n", encoding="utf-8")
+    return inputs, references
+
+
+def cli(capsys, *argv: str) -> tuple[int, str]:
+    code = simulate.main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def test_writes_simulevals_files_and_a_rerun_resumes(packed_trained, cache, test_set, tmp_path, capsys):
+    inputs, references = test_set
+    out = tmp_path / "out"
+    argv = ["--model", str(packed_trained), "--cache_dir", str(cache), *AGENT, "--reference", str(references),
+            "--computation_aware", "--output", str(out), *inputs]
+    code, err = cli(capsys, *argv)
+    assert code == 0, err
+    lines = (out / "instances.log").read_text().splitlines()
+    assert [list(json.loads(line)) for line in lines] == [list(KEYS)] * 3
+    records = read_instances(out / "instances.log").records
+    assert [r.source for r in records] == inputs and [r.index for r in records] == [0, 1, 2]
+    header, values = (out / "scores.tsv").read_text().splitlines()
+    assert header.split("\t") == COLUMNS and len(values.split("\t")) == len(COLUMNS)
+    assert yaml.safe_load((out / "setting.yaml").read_text())["policy"] == "waitk"
+
+    # a run killed after two instances: the rerun translates only the third
+    (out / "instances.log").write_text("".join(line + "\n" for line in lines[:2]))
+    (out / "scores.tsv").unlink()
+    code, err = cli(capsys, *argv)
+    assert code == 0, err
+    again = (out / "instances.log").read_text().splitlines()
+    assert again[:2] == lines[:2] and json.loads(again[2])["prediction"] == json.loads(lines[2])["prediction"]
+    assert (out / "scores.tsv").read_text().splitlines()[0] == header
+
+    # the same directory with other options is refused, and left as it was
+    code, err = cli(capsys, *[a if a != "300" else "600" for a in argv])
+    assert code == 1 and err.startswith("ERROR: ") and "segment_ms: 300" in err and err.count("\n") == 1
+    assert (out / "instances.log").read_text().splitlines() == again
+
+
+def test_simuleval_scores_our_log_as_we_do(packed_trained, cache, test_set, tmp_path, capsys):
+    """SimulEval's own --score-only on our output directory gives our BLEU and latency
+    (its plain columns repeat the _CA ones with --computation-aware: SimulEval issue #44)."""
+    inputs, references = test_set
+    out = tmp_path / "out"
+    code, err = cli(capsys, "--model", str(packed_trained), "--cache_dir", str(cache), *AGENT,
+                    "--reference", str(references), "--output", str(out), *inputs)
+    assert code == 0, err
+    ours = dict(zip(*[line.split("\t") for line in (out / "scores.tsv").read_text().splitlines()]))
+    from simuleval import options
+    from simuleval.evaluator import SentenceLevelEvaluator
+
+    parser = options.general_parser()  # what `simuleval --score-only` builds (cli.scoring)
+    options.add_evaluator_args(parser)
+    options.add_scorer_args(parser)
+    options.add_dataloader_args(parser)
+    metrics = ["LAAL", "AL", "AP", "DAL", "ATD", "StartOffset", "EndOffset"]
+    args = parser.parse_args(["--score-only", "--output", str(out), "--latency-metrics", *metrics])
+    results = SentenceLevelEvaluator.from_args(args).results
+    theirs = {key: float(results[key].iloc[0]) for key in results.columns}
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert float(ours[key]) == pytest.approx(theirs[key], abs=1e-3), key
+
+
+def test_simuleval_runs_our_agent_and_gets_simulates_instances(packed_trained, cache, test_set, tmp_path, capsys):
+    inputs, references = test_set
+    source = tmp_path / "source.txt"
+    source.write_text("".join(f"{path}\n" for path in inputs))
+    ours = tmp_path / "ours"
+    code, err = cli(capsys, "--model", str(packed_trained), "--cache_dir", str(cache), *AGENT,
+                    "--reference", str(references), "--output", str(ours), *inputs)
+    assert code == 0, err
+    agent = [a for a in AGENT if a not in ("--segment_ms", "300")]
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "simuleval"),
+         "--agent-class", "espnet2_ext.simultaneous.agent.ESPnetSimulSTAgent",
+         "--model", str(packed_trained), "--cache_dir", str(cache), *agent,
+         "--source", str(source), "--target", str(references), "--source-segment-size", "300",
+         "--output", str(tmp_path / "theirs"), "--no-progress-bar"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    mine = read_instances(ours / "instances.log").records
+    theirs = read_instances(tmp_path / "theirs/instances.log").records
+    assert [(r.prediction, r.delays, r.source_length) for r in theirs] == [
+        (r.prediction, r.delays, r.source_length) for r in mine
+    ]
+
+
+def test_settings_file_runs_each_setting_into_its_own_directory(packed_trained, cache, test_set, tmp_path, capsys):
+    inputs, references = test_set
+    settings = tmp_path / "simulate.yaml"
+    settings.write_text(yaml.safe_dump({
+        "segment_ms": 600, "cmvn": "prefix", "beam_size": 2, "maxlen_b": 20,
+        "settings": [{"policy": "waitk", "waitk": 1, "segment_factor": 4}, {"policy": "la"}],
+    }))
+    out = tmp_path / "runs"
+    code, err = cli(capsys, "--model", str(packed_trained), "--cache_dir", str(cache), "--settings", str(settings),
+                    "--reference", str(references), "--output", str(out), *inputs)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["la", "waitk_k1"]
+    for name in ("la", "waitk_k1"):
+        assert len(read_instances(out / name / "instances.log").records) == 3
+        assert (out / name / "scores.tsv").is_file()
+        assert yaml.safe_load((out / name / "setting.yaml").read_text())["segment_ms"] == 600
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--policy", "greedy"], "argument --policy: invalid choice: 'greedy'"),
+    (["--frame_num", "-1"], "frame_num must be an integer >= 0, got -1"),
+    (["--segment_ms", "30"], "segment_ms must be an integer >= 40 ms, got 30"),
+    (["--attention_layer", "5"], "attention_layer 5: the decoder of"),
+    (["--cmvn", "global"], "cmvn: global needs global statistics"),
+    (["--reference", "SHORT"], "1 reference lines for 3 inputs"),
+])
+def test_bad_options_are_one_error_line_and_nothing_written(
+    packed_trained, cache, test_set, tmp_path, capsys, monkeypatch, extra, message
+):
+    inputs, _ = test_set
+    short = tmp_path / "short.txt"
+    short.write_text("only one line\n")
+    extra = [str(short) if a == "SHORT" else a for a in extra]
+
+    def no_audio(*args, **kwargs):
+        raise AssertionError("audio was read before the options were checked")
+
+    monkeypatch.setattr(evaluation, "simulate_instance", no_audio)
+    out = tmp_path / "out"
+    code, err = cli(capsys, "--model", str(packed_trained), "--cache_dir", str(cache), "--policy", "alignatt",
+                    "--attention_layer", "1", "--cmvn", "prefix", *extra, "--output", str(out), *inputs)
+    assert code == 1 and err.startswith("ERROR: ") and err.count("\n") == 1, err
+    assert message in err
+    assert not (out / "instances.log").exists()
+
+
+def test_ctrl_c_is_one_line_and_keeps_the_finished_instances(
+    packed_trained, cache, test_set, tmp_path, capsys, monkeypatch
+):
+    inputs, references = test_set
+    real = evaluation.simulate_instance
+    calls = []
+
+    def interrupted_on_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "simulate_instance", interrupted_on_the_second)
+    out = tmp_path / "out"
+    code, err = cli(capsys, "--model", str(packed_trained), "--cache_dir", str(cache), *AGENT,
+                    "--reference", str(references), "--output", str(out), *inputs)
+    assert code == 130 and err.count("\n") == 1 and "INTERRUPTED" in err and "run the same command again" in err
+    assert len(read_instances(out / "instances.log").records) == 1
+    assert not (out / "scores.tsv").exists()
+
+
+def test_unreadable_input_is_named_and_the_others_are_translated(packed_trained, cache, test_set, tmp_path, capsys):
+    inputs, references = test_set
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....WAVEfmt not really")
+    out = tmp_path / "out"
+    code, err = cli(capsys, "--model", str(packed_trained), "--cache_dir", str(cache), *AGENT,
+                    "--reference", str(references), "--output", str(out), inputs[0], str(broken), inputs[2])
+    assert code == 2
+    assert [line for line in err.splitlines() if line.startswith("ERROR:")][0].startswith(f"ERROR: {broken}")
+    assert [r.index for r in read_instances(out / "instances.log").records] == [0, 2]
+    assert not (out / "scores.tsv").exists()
