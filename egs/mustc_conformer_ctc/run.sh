@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # FBK's IWSLT 2022 direct speech translation (Conformer + CTC compression) on MuST-C.
 # Stages: 1 data, 2 fbank, 3 bpe, 4 stats, 5 train, 6 finetune, 7 decode (average,
-# translate, score; whole talks too; RESULTS.md, plot), 8 pack. Behaviour lives in ${conf_dir}/*.yaml.
+# translate, score; whole talks too; RESULTS.md, plot), 8 pack, 9 simulate (simultaneous translation
+# of the test sets with FBK's policies, SimulEval's scores). Behaviour lives in ${conf_dir}/*.yaml.
 # Example: ./run.sh --mustc-root /data/MUSTC_v1.0 --tgt-lang de --ngpu 4
 set -euo pipefail
 
 stage=1                 # first stage to run
-stop_stage=8            # last stage to run
-conf_dir=conf           # data, fbank, bpe, train, finetune, decode .yaml (conf/demo: the mini corpus);
+stop_stage=9            # last stage to run
+conf_dir=conf           # data, fbank, bpe, train, finetune, decode, simulate .yaml (conf/demo: the mini corpus);
                         # conf links to the project's top-level conf/, as utils/ to its utils/
 mustc_root=             # MuST-C root holding en-<tgt>/data/{train,dev,tst-COMMON}
 tgt_lang=de             # target language
@@ -190,5 +191,20 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     fi
     run_step pack "${decode_exp}" python -m espnet2_ext.bin.pack_model --exp_dir "${decode_exp}" \
         --model_file "${model}" --outpath "${decode_exp}/packed/model.zip" "${cmvn_args[@]}"
+fi
+if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
+    zip=${decode_exp}/packed/model.zip
+    [ -e "${zip}" ] || { echo "$0: stage 9 needs stage 8's ${zip}, which is missing: run stage 8 first" >&2
+                         exit 1; }
+    simulate_name=simulate_$(basename "${conf_dir}")
+    log "Stage 9: simulate: the settings of ${conf_dir}/simulate.yaml on ${test_sets} -> ${decode_exp}/${simulate_name}/"
+    for set in ${test_sets}; do   # gold segmentation; settings in ${nj} processes of one thread each
+        run_step "simulate_${set}" "${decode_exp}" python -m espnet2_ext.bin.simulate --model "${zip}" \
+            --data_dir "${data}/${set}" --settings "${conf_dir}/simulate.yaml" --computation_aware \
+            --device "${device}" --num_threads 1 --nj "${nj}" --output "${decode_exp}/${simulate_name}/${set}"
+    done
+    python -m espnet2_ext.bin.plot_simulation --exp_dir "${decode_exp}"
+    python -m espnet2_ext.bin.make_results --exp_dir "${decode_exp}" --out "${decode_exp}/RESULTS.md"
+    log "Results: ${decode_exp}/RESULTS.md"
 fi
 log "Done (stages ${stage}-${stop_stage})."

@@ -18,7 +18,7 @@ policy (AlignAtt, EDAtt, local agreement or wait-k) decides what more to write.
 
 With ``--settings FILE.yaml`` (the recipe's ``conf/simulate.yaml``: shared options,
 then a ``settings:`` list) every setting runs into ``DIR/<setting>/``, the model
-loaded once.
+loaded once (``--nj``: in that many processes, one thread each).
 
 Exit status 1 with one ``ERROR:`` line before any audio is read: bad options (an
 unknown policy, a negative f, a chunk under 40 ms, a decoder layer the model does
@@ -70,6 +70,9 @@ def get_parser() -> ArgumentParser:
     parser.add_argument("--computation_aware", action="store_true", help="also the _CA latency columns")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--num_threads", type=int, default=1, help="CPU threads (FBK's latency: one process)")
+    parser.add_argument(
+        "--nj", type=int, default=1, help="with --settings: settings run in this many processes of one thread"
+    )
     parser.add_argument("--raw_sample_rate", type=int_or_none, default=None, help="of headerless .raw/.pcm inputs")
     parser.add_argument("--cache_dir", type=str_or_none, default=None, help="where zips are extracted")
     parser.add_argument("--silence_dbfs", type=float, default=-60.0, help="quieter audio gets no words")
@@ -135,23 +138,23 @@ def read_references(path: str) -> list[str]:
         raise CommandError(not_utf8(Path(path), data)) from None
 
 
-def instances_of(args: argparse.Namespace) -> list[Any]:
+def instance_source(args: argparse.Namespace) -> Any:
     """What to translate: the data dir's utterances or the INPUTs, with their references."""
     from espnet2_ext.inference.file_inputs import InputListError, expand_inputs
-    from espnet2_ext.simultaneous.evaluation import data_dir_instances, file_instances
+    from espnet2_ext.simultaneous.evaluation import InstanceSource
 
     if (args.data_dir is None) == (not args.inputs):
         raise CommandError("give either INPUTs or --data_dir")
     if args.data_dir is not None:
         if args.reference is not None:
             raise CommandError(f"--reference goes with INPUTs; --data_dir has its references in {args.reference_name}")
-        return data_dir_instances(Path(args.data_dir), args.reference_name)
+        return InstanceSource(data_dir=Path(args.data_dir), reference_name=args.reference_name)
     try:
         inputs = expand_inputs(args.inputs, headerless=args.raw_sample_rate is not None)
     except InputListError as err:
         raise CommandError(str(err)) from None
-    references = read_references(args.reference) if args.reference is not None else None
-    return file_instances(inputs, references, args.raw_sample_rate)
+    references = tuple(read_references(args.reference)) if args.reference is not None else None
+    return InstanceSource(inputs=tuple(inputs), references=references, raw_sample_rate=args.raw_sample_rate)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,41 +162,50 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     for directory, _ in settings:
         check_output_dir(directory, "--output")
+    for option in ("num_threads", "nj"):
+        if getattr(args, option) < 1:
+            raise CommandError(f"--{option} must be >= 1, got {getattr(args, option)}")
     import torch
 
     from espnet2_ext.inference.speech2translation import check_device
-    from espnet2_ext.simultaneous.evaluation import run_setting
+    from espnet2_ext.simultaneous.evaluation import run_setting, run_settings_in_processes, summary
     from espnet2_ext.simultaneous.translator import SimultaneousTranslator
     from espnet2_ext.utils.progress import progress_bar
 
-    instances = instances_of(args)
+    source = instance_source(args)
+    instances = source.instances()  # checks the references and the data dir before any audio
     check_device(args.device)
-    if args.num_threads < 1:
-        raise CommandError(f"--num_threads must be >= 1, got {args.num_threads}")
     torch.set_num_threads(args.num_threads)
-    translators = [
-        (directory, SimultaneousTranslator.from_pretrained(
-            args.model, args.cache_dir, device=args.device, silence_dbfs=args.silence_dbfs, **vars(options)
-        ))
-        for directory, options in settings
-    ]
-    references = any(instance.reference for instance in instances)
+    translators = SimultaneousTranslator.for_settings(
+        args.model, [options for _, options in settings], args.cache_dir, args.device, args.silence_dbfs
+    )  # which checks each setting against the model
+    scored = any(instance.reference for instance in instances)
+    processes = min(args.nj, len(settings))
+    if processes > 1:
+        del translators
+        summaries = run_settings_in_processes(
+            args.model, settings, source, processes, cache_dir=args.cache_dir, device=args.device,
+            silence_dbfs=args.silence_dbfs, computation_aware=args.computation_aware, scored=scored,
+        )
+    else:
+        summaries = []
+        for (directory, options), translator in zip(settings, translators):
+            name = options.describe()
+            with progress_bar(total=len(instances), unit="utt", desc=name, disable=len(instances) < 5) as bar:
+                result = run_setting(
+                    translator, instances, directory, computation_aware=args.computation_aware, scored=scored,
+                    on_record=lambda _: bar.update(1),
+                )
+            summaries.append(summary(directory, name, result))
     failed = 0
-    for directory, translator in translators:
-        name = translator.options.describe()
-        with progress_bar(total=len(instances), unit="utt", desc=name, disable=len(instances) < 5) as bar:
-            result = run_setting(
-                translator, instances, directory, computation_aware=args.computation_aware, scored=references,
-                on_record=lambda _: bar.update(1),
-            )
-        for error in result.failed:
+    for item in summaries:
+        for error in item.failed:
             print(f"ERROR: {error}", file=sys.stderr)
-        failed += len(result.failed)
-        if result.scores is not None:
-            columns = result.scores.columns()
-            keys = [key for key in ("BLEU", "LAAL", "AL", "LAAL_CA") if key in columns]
-            shown = ", ".join(f"{key} {columns[key]:.2f}" for key in keys)
-            logging.info("%s: %s -> %s", name, shown, directory)
+        failed += len(item.failed)
+        if item.columns is not None:
+            keys = [key for key in ("BLEU", "LAAL", "AL", "LAAL_CA") if key in item.columns]
+            shown = ", ".join(f"{key} {item.columns[key]:.2f}" for key in keys)
+            logging.info("%s: %s -> %s", item.name, shown, item.out_dir)
     return 2 if failed else 0
 
 

@@ -6,7 +6,9 @@ The section holds the scores of every ``<exp>/decode_*/<test set>/score/result.j
 with their sacreBLEU signatures, the averaged checkpoint (``averaged.json``), key
 facts of the model (``config.yaml``, ``num_params``), the exact stage commands
 (``run.cmd``, one per line), the hardware, and the training curves (``curves.png``)
-when present; :mod:`espnet2_ext.main_funcs.experiment` reads those records.
+when present; :mod:`espnet2_ext.main_funcs.experiment` reads those records. After
+stage 9, each simultaneous setting's BLEU and latency beside the offline BLEU, and
+the BLEU-LAAL plots (:mod:`espnet2_ext.main_funcs.simultaneous_results`).
 
 The section sits between marker comments named after the experiment dir, so one
 RESULTS.md can hold several experiments and text outside the markers is kept.
@@ -39,6 +41,7 @@ from espnet2_ext.main_funcs.experiment import (
     read_config,
     read_num_params,
 )
+from espnet2_ext.main_funcs.simultaneous_results import find_simulations, offline_bleu, plots, simultaneous_table
 
 FILE_HEADER = "# Results\n"
 BEGIN = "<!-- make_results begin: {key} (generated: edits inside are overwritten) -->"
@@ -292,6 +295,13 @@ def section(exp_dir: Path, key: str, title: str) -> str:
         lines.append("Not recorded (no run.cmd).")
     else:
         lines += ["```bash", *commands, "```"]
+    simulated = find_simulations(exp_dir)
+    if simulated:
+        table = simultaneous_table(simulated, offline_bleu(exp_dir))
+        lines += ["", "### Simultaneous translation (stage 9)", "", *table]
+        for plot in plots(exp_dir):
+            relative = Path(key, plot.relative_to(exp_dir)).as_posix()
+            lines += ["", f"![BLEU against LAAL, {plot.parent.parent.name} {plot.parent.name}]({relative})"]
     if (exp_dir / "curves.png").is_file():
         lines += ["", "### Training curves", "", f"![training curves of {title}]({Path(key, 'curves.png').as_posix()})"]
     lines.append(END.format(key=key))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -66,6 +66,24 @@ class SimulInstance(NamedTuple):
     source: str
     reference: str
     samples: Callable[[], np.ndarray]
+
+
+@dataclass(frozen=True)
+class InstanceSource:
+    """Where the instances come from, in a form another process can rebuild them from:
+    a data dir's utterances, or audio files with their reference lines."""
+
+    data_dir: Path | None = None
+    reference_name: str = "text.tgt"
+    inputs: tuple[Input, ...] = ()
+    references: tuple[str, ...] | None = None
+    raw_sample_rate: int | None = None
+
+    def instances(self) -> list[SimulInstance]:
+        """The instances (their audio is read only when each one's turn comes)."""
+        if self.data_dir is not None:
+            return data_dir_instances(self.data_dir, self.reference_name)
+        return file_instances(self.inputs, self.references, self.raw_sample_rate)
 
 
 def file_instances(
@@ -176,6 +194,72 @@ def run_setting(
         )
         write_scores_tsv(out_dir / SCORES_TSV, scores)
     return SettingResult(records, failed, scores)
+
+
+class SettingSummary(NamedTuple):
+    """What a worker process reports of one setting: where, failures, scores.tsv's columns."""
+
+    out_dir: Path
+    name: str
+    failed: list[str]
+    columns: dict[str, float] | None
+
+
+def summary(out_dir: Path, name: str, result: SettingResult) -> SettingSummary:
+    return SettingSummary(out_dir, name, result.failed, None if result.scores is None else result.scores.columns())
+
+
+def run_settings_in_processes(
+    model: str,
+    jobs: Sequence[tuple[Path, SimulOptions]],
+    source: InstanceSource,
+    processes: int,
+    *,
+    cache_dir: str | None = None,
+    device: str = "cpu",
+    silence_dbfs: float = -60.0,
+    computation_aware: bool = False,
+    scored: bool = True,
+) -> list[SettingSummary]:
+    """:func:`run_setting` for every setting, spread over ``processes`` processes of one thread
+    each (the settings of a process share its model), in the order of ``jobs``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    shares = [list(jobs[n::processes]) for n in range(processes)]
+    context = multiprocessing.get_context("spawn")  # no forked torch state
+    with ProcessPoolExecutor(len(shares), mp_context=context) as pool:
+        futures = [
+            pool.submit(_run_share, model, share, source, cache_dir, device, silence_dbfs, computation_aware, scored)
+            for share in shares
+            if share
+        ]
+        done = {item.out_dir: item for future in futures for item in future.result()}
+    return [done[out_dir] for out_dir, _ in jobs]
+
+
+def _run_share(
+    model: str,
+    share: list[tuple[Path, SimulOptions]],
+    source: InstanceSource,
+    cache_dir: str | None,
+    device: str,
+    silence_dbfs: float,
+    computation_aware: bool,
+    scored: bool,
+) -> list[SettingSummary]:
+    import torch
+
+    torch.set_num_threads(1)
+    translators = SimultaneousTranslator.for_settings(
+        model, [options for _, options in share], cache_dir, device, silence_dbfs
+    )
+    instances = source.instances()
+    results = []
+    for (out_dir, options), translator in zip(share, translators):
+        result = run_setting(translator, instances, out_dir, computation_aware=computation_aware, scored=scored)
+        results.append(summary(out_dir, options.describe(), result))
+    return results
 
 
 def check_setting(out_dir: Path, options: SimulOptions) -> None:

@@ -127,23 +127,41 @@ class SimultaneousTranslator:
     ) -> SimultaneousTranslator:
         """Load a packed ``model.zip`` (or its unpacked directory) with the setting ``options``
         (:class:`~espnet2_ext.simultaneous.options.SimulOptions`' fields)."""
-        setting = SimulOptions.checked(**options)
+        (translator,) = cls.for_settings(model, [SimulOptions.checked(**options)], cache_dir, device, silence_dbfs)
+        return translator
+
+    @classmethod
+    def for_settings(
+        cls,
+        model: str | Path,
+        settings: Sequence[SimulOptions],
+        cache_dir: str | Path | None = None,
+        device: str = "cpu",
+        silence_dbfs: float = -60.0,
+    ) -> list[SimultaneousTranslator]:
+        """One translator per setting, the model loaded once per distinct search (beam,
+        n-gram rule, length, tag): what the recipe's list of settings needs."""
         packed = open_model(model, cache_dir)
-        stats = packed.global_cmvn
-        global_cmvn = load_global_cmvn(stats) if stats is not None and setting.cmvn == "global" else None
-        offline = Speech2Translation.from_pretrained(
-            model,
-            cache_dir,
-            device=device,
-            search="fairseq",
-            beam_size=setting.beam_size,
-            no_repeat_ngram_size=setting.no_repeat_ngram_size,
-            maxlen_a=0.0,
-            maxlen_b=setting.maxlen_b,
-            lang_tag=setting.lang_tag,
-            silence_dbfs=silence_dbfs,
-        )
-        return cls(offline, setting, global_cmvn, source=str(model))
+        stats = load_global_cmvn(packed.global_cmvn) if packed.global_cmvn is not None else None
+        searches: dict[tuple, Speech2Translation] = {}
+        translators = []
+        for setting in settings:
+            search = (setting.beam_size, setting.no_repeat_ngram_size, setting.maxlen_b, setting.lang_tag)
+            if search not in searches:
+                searches[search] = Speech2Translation.from_pretrained(
+                    model,
+                    cache_dir,
+                    device=device,
+                    search="fairseq",
+                    beam_size=setting.beam_size,
+                    no_repeat_ngram_size=setting.no_repeat_ngram_size,
+                    maxlen_a=0.0,
+                    maxlen_b=setting.maxlen_b,
+                    lang_tag=setting.lang_tag,
+                    silence_dbfs=silence_dbfs,
+                )
+            translators.append(cls(searches[search], setting, stats, source=str(model)))
+        return translators
 
     # ------------------------------------------------------------------ the stream
 

@@ -207,3 +207,46 @@ def test_bad_talks_result_json(exp: Path, tmp_path: Path, capsys: pytest.Capture
 def test_out_that_is_a_directory_is_refused(exp: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert make_results.main(["--exp_dir", str(exp), "--out", str(tmp_path)]) == 1
     assert capsys.readouterr().err == f"ERROR: --out {tmp_path} is a directory; expected a file to write\n"
+
+
+# --------------------------------------------------------------------------- stage 9
+
+
+def write_simulation(exp: Path, run: str, test_set: str, name: str, bleu: float, laal: float, aware: bool) -> None:
+    """A setting's directory as simulate leaves it: scores.tsv (SimulEval's) and setting.yaml."""
+    directory = exp / run / test_set / name
+    directory.mkdir(parents=True)
+    columns = {"BLEU": bleu, "LAAL": laal, "AL": laal - 100}
+    if aware:
+        columns.update(LAAL_CA=laal + 400, AL_CA=laal + 300)
+    (directory / "scores.tsv").write_text("\t".join(columns) + "\n" + "\t".join(map(repr, columns.values())) + "\n")
+    (directory / "setting.yaml").write_text(yaml.safe_dump({"policy": "alignatt", "frame_num": int(name[-1])}))
+
+
+def test_simultaneous_settings_are_tabled_beside_the_offline_bleu_and_plotted(exp, tmp_path, capsys):
+    from espnet2_ext.bin import plot_simulation
+
+    write_simulation(exp, "simulate_st_beam5", "tst-COMMON", "alignatt_f4", 24.6, 1810.0, aware=True)
+    write_simulation(exp, "simulate_st_beam5", "tst-COMMON", "alignatt_f2", 20.1, 1205.5, aware=True)
+    assert plot_simulation.main(["--exp_dir", str(exp)]) == 0
+    plot = exp / "simulate_st_beam5/tst-COMMON/bleu_laal.png"
+    assert plot.read_bytes()[:4] == b"\x89PNG" and plot.stat().st_size > 5000
+    out = tmp_path / "RESULTS.md"
+    assert make_results.main(["--exp_dir", str(exp), "--out", str(out)]) == 0
+    text = out.read_text()
+    # offline BLEU of decode_st_beam5 (the run's conf), not of decode_st_beam1; rows by LAAL
+    assert "simulate_st_beam5, tst-COMMON (gold segmentation; latency in ms of source; offline BLEU 27.34)" in text
+    f2, f4 = text.index("| alignatt_f2 | 20.10 | 74% | 1206 | 1106 | 1606 | 1506 |"), text.index("| alignatt_f4 |")
+    assert f2 < f4 and "| alignatt_f4 | 24.60 | 90% | 1810 | 1710 | 2210 | 2110 |" in text
+    assert "(exp/st_train/simulate_st_beam5/tst-COMMON/bleu_laal.png)" in text
+
+
+def test_no_simulation_no_section_and_plotting_names_the_missing_stage(exp, tmp_path, capsys):
+    from espnet2_ext.bin import plot_simulation
+
+    out = tmp_path / "RESULTS.md"
+    assert make_results.main(["--exp_dir", str(exp), "--out", str(out)]) == 0
+    assert "Simultaneous" not in out.read_text()
+    assert plot_simulation.main(["--exp_dir", str(exp)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR: ") and "run stage 9" in err and err.count("\n") == 1

@@ -122,9 +122,17 @@ def test_settings_file_runs_each_setting_into_its_own_directory(packed_trained, 
     }))
     out = tmp_path / "runs"
     code, err = cli(capsys, "--model", str(packed_trained), "--cache_dir", str(cache), "--settings", str(settings),
-                    "--reference", str(references), "--output", str(out), *inputs)
+                    "--nj", "2", "--reference", str(references), "--output", str(out), *inputs)
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["la", "waitk_k1"]
+    alone = tmp_path / "alone"  # the same setting in this process: the same instances
+    code, err = cli(capsys, "--model", str(packed_trained), "--cache_dir", str(cache), "--policy", "la",
+                    "--segment_ms", "600", "--cmvn", "prefix", "--beam_size", "2", "--maxlen_b", "20",
+                    "--reference", str(references), "--output", str(alone), *inputs)
+    assert code == 0, err
+    assert [(r.prediction, r.delays) for r in read_instances(alone / "instances.log").records] == [
+        (r.prediction, r.delays) for r in read_instances(out / "la/instances.log").records
+    ]
     for name in ("la", "waitk_k1"):
         assert len(read_instances(out / name / "instances.log").records) == 3
         assert (out / name / "scores.tsv").is_file()

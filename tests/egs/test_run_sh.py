@@ -34,6 +34,9 @@ def tiny_conf_dir(root: Path) -> Path:
     decode.update(beam_size=2, maxlen_b=15)
     (conf / "decode.yaml").write_text(yaml.safe_dump(decode))
     (conf / "bpe.yaml").write_text("tgt_vocab_size: 120\nsrc_vocab_size: 60\n")
+    simulate = yaml.safe_load((conf / "simulate.yaml").read_text())
+    simulate.update(attention_layer=0, beam_size=2, maxlen_b=15, settings=simulate["settings"][:2])
+    (conf / "simulate.yaml").write_text(yaml.safe_dump(simulate))
     return conf
 
 
@@ -101,6 +104,16 @@ def test_every_stage_in_turn(recipe):
     with zipfile.ZipFile(finetune_exp / "packed/model.zip") as archive:
         names = archive.namelist()
     assert "meta.yaml" in names and any(n.endswith("tgt.model") for n in names)
+    log = stage(run, 9)
+    simulated = finetune_exp / "simulate_conf_tiny/tst-COMMON"
+    assert sorted(p.name for p in simulated.iterdir() if p.is_dir()) == ["alignatt_f2", "alignatt_f4"]
+    for setting in ("alignatt_f2", "alignatt_f4"):
+        assert (simulated / setting / "instances.log").read_text().count("\n") == 6
+        assert (simulated / setting / "scores.tsv").read_text().startswith("BLEU\tLAAL\tLAAL_CA\t")
+    assert (simulated / "bleu_laal.png").stat().st_size > 1000
+    results = (finetune_exp / "RESULTS.md").read_text()
+    assert "### Simultaneous translation (stage 9)" in results and "| alignatt_f4 |" in results
+    assert "simulate_conf_tiny/tst-COMMON/bleu_laal.png" in results
 
 
 def test_packed_model_translates_audio_like_the_decode_stage(recipe, tmp_path):
@@ -143,13 +156,13 @@ def test_unknown_option_fails(recipe):
 
 
 def run_sh_quickly(tmp_path: Path, *args: str, timeout: float = 30) -> tuple[int, str]:
-    """(status, stderr) of run.sh ending before stage 1 (``--stage 9 --stop-stage 9``: there is no
-    stage 9), its stdout discarded.
+    """(status, stderr) of run.sh ending before stage 1 (``--stage 99 --stop-stage 99``: there is no
+    stage 99), its stdout discarded.
 
     ``--finetune yes`` used to run the ``yes`` command: gigabytes on stdout, never ending,
     so the whole process group is killed at ``timeout``.
     """
-    command = ["./run.sh", "--stage", "9", "--stop-stage", "9", "--exp", str(tmp_path / "exp"), *args]
+    command = ["./run.sh", "--stage", "99", "--stop-stage", "99", "--exp", str(tmp_path / "exp"), *args]
     process = subprocess.Popen(command, cwd=RECIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
@@ -181,7 +194,7 @@ def test_mistyped_option_is_one_line_and_exit_1(tmp_path: Path, option: str, val
 
 
 def test_well_typed_options_are_accepted(tmp_path: Path):
-    status, stderr = run_sh_quickly(tmp_path, "--finetune", "false", "--ngpu", "0", "--nj=2", "--stop-stage", "09")
+    status, stderr = run_sh_quickly(tmp_path, "--finetune", "false", "--ngpu", "0", "--nj=2", "--stop-stage", "099")
     assert status == 0 and stderr == ""
 
 

@@ -40,3 +40,14 @@ def test_opening_a_packed_model_pulls_in_no_registry(tiny_exps, tmp_path):
         f"open_model({str(model)!r}, {str(tmp_path / 'cache')!r})"
     )
     assert not loaded & set(NOT_ON_THE_TRANSLATE_PATH)
+
+
+def test_simulate_help_and_option_errors_import_no_torch():
+    """simulate checks its options (SimulOptions) before loading torch: a typo costs no seconds."""
+    loaded = modules_after(
+        "import espnet2_ext.bin.simulate as s\n"
+        "try:\n    s.get_parser().parse_args(['--help'])\nexcept SystemExit:\n    pass\n"
+        "from espnet2_ext.simultaneous.options import SimulOptions\n"
+        "try:\n    SimulOptions.checked(frame_num=-1)\nexcept ValueError:\n    pass"
+    )
+    assert "torch" not in loaded and not loaded & set(NOT_ON_THE_TRANSLATE_PATH)
