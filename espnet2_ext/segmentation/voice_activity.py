@@ -58,10 +58,14 @@ class SpeechProbability:
         # probabilities[i] is frame i: samples [512 i, 512 (i + 1))
 
     :meth:`feed` returns the probabilities of the frames it could finish (whole
-    blocks of 8 s), :meth:`finish` those of the rest, and resets for another stream.
+    blocks of ``block_frames``: 8 s by default, fewer where a live stream cannot wait),
+    :meth:`finish` those of the rest, and resets for another stream.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, block_frames: int = _BLOCK_FRAMES) -> None:
+        if block_frames < 1:
+            raise ValueError(f"block_frames must be >= 1, got {block_frames}")
+        self.block_frames = block_frames
         self._network = _silero_network()
         cell = self._network.decoder.rnn
         self._lstm = torch.nn.LSTM(cell.weight_ih.shape[1], cell.weight_hh.shape[1])
@@ -80,7 +84,7 @@ class SpeechProbability:
     def feed(self, samples: np.ndarray) -> np.ndarray:
         """Take the next samples (16 kHz, mono, float in [-1, 1]); return the frames finished so far."""
         self._pending = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32)])
-        block = _BLOCK_FRAMES * FRAME_SAMPLES
+        block = self.block_frames * FRAME_SAMPLES
         done = len(self._pending) // block * block
         probabilities = [self._frames(self._pending[start : start + block]) for start in range(0, done, block)]
         self._pending = self._pending[done:]
