@@ -5,7 +5,8 @@ Sections, in order: calibration of ours' CTC head (``models.py``); training
 step time over the length sweep, at each thread count (``train_step.py``; at 2
 threads on the table's lengths only), peak memory, and the operations of a step; beam-search decoding
 against ESPnet's ``Speech2Text`` at each thread count (``decoding.py``);
-start-up of ``translate`` (``startup.py``); the features (``fbank_speed.py``);
+one step of simultaneous translation, the forced prefix primed against stepped
+(``simultaneous_step.py``); start-up of ``translate`` (``startup.py``); the features (``fbank_speed.py``);
 what padding changes in an utterance's encoding (``padding.py``).
 ``benchmarks.json`` (every timing) is saved in ``--out_dir`` after each section,
 then ``report.py`` writes ``benchmarks.md`` and ``train_step.png`` next to it.
@@ -32,18 +33,19 @@ import fbank_speed
 import models
 import padding
 import report
+import simultaneous_step
 import startup
 import train_step
 
 FULL = dict(
     threads=[1, 2], repeats=3, train_lengths={"1": [5.0, 10.0, 15.0, 20.0, 25.0, 30.0], "2": [5.0, 10.0, 20.0]},
     memory_lengths=[5.0, 10.0, 20.0, 30.0], calibration_seconds=10.0, clips=20, clip_seconds=[3.0, 9.0],
-    startup_repeats=5, fbank_seconds=60.0,
+    startup_repeats=5, fbank_seconds=60.0, simul_seconds=[5.0, 10.0, 20.0], simul_repeats=5,
 )
 PADDING_SECONDS = [2.0, 4.0, 6.0]  # one batch: small enough for every run
 QUICK = dict(
     threads=[1], repeats=1, train_lengths={"1": [2.0, 3.0]}, memory_lengths=[2.0], calibration_seconds=2.0,
-    clips=3, clip_seconds=[2.0, 3.0], startup_repeats=1, fbank_seconds=5.0,
+    clips=3, clip_seconds=[2.0, 3.0], startup_repeats=1, fbank_seconds=5.0, simul_seconds=[3.0], simul_repeats=1,
 )
 
 
@@ -79,6 +81,12 @@ def sections(settings: dict, target_ratio: float) -> dict[str, Callable[[dict], 
                                                     results["calibration"]["bias"])
         return run
 
+    def simultaneous(results: dict) -> None:
+        results["simultaneous"] = simultaneous_step.measure(
+            settings["simul_seconds"], settings["simul_repeats"], results["calibration"]["bias"],
+            command=results["command"],
+        )
+
     def start_up(results: dict) -> None:
         for threads in settings["threads"]:
             row = startup.measure(settings["startup_repeats"], threads=threads)
@@ -97,6 +105,7 @@ def sections(settings: dict, target_ratio: float) -> dict[str, Callable[[dict], 
         "memory": memory,
         "flops": flops,
         **{f"decoding/{t}": decode(t) for t in settings["threads"]},
+        "simultaneous": simultaneous,
         "startup": start_up,
         "fbank": features,
         "padding": padding_leaks,
