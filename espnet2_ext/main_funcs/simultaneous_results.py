@@ -88,6 +88,22 @@ def offline_bleu(exp_dir: Path) -> dict[tuple[str, str], float]:
     return bleu
 
 
+def mean_source_seconds(group: Sequence[SimulatedSetting]) -> float | None:
+    """The offline system's LAAL, in seconds: it writes every word when the source has ended,
+    so its LAAL is the source length, averaged over the instances (of any setting's log)."""
+    from espnet2_ext.simultaneous.instances import InstancesLogError, read_instances
+
+    for setting in group:
+        log = setting.path.parent / "instances.log"
+        try:
+            records = read_instances(log).records if log.is_file() else []
+        except InstancesLogError as err:
+            raise ExperimentError(str(err)) from None
+        if records:
+            return sum(r.source_length for r in records) / len(records) / 1000
+    return None
+
+
 def _groups(settings: Sequence[SimulatedSetting]) -> dict[tuple[str, str], list[SimulatedSetting]]:
     groups: dict[tuple[str, str], list[SimulatedSetting]] = {}
     for setting in settings:
@@ -107,9 +123,11 @@ def simultaneous_table(settings: Sequence[SimulatedSetting], offline: dict[tuple
         reference = offline.get((run, test_set))
         aware = any("LAAL_CA" in s.scores for s in group)
         header = "| setting | BLEU | % offline | LAAL | AL |" + (" LAAL_CA | AL_CA |" if aware else "")
+        seconds = mean_source_seconds(group)
+        offline_laal = "" if seconds is None else f" at LAAL {1000 * seconds:.0f}, every word at the end"
         lines += [
             f"{run}, {test_set} (gold segmentation; latency in ms of source; offline BLEU "
-            f"{_cell(reference, '{:.2f}')}):",
+            f"{_cell(reference, '{:.2f}')}{offline_laal}):",
             "",
             header,
             "|---|---:|---:|---:|---:|" + ("---:|---:|" if aware else ""),
@@ -138,8 +156,11 @@ def family(setting: SimulatedSetting) -> str:
     return {"edatt": "EDAtt", "la": "local agreement", "waitk": "wait-k"}.get(policy, policy)
 
 
-def draw(group: Sequence[SimulatedSetting], reference: float | None, title: str) -> Figure:
-    """BLEU against LAAL (seconds): the plain and computation-aware curves, the offline BLEU above."""
+def draw(
+    group: Sequence[SimulatedSetting], reference: float | None, title: str, offline_seconds: float | None = None
+) -> Figure:
+    """BLEU against LAAL (seconds): the plain and computation-aware curves, the offline BLEU above,
+    and the offline system as a point (every word at the end: LAAL ``offline_seconds``)."""
     figure = Figure(figsize=(10, 4.5))
     FigureCanvasAgg(figure)
     ax = figure.subplots()
@@ -160,6 +181,9 @@ def draw(group: Sequence[SimulatedSetting], reference: float | None, title: str)
     if reference is not None:
         ax.axhline(reference, color="tab:green", lw=1.5, label=f"offline ({reference:.1f})")
         ax.axhline(KEPT_SHARE * reference, color="tab:green", ls=":", lw=1, label=f"{KEPT_SHARE:.0%} of offline")
+        if offline_seconds is not None:
+            ax.plot([offline_seconds], [reference], "*", color="tab:green", ms=12,
+                    label=f"offline: every word at the end (LAAL {offline_seconds:.2f} s)")
     ax.set_xlabel("LAAL (s)")
     ax.set_ylabel("BLEU")
     ax.grid(alpha=0.3)
@@ -180,7 +204,8 @@ def plot_simulations(exp_dir: Path) -> list[Path]:
     written = []
     for (run, test_set), group in _groups(settings).items():
         out = exp_dir / run / test_set / PLOT_NAME
-        figure = draw(group, offline.get((run, test_set)), f"{exp_dir.resolve().name}: {run}, {test_set}")
+        title = f"{exp_dir.resolve().name}: {run}, {test_set}"
+        figure = draw(group, offline.get((run, test_set)), title, mean_source_seconds(group))
         with atomic_path(out) as tmp:
             figure.savefig(tmp, format="png", dpi=100)
         written.append(out)

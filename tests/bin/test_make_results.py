@@ -228,6 +228,12 @@ def test_simultaneous_settings_are_tabled_beside_the_offline_bleu_and_plotted(ex
 
     write_simulation(exp, "simulate_st_beam5", "tst-COMMON", "alignatt_f4", 24.6, 1810.0, aware=True)
     write_simulation(exp, "simulate_st_beam5", "tst-COMMON", "alignatt_f2", 20.1, 1205.5, aware=True)
+    from espnet2_ext.simultaneous.instances import InstanceRecord
+
+    records = [InstanceRecord.from_words(n, ["Hallo"], [length], [length], "Hallo", f"utt{n}", length)
+               for n, length in enumerate((2000.0, 3000.0))]
+    (exp / "simulate_st_beam5/tst-COMMON/alignatt_f2/instances.log").write_text(
+        "".join(r.json_line() + "\n" for r in records))
     assert plot_simulation.main(["--exp_dir", str(exp)]) == 0
     plot = exp / "simulate_st_beam5/tst-COMMON/bleu_laal.png"
     assert plot.read_bytes()[:4] == b"\x89PNG" and plot.stat().st_size > 5000
@@ -235,7 +241,8 @@ def test_simultaneous_settings_are_tabled_beside_the_offline_bleu_and_plotted(ex
     assert make_results.main(["--exp_dir", str(exp), "--out", str(out)]) == 0
     text = out.read_text()
     # offline BLEU of decode_st_beam5 (the run's conf), not of decode_st_beam1; rows by LAAL
-    assert "simulate_st_beam5, tst-COMMON (gold segmentation; latency in ms of source; offline BLEU 27.34)" in text
+    assert ("simulate_st_beam5, tst-COMMON (gold segmentation; latency in ms of source; offline BLEU 27.34 "
+            "at LAAL 2500, every word at the end):") in text
     f2, f4 = text.index("| alignatt_f2 | 20.10 | 74% | 1206 | 1106 | 1606 | 1506 |"), text.index("| alignatt_f4 |")
     assert f2 < f4 and "| alignatt_f4 | 24.60 | 90% | 1810 | 1710 | 2210 | 2110 |" in text
     assert "(exp/st_train/simulate_st_beam5/tst-COMMON/bleu_laal.png)" in text
