@@ -1,6 +1,6 @@
 """A model imported from FBK commits FBK's words at FBK's delays.
 
-The reference here is FBK's v1_1 AlignAtt agent written out plainly over FBK's
+The reference here is FBK's v1_1 AlignAtt (and EDAtt) agent written out plainly over FBK's
 own arithmetic (tests/fbk_reference.py: FBK's encoder, decoder and generator from
 the checkpoint's weights): SimulEval 1.1.4 sends ``segment_ms`` of samples at a
 time; the agent appends the new fbank frames (the residual samples carried between
@@ -73,6 +73,21 @@ def fbk_alignatt(tokens: list[int], attention: torch.Tensor, prefix_len: int, fr
     return candidates
 
 
+def fbk_edatt(
+    tokens: list[int], attention: torch.Tensor, prefix_len: int, frame_num: int, threshold: float, tag: bool
+) -> list[int]:
+    """FBK v1_1 ``simul_offline_edatt.py``'s policy (SIMULST_FBK.md section 2.2)."""
+    candidates = tokens[prefix_len:]  # the final </s> included
+    columns = attention[:, 1:] if tag else attention  # the tag's column dropped, rows still from P
+    normalised = torch.nn.functional.normalize(columns[:-1, :].T.float(), p=2, dim=1)
+    for i in range(len(candidates)):
+        if prefix_len + i >= normalised.size(0):
+            break
+        if float(normalised[prefix_len + i, -frame_num:].sum()) >= threshold:
+            return candidates[:i]
+    return candidates
+
+
 def fbk_get_words(ids: list[int], symbols: list[str]) -> list[int]:
     """FBK v1_1 ``get_words``: drop the last (maybe unfinished) word."""
     starts = [i for i, t in enumerate(ids) if symbols[t].startswith("\u2581")]
@@ -84,7 +99,9 @@ def fbk_string(ids: list[int], symbols: list[str]) -> str:
     return "".join(symbols[t] for t in ids if t != EOS).replace("\u2581", " ").strip()
 
 
-def fbk_agent(ref: FBKReference, audio: np.ndarray, gcmvn: tuple, tag: list[int], frame_num: int):
+def fbk_agent(
+    ref: FBKReference, audio: np.ndarray, gcmvn: tuple, tag: list[int], frame_num: int, threshold: float | None = None
+):
     """(words, delays in ms) as SimulEval 1.1.4 records FBK's agent on ``audio``."""
     mean, std = gcmvn
     segment = math.ceil(SEGMENT_MS / 1000 * RATE)
@@ -105,7 +122,10 @@ def fbk_agent(ref: FBKReference, audio: np.ndarray, gcmvn: tuple, tag: list[int]
         else:
             kept: list = []
             ref.decoder_log_probs(states, [EOS] + best_tokens[:-1], attention=kept)
-            accepted = fbk_alignatt(best_tokens, kept[LAYER].T, len(prefix), frame_num)
+            if threshold is None:
+                accepted = fbk_alignatt(best_tokens, kept[LAYER].T, len(prefix), frame_num)
+            else:
+                accepted = fbk_edatt(best_tokens, kept[LAYER].T, len(prefix), frame_num, threshold, bool(tag))
             ids = fbk_get_words(accepted, ref.tgt_symbols)
             committed += ids
             text = fbk_string(ids, ref.tgt_symbols)
@@ -118,11 +138,14 @@ def fbk_agent(ref: FBKReference, audio: np.ndarray, gcmvn: tuple, tag: list[int]
 # --------------------------------------------------------------------------- ours against it
 
 
-CASES = [("avg", True, 2), ("none", False, 1), ("none", False, 4), ("weighted", True, 0)]
+CASES = [  # (compression, tag, f or lambda, EDAtt's alpha or None for AlignAtt)
+    ("avg", True, 2, None), ("none", False, 1, None), ("none", False, 4, None), ("weighted", True, 0, None),
+    ("none", False, 2, 0.6), ("none", True, 2, 0.9),
+]
 
 
-@pytest.mark.parametrize("strategy, lang_tag, frame_num", CASES, ids=lambda v: str(v))
-def test_imported_model_commits_fbk_words_at_fbk_delays(tmp_path, strategy, lang_tag, frame_num):
+@pytest.mark.parametrize("strategy, lang_tag, frame_num, threshold", CASES, ids=lambda v: str(v))
+def test_imported_model_commits_fbk_words_at_fbk_delays(tmp_path, strategy, lang_tag, frame_num, threshold):
     files = make_fbk_checkpoint(
         tmp_path / "fbk", strategy=strategy, lang_tag=lang_tag, seed=11, eos_scale=0.5, input_size=80
     )
@@ -130,8 +153,9 @@ def test_imported_model_commits_fbk_words_at_fbk_delays(tmp_path, strategy, lang
     std = np.linspace(2.0, 4.0, 80, dtype=np.float32)
     np.savez(tmp_path / "gcmvn.npz", mean=mean, std=std)
     zip_path = import_fbk(*files[:6], tmp_path / "model.zip", gcmvn=tmp_path / "gcmvn.npz")
+    policy = dict(policy="alignatt") if threshold is None else dict(policy="edatt", attn_threshold=threshold)
     ours = SimultaneousTranslator.from_pretrained(
-        zip_path, tmp_path / "cache", policy="alignatt", frame_num=frame_num, frame_unit="position",
+        zip_path, tmp_path / "cache", **policy, frame_num=frame_num, frame_unit="position",
         attention_layer=LAYER, segment_ms=SEGMENT_MS, cmvn="global", beam_size=BEAM, maxlen_b=MAX_LEN,
     )
     ref = FBKReference.from_files(files.checkpoint, files.tgt_dict, files.src_dict)
@@ -139,7 +163,7 @@ def test_imported_model_commits_fbk_words_at_fbk_delays(tmp_path, strategy, lang
     written = 0
     for seed, seconds in enumerate((2.3, 3.0, 1.7)):
         audio = speechlike(seconds, seed)
-        words, delays = fbk_agent(ref, audio, (mean, std), tag, frame_num)
+        words, delays = fbk_agent(ref, audio, (mean, std), tag, frame_num, threshold)
         record = simulate_instance(ours, audio, seed, "speech", "")
         assert record.prediction.split() == words, f"audio {seed}"
         assert list(record.delays) == delays, f"audio {seed}"
