@@ -31,8 +31,7 @@ from espnet2_ext.simultaneous.instances import InstanceRecord, InstancesLogWrite
 from espnet2_ext.simultaneous.latency import LATENCY_METRICS, SimulScores, corpus_scores, write_scores_tsv
 from espnet2_ext.simultaneous.options import SimulOptions
 from espnet2_ext.simultaneous.translator import SimultaneousTranslator
-from espnet2_ext.utils.fbank import SAMPLE_RATE
-from espnet2_ext.utils.resampling import StreamResampler
+from espnet2_ext.utils.fbank import SAMPLE_RATE, resample
 from espnet2_ext.utils.waveform import mix_to_mono
 
 __all__ = [
@@ -115,7 +114,7 @@ def data_dir_instances(data_dir: Path, reference_name: str = "text.tgt") -> list
 
             def reader(recording: Recording = recording, utt: Utterance = utt) -> np.ndarray:
                 samples, rate = read_utterance(recording, utt)
-                return _at_16k(mix_to_mono(samples), rate)
+                return resample(mix_to_mono(samples), rate).astype(np.float32, copy=False)
 
             instances.append(SimulInstance(len(instances), utt.utt_id, references[utt.utt_id], reader))
     return instances
@@ -287,10 +286,3 @@ def _pending(instances: Iterable[SimulInstance], done: set[int]) -> Iterator[Sim
 def _joined(chunks: Iterable[np.ndarray]) -> np.ndarray:
     parts = list(chunks)
     return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, dtype=np.float32)
-
-
-def _at_16k(samples: np.ndarray, rate: int) -> np.ndarray:
-    if rate == SAMPLE_RATE:
-        return samples.astype(np.float32, copy=False)
-    resampler = StreamResampler(rate, SAMPLE_RATE)
-    return np.concatenate([resampler.feed(samples), resampler.finish()])

@@ -264,9 +264,10 @@ class SimultaneousTranslator:
         if self._peak < self.translator.silence_dbfs:
             return []
         encoded = self._encode(features)
+        source_words = 0  # wait-k's, counted once per step (the CTC transcript's words cost a decoding)
         if self.options.policy == "waitk" and not final:
-            wanted = policies.waitk_words(self._waitk_source_words(encoded), self._waitk_written, self.options.waitk)
-            if wanted == 0:
+            source_words = self._waitk_source_words(encoded)
+            if policies.waitk_words(source_words, self._waitk_written, self.options.waitk) == 0:
                 return []
         prefix = self.tag + self._committed
         layer = self.options.attention_layer if self.options.reads_attention else None
@@ -279,7 +280,7 @@ class SimultaneousTranslator:
         tokens = best.tokens[1:]  # after <sos>: prefix, new tokens, <eos>
         if final:
             return self._commit(all_words(tokens[len(prefix) :], self.pieces, self.eos))
-        return self._commit(self._policy(tokens, best.attention, len(prefix), encoded))
+        return self._commit(self._policy(tokens, best.attention, len(prefix), encoded, source_words))
 
     def _encode(self, features: np.ndarray) -> Any:
         """The encoder's output for the whole prefix, normalised as ``cmvn`` says."""
@@ -292,7 +293,9 @@ class SimultaneousTranslator:
         x = torch.from_numpy(np.array(features))[None].to(self.translator.device, dtype)
         return model.encode_with_ctc(x, lengths)
 
-    def _policy(self, tokens: list[int], attention: torch.Tensor | None, prefix_len: int, encoded: Any) -> Words:
+    def _policy(
+        self, tokens: list[int], attention: torch.Tensor | None, prefix_len: int, encoded: Any, source_words: int
+    ) -> Words:
         options = self.options
         if options.policy == "alignatt":
             runs = self._run_frames(encoded) if options.frame_unit == "time" else None
@@ -309,7 +312,6 @@ class SimultaneousTranslator:
             previous, self._previous = self._previous, tokens
             agreed = policies.local_agreement(previous, tokens, prefix_len, self.eos)
             return complete_words(agreed, self.pieces, self.eos)
-        source_words = self._waitk_source_words(encoded)
         accepted = policies.waitk(tokens, prefix_len, self.pieces, source_words, self._waitk_written, options.waitk)
         self._waitk_written += policies.waitk_words(source_words, self._waitk_written, options.waitk)
         if self.eos in accepted:  # the hypothesis ended before the input: wait-k's translation is done
