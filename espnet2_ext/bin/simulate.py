@@ -76,7 +76,7 @@ def get_parser() -> ArgumentParser:
     parser.add_argument("--raw_sample_rate", type=int_or_none, default=None, help="of headerless .raw/.pcm inputs")
     parser.add_argument("--cache_dir", type=str_or_none, default=None, help="where zips are extracted")
     parser.add_argument("--silence_dbfs", type=float, default=-60.0, help="quieter audio gets no words")
-    parser.add_argument("--log_level", default="INFO", choices=("ERROR", "WARNING", "INFO", "DEBUG"))
+    parser.add_argument("--log_level", default="WARNING", choices=("ERROR", "WARNING", "INFO", "DEBUG"))
     group = parser.add_argument_group("The agent (FBK's flag in parentheses)")
     group.add_argument("--policy", default=DEFAULTS.policy, choices=POLICIES)
     group.add_argument("--frame_num", type=int, default=DEFAULTS.frame_num, help="AlignAtt's f, EDAtt's lambda")
@@ -205,7 +205,10 @@ def run(args: argparse.Namespace) -> int:
         if item.columns is not None:
             keys = [key for key in ("BLEU", "LAAL", "AL", "LAAL_CA") if key in item.columns]
             shown = ", ".join(f"{key} {item.columns[key]:.2f}" for key in keys)
-            logging.info("%s: %s -> %s", item.name, shown, item.out_dir)
+            print(f"{item.name}: {shown} -> {item.out_dir}", file=sys.stderr)
+        elif not item.failed:
+            print(f"{item.name}: {item.out_dir / 'instances.log'} written; no scores without references "
+                  "(--reference, or --data_dir's text.tgt)", file=sys.stderr)
     return 2 if failed else 0
 
 

@@ -11,6 +11,7 @@ to ``instances.log`` one line at a time, so a killed run resumes where it stoppe
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -175,6 +176,7 @@ def run_setting(
         for instance in _pending(instances, writer.done):
             try:
                 samples = instance.samples()
+                _warn_if_long(translator, instance.source, len(samples) / SAMPLE_RATE)
                 record = simulate_instance(translator, samples, instance.index, instance.source, instance.reference)
             except AudioError as err:
                 failed.append(str(err))
@@ -277,6 +279,17 @@ def check_setting(out_dir: Path, options: SimulOptions) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomically(out_dir / SIMULEVAL_CONFIG, yaml.safe_dump(SIMULEVAL_TYPES))
     write_text_atomically(path, yaml.safe_dump(wanted, sort_keys=False))
+
+
+def _warn_if_long(translator: SimultaneousTranslator, source: str, seconds: float) -> None:
+    """A source far longer than the model's utterances is one utterance to the agent, re-encoded
+    whole at every chunk: slow, and a sentence-level model translates little of it."""
+    longest = translator.translator.segmentation.max_seconds
+    if seconds > 2 * longest:
+        logging.warning(
+            "%s: %.1f s, one utterance to the agent, but the model's are shorter than %.1f s: cut it first "
+            "(translate's segmentation, or LiveTranslator for a stream)", source, seconds, longest
+        )
 
 
 def _pending(instances: Iterable[SimulInstance], done: set[int]) -> Iterator[SimulInstance]:
