@@ -11,6 +11,14 @@ the median step time after warm-up, frames per second, the peak of
 ``torch.cuda.max_memory_allocated``, and the GPU-hours of FBK's 100k and 200k
 updates on one such GPU (8 mini-batches per update).
 
+``--modes eager,compiled`` runs ours both ways (compiled as training compiles it:
+``espnet2_ext.train.compilation.compile_model``, the same weights): for each, the
+seconds of the first step (compiling included), the model FLOP utilisation (the
+step's floating-point operations, counted once by ``FlopCounterMode``, per second,
+over the GPU's peak for the precision, ``--peak_tflops``), the host-device
+synchronisations of one step (``torch.cuda.set_sync_debug_mode``: each one warns)
+and the CUDA kernels it launches (``torch.profiler``).
+
 ``--attention`` also times FBK's relative attention alone (forward+backward):
 our hand-written matmuls against ``scaled_dot_product_attention`` with the
 position term passed as an additive bias, and checks they agree.
@@ -21,12 +29,16 @@ Needs CUDA. Writes ``--out`` (JSON) and prints a Markdown table.
 import argparse
 import json
 import math
+import time
+import warnings
 
 import torch
 
 import models
 from timing import interleaved
 
+# Dense peak of an H200 SXM in TFLOP/s per precision (fp32 without TF32: the bench leaves TF32 off).
+PEAK_TFLOPS = {"bf16": 989.0, "fp16": 989.0, "fp32": 67.0}
 UPDATES = (100_000, 200_000)
 MINIBATCHES_PER_UPDATE = 8  # FBK: 4 GPUs x accumulation 2, 40k frames each
 
@@ -58,12 +70,10 @@ def batch_of(utterances: int, seconds: float, device: str) -> dict[str, torch.Te
     return {k: v.to(device) for k, v in models.train_batch(seconds, batch_size=utterances).items()}
 
 
-def time_model(
-    model: torch.nn.Module, batch: dict[str, torch.Tensor], dtype: torch.dtype, warmup: int, steps: int
-) -> dict[str, float]:
-    # lr 0: the same work as a real step, but the weights (and so the calibrated compression) stay
+def make_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], dtype: torch.dtype):
+    """One training step (forward, backward, clipping, a fused Adam step at lr 0: the same work as a real
+    step, but the weights, and so the calibrated compression, stay)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=(0.9, 0.98), fused=True)
-    torch.cuda.reset_peak_memory_stats()
 
     def one_step() -> dict[str, torch.Tensor]:
         with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
@@ -74,11 +84,58 @@ def time_model(
         optimizer.zero_grad(set_to_none=True)
         return stats
 
+    return one_step
+
+
+def step_flops(model: torch.nn.Module, batch: dict[str, torch.Tensor], dtype: torch.dtype) -> float:
+    """Floating-point operations of one forward and backward (matrix products, convolutions, attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+            loss, _, _ = model(**batch)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def syncs_and_launches(one_step) -> tuple[int, int]:
+    """Host-device synchronisations (each warns under ``set_sync_debug_mode``) and CUDA kernels of one step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            one_step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = sum("synchroniz" in str(w.message) for w in caught)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        one_step()
+        torch.cuda.synchronize()
+    launches = sum(event.count for event in prof.key_averages() if event.device_type == torch.autograd.DeviceType.CUDA)
+    return syncs, launches
+
+
+def time_model(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], dtype: torch.dtype, warmup: int, steps: int
+) -> dict[str, float]:
+    one_step = make_step(model, batch, dtype)
+    torch.cuda.reset_peak_memory_stats()
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    one_step()
+    torch.cuda.synchronize()
+    first_step_s = time.perf_counter() - started
     timed = interleaved({"step": one_step}, steps, warmup, torch.cuda.synchronize)["step"]
     stats = timed.last
     ratio = float(stats["compression_ratio"]) if "compression_ratio" in stats else float("nan")
+    syncs, launches = syncs_and_launches(one_step)
     return {"step_s": timed.wall_s, "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
-            "compression_ratio": ratio}
+            "compression_ratio": ratio, "first_step_s": first_step_s, "syncs": syncs, "launches": launches}
 
 
 def attention_comparison(device: str, batch: int = 20, time_steps: int = 500, repeats: int = 10) -> dict[str, float]:
@@ -126,6 +183,9 @@ def main() -> None:
     parser.add_argument("--shapes", default="66x6,20x20", help="utterances x seconds per mini-batch")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--models", default="ours,peer")
+    parser.add_argument("--modes", default="eager,compiled", help="ours eager and/or compiled (the peer: eager)")
+    parser.add_argument("--peak_tflops", default=",".join(f"{k}={v:g}" for k, v in PEAK_TFLOPS.items()),
+                        help="the GPU's dense peak per precision, for the model FLOP utilisation")
     parser.add_argument("--target_ratio", type=float, default=0.4)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
@@ -140,16 +200,28 @@ def main() -> None:
     ours = models.build_ours("avg").to(device).train()
     bias, ratio = models.calibrate_blank_bias(ours, batch_of(4, 10.0, device), args.target_ratio)
     results["blank_bias"], results["calibrated_ratio"] = bias, ratio
-    built = {"ours": ours, "peer": build_peer_from_classes().to(device).train()}
+    peaks = {k: float(v) * 1e12 for k, v in (item.split("=") for item in args.peak_tflops.split(","))}
+    built = {("ours", "eager"): ours, ("peer", "eager"): build_peer_from_classes().to(device).train()}
+    if "compiled" in args.modes.split(","):
+        from espnet2_ext.train.compilation import compile_model
+
+        twin = models.build_ours("avg").to(device).train()
+        twin.load_state_dict(ours.state_dict())
+        built[("ours", "compiled")] = compile_model(twin)
     for shape in args.shapes.split(","):
         utterances, seconds = shape.split("x")
         batch = batch_of(int(utterances), float(seconds), device)
         frames = int(batch["speech_lengths"].sum())
         for precision in args.precisions.split(","):
-            for name in args.models.split(","):
-                row = time_model(built[name], batch, dtypes[precision], args.warmup, args.steps)
-                row.update(model=name, precision=precision, shape=shape, frames=frames,
-                           frames_per_s=frames / row["step_s"])
+            flops = {name: step_flops(built[(name, "eager")], batch, dtypes[precision])
+                     for name in args.models.split(",")}
+            for (name, mode), model in built.items():
+                if name not in args.models.split(",") or mode not in args.modes.split(","):
+                    continue
+                row = time_model(model, batch, dtypes[precision], args.warmup, args.steps)
+                row.update(model=name, mode=mode, precision=precision, shape=shape, frames=frames,
+                           frames_per_s=frames / row["step_s"], gflop=flops[name] / 1e9,
+                           mfu=flops[name] / row["step_s"] / peaks[precision])
                 for updates in UPDATES:
                     row[f"gpu_hours_{updates // 1000}k"] = row["step_s"] * MINIBATCHES_PER_UPDATE * updates / 3600
                 results["rows"].append(row)
@@ -160,10 +232,12 @@ def main() -> None:
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(results, f, indent=1)
     print(f"\n{results['device']}, torch {results['torch']}; blank bias {bias:.2f} -> ratio {ratio:.2f}\n")
-    print("| model | precision | batch | frames/s | step | peak GiB | GPU-h 100k / 200k updates |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    print("| model | mode | precision | batch | frames/s | step | MFU | first step | syncs | kernels | peak GiB "
+          "| GPU-h 100k / 200k updates |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results["rows"]:
-        print(f"| {r['model']} | {r['precision']} | {r['shape']} | {r['frames_per_s']:,.0f} | {r['step_s']:.3f} s "
+        print(f"| {r['model']} | {r['mode']} | {r['precision']} | {r['shape']} | {r['frames_per_s']:,.0f} "
+              f"| {r['step_s']:.3f} s | {r['mfu']:.1%} | {r['first_step_s']:.0f} s | {r['syncs']} | {r['launches']} "
               f"| {r['peak_gib']:.1f} | {r['gpu_hours_100k']:.0f} / {r['gpu_hours_200k']:.0f} |")
 
 

@@ -22,6 +22,14 @@ TRAIN_MEMORY = 0.6
 DECODE_SPEEDUP = {1: 2.0, 10: 3.0}
 HELP_S = 1.5
 FILE_S = 3.0
+COMPILE_OPS_SHARE = 0.25  # issue 16: a compiled step dispatches at most this share of today's eager operations
+COMPILE_SYNCS = 2  # host syncs per step
+COMPILE_BREAKS = 1  # graph breaks of the training forward and loss
+# Issue 16's starting point, measured by bench/compile_proxies.py (4 × 5 s, blank bias 4) at commit 05eeb4d;
+# syncs: the step's own (forward and backward), then reading its 6 statistics and weight one by one; graph
+# breaks with compile_model's dynamo settings (40 with dynamo's defaults, the issue's count).
+COMPILE_BEFORE = dict(ops=5558, syncs=22, stats_syncs=7, breaks=42,
+                      kinds="5 scalar read, 3 nonzero, 11 boolean indexing, 2 ctc_loss lengths, 1 copy to host")
 SIMUL_STEP_S = 0.5  # one simultaneous step (1-s chunk) at SIMUL_GOAL_SECONDS of audio received
 SIMUL_GOAL_SECONDS = 10.0
 
@@ -195,20 +203,24 @@ def gpu_section(gpu: dict | None) -> str:
         return ("No GPU figures: run `python bench/gpu_train_step.py --attention` on a CUDA machine; it writes "
                 "`docs/gpu_train_step.json`, which this page then shows.")
     rows = []
+    compiled = any("mode" in row for row in gpu["rows"])  # runs since issue 16: eager and compiled, MFU, syncs
     for row in gpu["rows"]:
         peer = _by(gpu["rows"], model="peer", precision=row["precision"], shape=row["shape"])
         ratio = f"{row['frames_per_s'] / peer['frames_per_s']:.2f}" if peer and row["model"] != "peer" else ""
         compression = "" if row["compression_ratio"] != row["compression_ratio"] else f"{row['compression_ratio']:.2f}"
-        rows.append([models.LABELS[row["model"]], row["precision"], row["shape"].replace("x", " × ") + " s",
-                     f"{row['frames_per_s']:,.0f}", ratio, f"{row['step_s']:.3f}", f"{row['peak_gib']:.1f}",
-                     compression, f"{row['gpu_hours_100k']:.0f} / {row['gpu_hours_200k']:.0f}"])
+        mode = [row["mode"], f"{row['mfu']:.1%}", f"{row['first_step_s']:.0f} s", row["syncs"], row["launches"]]
+        rows.append([models.LABELS[row["model"]], *(mode if compiled else []), row["precision"],
+                     row["shape"].replace("x", " × ") + " s", f"{row['frames_per_s']:,.0f}", ratio,
+                     f"{row['step_s']:.3f}", f"{row['peak_gib']:.1f}", compression,
+                     f"{row['gpu_hours_100k']:.0f} / {row['gpu_hours_200k']:.0f}"])
+    extra = ["mode", "MFU", "first step", "syncs", "kernels"] if compiled else []
     text = (f"{gpu['device']}, torch {gpu['torch']}. One step is what one GPU does per mini-batch of FBK's "
             "(about 40k frames): forward, backward, gradient clipping and a fused Adam step (lr 0, so the "
             f"calibrated compression holds: blank bias {gpu['blank_bias']:.2f}, ratio {gpu['calibrated_ratio']:.2f}); "
             f"median of {gpu.get('steps', 5)} steps after {gpu.get('warmup', 2)}. GPU-hours: FBK's 100k and 200k updates of 8 such mini-batches "
             "(4 GPUs × accumulation 2) on one GPU.\n\n"
-            + _table(["model", "precision", "batch", "frames/s", "ours / peer", "step (s)", "peak GiB",
-                      "ratio", "GPU-h 100k / 200k"], rows, "lllrrrrrr"))
+            + _table(["model", *extra, "precision", "batch", "frames/s", "ours / peer", "step (s)", "peak GiB",
+                      "ratio", "GPU-h 100k / 200k"], rows, "l" + "lrrrr"[: len(extra)] + "llrrrrrr"))
     if gpu.get("peer_attention_dropout", 0.0) == 0.0:
         text += ("\n\nThese steps ran the peer with ESPnet's default attention dropout (none) against ours' 0.1, "
                  "so the peer did less work than ours (no dropout masks over the attention weights); the CPU "
@@ -220,6 +232,56 @@ def gpu_section(gpu: dict | None) -> str:
                  f"position term as an additive mask {attention['sdpa_s'] * 1e3:.2f} ms "
                  f"({(1 - attention['sdpa_s'] / attention['handwritten_s']) * 100:.1f}% less), outputs equal "
                  f"within {attention['max_abs_diff']:.1g}. Not adopted: too little gain for a second code path.")
+    return text
+
+
+def compile_section(proxies: dict | None) -> str:
+    """What a step asks of the host (``compile_proxies.py``'s result), before and after issue 16."""
+    if not proxies:
+        return "Not measured in this run."
+    rows = [[f"{models.LABELS['ours']}, before (05eeb4d)", "eager", COMPILE_BEFORE["ops"], COMPILE_BEFORE["syncs"],
+             COMPILE_BEFORE["kinds"], COMPILE_BEFORE["stats_syncs"], COMPILE_BEFORE["breaks"]]]
+    for row in proxies["rows"]:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in row["sync_kinds"].items()) or "none"
+        rows.append([models.LABELS[row["model"]], row["path"], row["ops"], row["syncs"], kinds, row["stats_syncs"],
+                     row.get("breaks", "")])
+    text = (f"One training step of 4 utterances of {proxies['seconds']:g} s (full-size models, ours' blank bias "
+            f"{proxies['blank_bias']:.2f}, no SpecAugment), counted on the CPU (`bench/compile_proxies.py`): the "
+            "aten operations dispatched in the forward and backward, the host syncs among them (operations after "
+            "which a GPU's host waits for the device), those of reading the logged statistics as each trainer "
+            "does (ESPnet's one value at a time, ours at once), and the graph breaks `torch._dynamo.explain` finds "
+            "in the forward and loss. \"compiled\" counts the code compiled mode traces, run eagerly.\n\n"
+            + _table(["model", "path", "aten ops", "host syncs", "which", "reading the stats", "graph breaks"],
+                     rows, "llrrlrr"))
+    ours = next((r for r in proxies["rows"] if r["model"] == "ours" and r["path"] == "compiled"), None)
+    compiled_rows = proxies.get("compile", [])
+    full = next((c for c in compiled_rows if c["model"] == "ours"), None)
+    if compiled_rows:
+        text += ("\n\nCompiled (inductor, caches off, 1 thread): the first step (compiling the forward and the "
+                 "backward), then compiled and eager steps taking turns (CPU seconds, medians), and the operations "
+                 "a compiled step still dispatches (matrix products, convolutions, the CTC loss; the fused kernels "
+                 "are not dispatched):\n\n"
+                 + _table(["model", "batch", "first step: CPU (wall) s", "compiled step", "eager step",
+                           "compiled / eager", "aten ops compiled"],
+                          [[c["model"], f"{c['utterances']} × {c['seconds']:g} s",
+                            f"{c['first_step_cpu_s']:.0f} ({c['first_step_s']:.0f})",
+                            f"{c['compiled_cpu_s']:.2f}", f"{c['eager_cpu_s']:.2f}",
+                            f"{c['compiled_cpu_s'] / c['eager_cpu_s']:.2f}", c["compiled_ops"]]
+                           for c in compiled_rows], "llrrrrr"))
+    epoch = proxies.get("epoch")
+    if epoch:
+        text += (f"\n\nAn epoch of MuST-C-like lengths on the demo's model ({epoch['utterances']} utterances, "
+                 f"log-normal around 5 s, in {epoch['steps']} batches of at most {epoch['frames_per_batch']} frames: "
+                 f"{epoch['shapes']} shapes) compiled {epoch['graphs']} graphs, the last at step "
+                 f"{epoch['last_new_graph_step']} ({epoch['epoch_s']:.0f} s in all).")
+    if ours and full:
+        share = full["compiled_ops"] / COMPILE_BEFORE["ops"]
+        text += (f"\n\nIssue 16's goals: graph breaks ≤ {COMPILE_BREAKS} "
+                 f"({_verdict(proxies['rows'][0]['breaks'] <= COMPILE_BREAKS)}), host syncs per step ≤ "
+                 f"{COMPILE_SYNCS} (compiled path: {ours['syncs']} in the step + {ours['stats_syncs']} reading the "
+                 f"stats: {_verdict(ours['syncs'] + ours['stats_syncs'] <= COMPILE_SYNCS)}), a compiled step's "
+                 f"operations ≤ {COMPILE_OPS_SHARE:.0%} of the eager count before ({share:.1%}: "
+                 f"{_verdict(share <= COMPILE_OPS_SHARE)}).")
     return text
 
 
@@ -382,6 +444,10 @@ make the same number of decoder calls (tokens/clip counts the tokens returned).
 Ours gives the same hypotheses at every batch size (checked).
 
 {decoding_section(results)}
+
+## Compiling: what a training step asks of the host
+
+{compile_section(results.get('compile_proxies'))}
 
 ## Simultaneous translation: one step
 

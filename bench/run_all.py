@@ -3,7 +3,8 @@
 
 Sections, in order: calibration of ours' CTC head (``models.py``); training
 step time over the length sweep, at each thread count (``train_step.py``; at 2
-threads on the table's lengths only), peak memory, and the operations of a step; beam-search decoding
+threads on the table's lengths only), peak memory, and the operations of a step; what a step asks
+of a GPU's host, eager and compiled, and what compiling costs (``compile_proxies.py``); beam-search decoding
 against ESPnet's ``Speech2Text`` at each thread count (``decoding.py``);
 one step of simultaneous translation, the forced prefix primed against stepped
 (``simultaneous_step.py``); start-up of ``translate`` (``startup.py``); the features (``fbank_speed.py``);
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import decoding
+import compile_proxies
 import fbank_speed
 import models
 import padding
@@ -41,11 +43,13 @@ FULL = dict(
     threads=[1, 2], repeats=3, train_lengths={"1": [5.0, 10.0, 15.0, 20.0, 25.0, 30.0], "2": [5.0, 10.0, 20.0]},
     memory_lengths=[5.0, 10.0, 20.0, 30.0], calibration_seconds=10.0, clips=20, clip_seconds=[3.0, 9.0],
     startup_repeats=5, fbank_seconds=60.0, simul_seconds=[5.0, 10.0, 20.0], simul_repeats=5,
+    proxy_seconds=5.0, proxy_compile_models=["demo", "ours"], proxy_epoch_utterances=400,
 )
 PADDING_SECONDS = [2.0, 4.0, 6.0]  # one batch: small enough for every run
 QUICK = dict(
     threads=[1], repeats=1, train_lengths={"1": [2.0, 3.0]}, memory_lengths=[2.0], calibration_seconds=2.0,
     clips=3, clip_seconds=[2.0, 3.0], startup_repeats=1, fbank_seconds=5.0, simul_seconds=[3.0], simul_repeats=1,
+    proxy_seconds=2.0, proxy_compile_models=[], proxy_epoch_utterances=0,
 )
 
 
@@ -73,6 +77,12 @@ def sections(settings: dict, target_ratio: float) -> dict[str, Callable[[dict], 
     def flops(results: dict) -> None:
         results["flops"] = train_step.flop_rows(models.MODELS, settings["memory_lengths"],
                                                 results["calibration"]["bias"], _limit_ratios(results))
+
+    def compile_proxies_(results: dict) -> None:
+        results["compile_proxies"] = compile_proxies.measure(
+            settings["proxy_seconds"], results["calibration"]["bias"], settings["repeats"],
+            tuple(settings["proxy_compile_models"]), settings["proxy_epoch_utterances"],
+        )
 
     def decode(threads: int) -> Callable[[dict], None]:
         def run(results: dict) -> None:
@@ -104,6 +114,7 @@ def sections(settings: dict, target_ratio: float) -> dict[str, Callable[[dict], 
         **{f"train/{t}": train(t) for t in settings["threads"] if str(t) in settings["train_lengths"]},
         "memory": memory,
         "flops": flops,
+        "compile_proxies": compile_proxies_,
         **{f"decoding/{t}": decode(t) for t in settings["threads"]},
         "simultaneous": simultaneous,
         "startup": start_up,

@@ -4,6 +4,7 @@
 import torch
 from torch import nn
 
+from espnet2_ext.layers.conv1d_op import conv1d
 from espnet2_ext.layers.masks import make_valid_mask
 
 
@@ -64,7 +65,7 @@ class Conv1dSubsampling(nn.Module):
         x = xs.transpose(1, 2)
         for conv in self.convs:
             x = x.masked_fill(~make_valid_mask(lengths, x.size(2))[:, None, :], 0.0)
-            x = nn.functional.glu(conv(x), dim=1)
+            x = nn.functional.glu(conv1d(x, conv.weight, conv.bias, 2, conv.padding[0]), dim=1)
             lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
         x = x.masked_fill(~make_valid_mask(lengths, x.size(2))[:, None, :], 0.0)
         return x.transpose(1, 2), lengths

@@ -20,6 +20,7 @@ def ctc_compress(
     strategy: str,
     fixed_ratio: int = 4,
     max_out_size: int | None = None,
+    static_size: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Merge consecutive frames that share a CTC label into one vector.
 
@@ -55,9 +56,16 @@ def ctc_compress(
         strategy: one of ``COMPRESSION_STRATEGIES``.
         fixed_ratio: group size of the ``fixed`` strategy.
         max_out_size: cap on the compressed length (``None``: no cap).
+        static_size: give the output the most positions the shapes allow
+            (T, or ``max_out_size`` if smaller; ``ceil(T / fixed_ratio)`` for
+            ``fixed``), padded, instead of the longest new length: nothing then
+            waits for the device to say what that length is (``torch.compile``
+            keeps one graph, a GPU runs on), at the cost of the later layers'
+            work on the padding.
 
     Returns:
-        compressed states (B, T', D) with T' = max new length, new lengths (B,).
+        compressed states (B, T', D) with T' = max new length (or the static
+        size), new lengths (B,).
     """
     if strategy not in COMPRESSION_STRATEGIES:
         raise ValueError(
@@ -77,22 +85,32 @@ def ctc_compress(
                 raise ValueError(f"fixed_ratio must be >= 1, got {fixed_ratio}")
             group = (frame // fixed_ratio).expand(batch, time)
             new_lengths = torch.div(lengths + fixed_ratio - 1, fixed_ratio, rounding_mode="floor")
-            weights = _mean_weights(group, valid, int(new_lengths.max()))
+            n_groups = -(-time // fixed_ratio) if static_size else _read_count(new_lengths)
+            weights = _mean_weights(group, valid, n_groups)
         else:
             probs = ctc_logits.float().softmax(-1)
             labels = probs.argmax(-1)  # of the probabilities, as FBK: rounding can tie what logits order
             group, new_lengths = _label_runs(labels, valid, max_out_size)
-            n_groups = int(new_lengths.max())
+            n_groups = min(time, max_out_size or time) if static_size else _read_count(new_lengths)
             if strategy == "avg":
                 weights = _mean_weights(group, valid, n_groups)
             else:
-                group_labels = _group_majority_label(labels, group, valid, n_groups)
+                group_labels = _group_majority_label(labels, group, valid, n_groups, ctc_logits.size(-1))
                 frame_label = group_labels.gather(1, group.clamp(max=n_groups - 1))
                 prob = probs.gather(2, frame_label.unsqueeze(-1)).squeeze(-1)
                 if strategy == "softmax":
                     prob = prob.exp()
                 weights = _normalise_within_groups(prob, group, valid, n_groups)
-    return _weighted_group_sum(states, group, valid, weights, new_lengths), new_lengths
+    return _weighted_group_sum(states, group, valid, weights, n_groups), new_lengths
+
+
+def _read_count(new_lengths: torch.Tensor) -> int:
+    """The output length, ``max(new_lengths)``: the compression's one read of the device.
+
+    Every other step keeps its shapes (a (B, T) index per frame, padded frames
+    sent to a discarded row) so that nothing else waits for the device.
+    """
+    return int(new_lengths.max())
 
 
 def compressed_run_lengths(
@@ -144,18 +162,17 @@ def _label_runs(
 
 
 def _flat_index(group: torch.Tensor, valid: torch.Tensor, n_groups: int) -> torch.Tensor:
-    """Row of each valid frame in a (B * n_groups) flattening of the output."""
+    """Row of each frame (B, T) in a (B * n_groups + 1) flattening of the output; padded
+    frames go to the last row, which is discarded."""
     batch_offset = torch.arange(group.size(0), device=group.device)[:, None] * n_groups
-    return (batch_offset + group)[valid]
+    return torch.where(valid, batch_offset + group, group.size(0) * n_groups)
 
 
 def _group_sum(values: torch.Tensor, group: torch.Tensor, valid: torch.Tensor, n_groups: int) -> torch.Tensor:
-    """Per-frame values (B, T) summed within each group, broadcast back to frames."""
-    index = _flat_index(group, valid, n_groups)
-    sums = values.new_zeros(group.size(0) * n_groups).index_add_(0, index, values[valid])
-    per_frame = values.new_zeros(values.shape)
-    per_frame[valid] = sums[index]
-    return per_frame
+    """Per-frame values (B, T) summed within each group, broadcast back to frames (0 on padded ones)."""
+    index = _flat_index(group, valid, n_groups).flatten()
+    sums = values.new_zeros(group.size(0) * n_groups + 1).index_add_(0, index, values.flatten())
+    return torch.where(valid, sums.index_select(0, index).view_as(values), 0.0)
 
 
 def _mean_weights(group: torch.Tensor, valid: torch.Tensor, n_groups: int) -> torch.Tensor:
@@ -173,31 +190,35 @@ def _normalise_within_groups(
 
 
 def _group_majority_label(
-    labels: torch.Tensor, group: torch.Tensor, valid: torch.Tensor, n_groups: int
+    labels: torch.Tensor, group: torch.Tensor, valid: torch.Tensor, n_groups: int, vocab: int
 ) -> torch.Tensor:
-    """Label covering most frames of each group (B, n_groups).
+    """Label covering most frames of each group (B, n_groups), of a vocabulary of ``vocab``.
 
     Without ``max_out_size`` every group is a single run, so this is the run's
     label. Ties go to the label whose last frame comes first, i.e. the one that
-    reached the winning count first.
+    reached the winning count first. The (group, label) pairs are found by a
+    stable sort of the frames by pair, so every shape is the batch's (B * T).
     """
     batch, time = labels.shape
-    vocab = int(labels.max()) + 1
-    frame = torch.arange(time, device=labels.device).expand(batch, time)[valid]
-    flat_group = _flat_index(group, valid, n_groups)
-    keys = flat_group * vocab + labels[valid]
-    unique_keys, inverse, counts = torch.unique(keys, return_inverse=True, return_counts=True)
-    last_frame = torch.zeros_like(unique_keys).scatter_reduce(
-        0, inverse, frame, reduce="amax", include_self=False
-    )
+    rows = batch * n_groups + 1  # the last: padded frames, discarded
+    keys = _flat_index(group, valid, n_groups).flatten() * vocab + labels.flatten()
+    sorted_keys, order = torch.sort(keys, stable=True)
+    frame = torch.arange(time, device=labels.device).repeat(batch).index_select(0, order)
+    starts = torch.ones_like(sorted_keys, dtype=torch.bool)
+    starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    pair = starts.long().cumsum(0) - 1  # (group, label) pair of each sorted frame
+    counts = torch.zeros_like(sorted_keys).index_add_(0, pair, torch.ones_like(sorted_keys))
+    last_frame = torch.zeros_like(sorted_keys).scatter_reduce(0, pair, frame, reduce="amax", include_self=False)
+    pair_key = torch.zeros_like(sorted_keys).scatter_(0, pair, sorted_keys)  # the same key for a pair's frames
+    exists = counts > 0
     score = counts * (time + 1) - last_frame
-    key_group = torch.div(unique_keys, vocab, rounding_mode="floor")
-    best = torch.full((batch * n_groups,), -1, dtype=score.dtype, device=score.device)
-    best = best.scatter_reduce(0, key_group, score, reduce="amax", include_self=True)
-    winners = score == best[key_group]
-    group_labels = torch.zeros(batch * n_groups, dtype=labels.dtype, device=labels.device)
-    group_labels[key_group[winners]] = unique_keys[winners] % vocab
-    return group_labels.view(batch, n_groups)
+    pair_group = torch.where(exists, torch.div(pair_key, vocab, rounding_mode="floor"), rows - 1)
+    best = torch.full((rows,), -1, dtype=score.dtype, device=score.device)
+    best = best.scatter_reduce(0, pair_group, score, reduce="amax", include_self=True)
+    winners = exists & (score == best.index_select(0, pair_group)) & (pair_group < rows - 1)
+    group_labels = torch.zeros(rows, dtype=labels.dtype, device=labels.device)
+    group_labels.scatter_(0, torch.where(winners, pair_group, rows - 1), pair_key % vocab)
+    return group_labels[:-1].view(batch, n_groups)
 
 
 def _weighted_group_sum(
@@ -205,11 +226,10 @@ def _weighted_group_sum(
     group: torch.Tensor,
     valid: torch.Tensor,
     weights: torch.Tensor,
-    new_lengths: torch.Tensor,
+    n_groups: int,
 ) -> torch.Tensor:
-    batch, _, dim = states.shape
-    n_groups = int(new_lengths.max())
-    index = _flat_index(group, valid, n_groups)
-    contributions = states[valid] * weights[valid].to(states.dtype).unsqueeze(-1)
-    out = states.new_zeros(batch * n_groups, dim).index_add(0, index, contributions)
-    return out.view(batch, n_groups, dim)
+    batch, time, dim = states.shape
+    index = _flat_index(group, valid, n_groups).flatten()
+    contributions = (states * weights.to(states.dtype).unsqueeze(-1)).reshape(batch * time, dim)
+    out = states.new_zeros(batch * n_groups + 1, dim).index_add(0, index, contributions)
+    return out[:-1].view(batch, n_groups, dim)

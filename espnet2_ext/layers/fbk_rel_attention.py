@@ -115,13 +115,9 @@ class FBKRelPositionMultiHeadedAttention(RelPositionMultiHeadedAttention):
         scale = 1.0 / self.sqrt_dim
         content = torch.matmul((q + self.pos_bias_u.unsqueeze(1)) * scale, k.transpose(-2, -1))
         position = torch.matmul((q + self.pos_bias_v.unsqueeze(1)) * scale, positions.transpose(-2, -1))
-        position = position.contiguous()
+        position = position.contiguous()  # a fresh product: its storage starts at its first element
         row = time * (2 * time + 1)
-        shifted = position.as_strided(
-            (batch, heads, time, time),
-            (heads * row, row, 2 * time, 1),
-            position.storage_offset() + 2 * time - 1,
-        )
+        shifted = position.as_strided((batch, heads, time, time), (heads * row, row, 2 * time, 1), 2 * time - 1)
         return self.forward_attention(v, content.add_(shifted), mask)
 
     def forward_attention(self, value: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from espnet2_ext.layers.conv1d_op import conv1d
 from espnet2_ext.layers.masks import ValidFrames
 
 
@@ -12,9 +13,15 @@ class MaskedConvolutionModule(nn.Module):
     ESPnet's stock module convolves over padded frames (non-zero after the
     previous sub-layers) and lets them into BatchNorm's batch statistics, so an
     utterance's output depends on what it is batched with. Here padded frames
-    are zeroed before the depthwise convolution, and BatchNorm, SiLU and the
-    last pointwise layer see only the valid frames, packed as (N, C): the norm
-    stays a plain ``nn.BatchNorm1d``, so ``convert_sync_batchnorm`` still works.
+    are zeroed before the depthwise convolution, BatchNorm's batch statistics
+    are those of the valid frames only, and padded output frames are zero.
+
+    The statistics are masked sums over the padded batch (:meth:`_masked_batch_norm`),
+    so that nothing waits for the device to say how many frames are valid; the
+    parameters and running statistics stay those of a plain ``nn.BatchNorm1d``
+    (``norm``). After ``convert_sync_batchnorm`` (several GPUs) the valid frames
+    are packed and handed to ``SyncBatchNorm`` instead, which gathers the
+    statistics of every GPU.
 
     Args:
         channels: model dimension C.
@@ -35,23 +42,57 @@ class MaskedConvolutionModule(nn.Module):
 
     def forward(self, x: torch.Tensor, frames: ValidFrames) -> torch.Tensor:
         """Map (B, T, C) to (B, T, C); ``frames`` says which are real. Padded output frames are zero."""
+        padded = ~frames.mask.unsqueeze(-1)
         x = nn.functional.glu(self.pointwise_in(x), dim=-1)
-        x = x.masked_fill(~frames.mask.unsqueeze(-1), 0.0)
-        x = self.depthwise(x.transpose(1, 2)).transpose(1, 2)
-        flat = x.reshape(-1, x.size(-1))
-        packed = self.pointwise_out(self.activation(self._normalize(flat.index_select(0, frames.index))))
-        return flat.new_zeros(flat.shape).index_copy(0, frames.index, packed.to(flat.dtype)).view(x.shape)
+        x = x.masked_fill(padded, 0.0)
+        depthwise = self.depthwise
+        x = conv1d(x.transpose(1, 2), depthwise.weight, None, 1, depthwise.padding[0], depthwise.groups).transpose(1, 2)
+        if isinstance(self.norm, nn.SyncBatchNorm) and self.training:
+            return self._packed(x, frames)
+        x = self.pointwise_out(self.activation(self._masked_batch_norm(x, frames)))
+        return x.masked_fill(padded, 0.0)
 
-    def _normalize(self, frames: torch.Tensor) -> torch.Tensor:
-        """BatchNorm over the valid frames (N, C).
+    def _masked_batch_norm(self, x: torch.Tensor, frames: ValidFrames) -> torch.Tensor:
+        """``self.norm`` over the valid frames of (B, T, C), statistics in float32.
 
-        One frame has no batch variance (early in training the CTC can squeeze a
-        whole batch to a single vector), so it is normalised with the running
-        statistics instead, leaving them untouched.
+        In training: the valid frames' mean and (biased) variance normalise, and
+        the running statistics move towards them (unbiased variance) by the
+        norm's momentum, as ``nn.BatchNorm1d`` does. One frame has no batch
+        variance (early in training the CTC can squeeze a whole batch to a single
+        vector), so it is normalised with the running statistics instead, leaving
+        them untouched. In evaluation: the running statistics.
         """
-        if self.training and frames.size(0) < 2:
-            norm = self.norm
+        norm = self.norm
+        if not self.training or not norm.track_running_stats:
             return nn.functional.batch_norm(
-                frames, norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
-            )
-        return self.norm(frames)
+                x.transpose(1, 2), norm.running_mean, norm.running_var, norm.weight, norm.bias, False, 0.0, norm.eps
+            ).transpose(1, 2)
+        valid = frames.mask.unsqueeze(-1)
+        values = x.float()
+        count = frames.count.float()
+        mean = values.masked_fill(~valid, 0.0).sum((0, 1)) / count
+        square_sum = (values - mean).masked_fill(~valid, 0.0).square().sum((0, 1))
+        var = square_sum / count
+        use_batch = count >= 2
+        with torch.no_grad():
+            norm.num_batches_tracked.add_(use_batch.long())
+            if norm.momentum is None:  # cumulative average
+                factor = torch.where(use_batch, 1.0 / norm.num_batches_tracked.clamp(min=1).float(), 0.0)
+            else:
+                factor = torch.where(use_batch, norm.momentum, 0.0)
+            unbiased = square_sum / (count - 1).clamp(min=1.0)
+            norm.running_mean.mul_(1 - factor).add_(factor * mean.detach())
+            norm.running_var.mul_(1 - factor).add_(factor * unbiased)
+        mean = torch.where(use_batch, mean, norm.running_mean)
+        var = torch.where(use_batch, var, norm.running_var)
+        normalised = (values - mean) * torch.rsqrt(var + norm.eps)
+        if norm.affine:
+            normalised = normalised * norm.weight + norm.bias
+        return normalised.to(x.dtype)
+
+    def _packed(self, x: torch.Tensor, frames: ValidFrames) -> torch.Tensor:
+        """SyncBatchNorm, SiLU and the last pointwise layer on the valid frames packed as (N, C)."""
+        index = frames.mask.flatten().nonzero().squeeze(1)
+        flat = x.reshape(-1, x.size(-1))
+        packed = self.pointwise_out(self.activation(self.norm(flat.index_select(0, index))))
+        return flat.new_zeros(flat.shape).index_copy(0, index, packed.to(flat.dtype)).view(x.shape)

@@ -16,15 +16,15 @@ def make_valid_mask(lengths: torch.Tensor, time: int) -> torch.Tensor:
 
 
 class ValidFrames(NamedTuple):
-    """Which frames of a padded batch are real, as a mask and as flat indices.
+    """Which frames of a padded batch are real: a mask, and how many there are.
 
-    Built once per sequence length of a forward: the indices cost the only host
-    round trip (their count is data-dependent); every layer then gathers and
-    scatters valid frames with them without another one.
+    Built once per sequence length of a forward and passed to every layer. Both
+    stay on the device: nothing here waits for it (a list of the valid frames'
+    positions would, its size depending on the data).
     """
 
     mask: torch.Tensor  # (B, T) booleans
-    index: torch.Tensor  # (N,) positions of the valid frames in the (B * T) flattening
+    count: torch.Tensor  # () valid frames in the batch
 
     @classmethod
     def of(cls, lengths: torch.Tensor, time: int) -> "ValidFrames":
@@ -32,4 +32,4 @@ class ValidFrames(NamedTuple):
 
     @classmethod
     def from_mask(cls, mask: torch.Tensor) -> "ValidFrames":
-        return cls(mask, mask.flatten().nonzero().squeeze(1))
+        return cls(mask, mask.sum())

@@ -4,8 +4,6 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
-from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet2.asr.specaug.abs_specaug import AbsSpecAug
@@ -13,10 +11,12 @@ from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
+from espnet2_ext.asr.decoder.fbk_transformer_decoder import FBKTransformerDecoder
 from espnet2_ext.asr.encoder.ctc_compress_conformer_encoder import (
     CTCCompressConformerEncoder,
     CTCCompressEncoderOutput,
 )
+from espnet2_ext.layers.ctc_loss import ctc_loss
 
 
 class UtteranceLosses(NamedTuple):
@@ -49,6 +49,25 @@ def label_smoothed_nll(
     eps_i = epsilon / (lprobs.size(-1) - 1)
     loss = (1.0 - epsilon - eps_i) * nll + eps_i * smooth
     return loss.masked_fill(ignore, 0.0)
+
+
+def add_sos_eos(
+    text: torch.Tensor, text_lengths: torch.Tensor, sos: int, eos: int, ignore_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder inputs ``<sos> y`` padded with ``eos`` and targets ``y <eos>`` padded with
+    ``ignore_id``, both (B, L + 1), of targets ``text`` (B, L) with lengths (B,).
+
+    ESPnet's ``add_sos_eos``, from the lengths and for the whole batch at once, where
+    ESPnet's strips each utterance's padding in a Python loop (a wait for the device
+    per utterance on a GPU).
+    """
+    position = torch.arange(text.size(1) + 1, device=text.device).expand(text.size(0), -1)
+    lengths = text_lengths[:, None]
+    previous = text.gather(1, (position - 1).clamp(min=0))  # y[p - 1], and y[0] at p = 0
+    current = text.gather(1, position.clamp(max=text.size(1) - 1))  # y[p], and y[L - 1] at p = L
+    ys_in = torch.where(position == 0, sos, torch.where(position <= lengths, previous, eos))
+    ys_out = torch.where(position < lengths, current, torch.where(position == lengths, eos, ignore_id))
+    return ys_in, ys_out
 
 
 def ctc_min_input_lengths(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
@@ -91,6 +110,13 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
 
     The first ``ignore_prefix_size`` target tokens (the ``<lang:xx>`` tag) are
     fed to the decoder but excluded from loss and accuracy; decoding forces them.
+
+    A training step waits for the device twice on a GPU, and nowhere else: for the
+    compressed length (the encoder's) and to copy the CTC's lengths to the host
+    (``ctc_loss`` reads them there); compiled, only for the latter. Batches may
+    be padded beyond their longest utterance: padding changes no loss term, only
+    the work (with ESPnet's decoders, ``decoder: transformer``, the targets are
+    cut to their longest, which reads the device once more).
 
     Args:
         vocab_size: target vocabulary size (last id is <sos/eos>).
@@ -157,14 +183,19 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
         src_text_lengths: torch.Tensor | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """Batch loss, logged stats and the batch size as weight (ESPnet's contract)."""
-        losses = self.utterance_losses(
-            speech, speech_lengths, text, text_lengths, src_text, src_text_lengths
-        )
+        """Batch loss, logged stats and the batch size as weight (ESPnet's contract).
+
+        SpecAugment is called here rather than through :meth:`features`: compiled, it is
+        the graph's one break (it runs eagerly, see :meth:`_augment`), and a break inside a
+        nested call would also cut the graph of every caller.
+        """
+        feats, feats_lengths = self._normalized_features(speech, speech_lengths)
+        if self.specaug is not None and self.training:
+            feats, feats_lengths = self._augment(feats, feats_lengths)
+        losses = self._feature_losses(feats, feats_lengths, text, text_lengths, src_text, src_text_lengths)
         total = losses.ce.sum() + self.ctc_weight * losses.ctc.sum()
         tokens = losses.tokens.sum().clamp(min=1)
         loss = total / (losses.src_tokens + 1).sum() if self.ctc_weight > 0 else total / tokens
-        batch_size = speech.size(0)
         stats = dict(
             loss=(total / tokens).detach(),
             loss_ce=(losses.ce.sum() / tokens).detach(),
@@ -175,6 +206,7 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
             ).detach().float(),
             ctc_infeasible=(~losses.ctc_feasible).sum().detach().float(),
         )
+        batch_size = torch.full((), speech.size(0), dtype=torch.long, device=loss.device)  # no copy from the host
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
 
@@ -188,13 +220,23 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
         src_text_lengths: torch.Tensor | None = None,
     ) -> UtteranceLosses:
         """Every loss term per utterance; ``forward`` only reduces these."""
-        text = text[:, : int(text_lengths.max())]
-        enc = self.encode_with_ctc(speech, speech_lengths)
+        feats, feats_lengths = self.features(speech, speech_lengths)
+        return self._feature_losses(feats, feats_lengths, text, text_lengths, src_text, src_text_lengths)
+
+    def _feature_losses(
+        self,
+        feats: torch.Tensor,
+        feats_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        src_text: torch.Tensor | None,
+        src_text_lengths: torch.Tensor | None,
+    ) -> UtteranceLosses:
+        enc = self.encoder.encode(feats, feats_lengths)
         ce, tokens, correct = self._translation_terms(enc, text, text_lengths)
         if self.ctc_weight > 0:
             if src_text is None or src_text_lengths is None:
                 raise ValueError("ctc_weight > 0 needs src_text (the source transcript) in the data")
-            src_text = src_text[:, : int(src_text_lengths.max())]
             ctc, feasible = self._ctc_terms(enc, src_text, src_text_lengths)
             src_tokens = src_text_lengths
         else:
@@ -208,10 +250,13 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
     def _translation_terms(
         self, enc: CTCCompressEncoderOutput, text: torch.Tensor, text_lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ys_in, ys_out = add_sos_eos(text, self.sos, self.eos, self.ignore_id)
+        if not isinstance(self.decoder, FBKTransformerDecoder):
+            # ESPnet's decoders mask over the longest target: cut the padding to it (a read of the device)
+            text = text[:, : int(text_lengths.max())]
+        ys_in, ys_out = add_sos_eos(text, text_lengths, self.sos, self.eos, self.ignore_id)
         logits, _ = self.decoder(enc.hidden, enc.lengths, ys_in, text_lengths + 1)
-        ys_out = ys_out.clone()
-        ys_out[:, : self.ignore_prefix_size] = self.ignore_id
+        prefix = torch.arange(ys_out.size(1), device=ys_out.device) < self.ignore_prefix_size
+        ys_out = ys_out.masked_fill(prefix, self.ignore_id)
         scored = ys_out != self.ignore_id
         ce = label_smoothed_nll(logits, ys_out, self.lsm_weight, self.ignore_id).sum(1)
         correct = ((logits.argmax(-1) == ys_out) & scored).sum(1)
@@ -223,32 +268,41 @@ class ESPnetSTCTCCompressModel(AbsESPnetModel):
         """CTC on the pre-compression frames; infeasible utterances count 0 (zero_infinity)."""
         targets = src_text.masked_fill(src_text == self.ignore_id, 0)
         log_probs = enc.ctc_logits.float().log_softmax(-1).transpose(0, 1)
-        ctc = F.ctc_loss(
-            log_probs,
-            targets,
-            enc.ctc_lengths,
-            src_text_lengths,
-            blank=0,
-            reduction="none",
-            zero_infinity=True,
-        )
+        # the loss and its gradient read the lengths on the host: one copy there serves both
+        input_lengths, target_lengths = torch.stack([enc.ctc_lengths.long(), src_text_lengths.long()]).cpu()
+        ctc = ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, zero_infinity=True)
         feasible = enc.ctc_lengths >= ctc_min_input_lengths(targets, src_text_lengths)
         return ctc, feasible
 
     def encode_with_ctc(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
     ) -> CTCCompressEncoderOutput:
-        """Features -> normalised features -> (augmented in training) -> encoder.
+        """Features -> normalised features -> (augmented in training) -> encoder."""
+        return self.encoder.encode(*self.features(speech, speech_lengths))
+
+    def features(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the encoder reads: the features, normalised, augmented in training.
 
         Padded frames need no zeroing here: the encoder never reads them.
         """
-        speech = speech[:, : int(speech_lengths.max())]
+        feats, feats_lengths = self._normalized_features(speech, speech_lengths)
+        if self.specaug is not None and self.training:
+            feats, feats_lengths = self._augment(feats, feats_lengths)
+        return feats, feats_lengths
+
+    def _normalized_features(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         feats, feats_lengths = self._extract_feats(speech, speech_lengths)
         if self.normalize is not None:
             feats, feats_lengths = self.normalize(feats, feats_lengths)
-        if self.specaug is not None and self.training:
-            feats, feats_lengths = self.specaug(feats, feats_lengths)
-        return self.encoder.encode(feats, feats_lengths)
+        return feats, feats_lengths
+
+    @torch.compiler.disable
+    def _augment(self, feats: torch.Tensor, feats_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """SpecAugment, never compiled: ESPnet's reads the device to draw its masks' positions
+        (two waits for it on a GPU), which a graph cannot hold."""
+        return self.specaug(feats, feats_lengths)
 
     def encode(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor

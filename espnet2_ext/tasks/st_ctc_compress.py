@@ -31,7 +31,9 @@ from espnet2_ext.tasks.model_building import (  # noqa: F401 (ModelLoadError: pa
     lazy_class,
     load_st_model,
 )
+from espnet2_ext.train.compilation import compile_model, compile_setting, should_compile
 from espnet2_ext.train.preprocessor import SpeechLengthCheck
+from espnet2_ext.train.trainer import STTrainer
 
 
 def _with_ours(kind: str, espnet_classes: dict) -> dict:
@@ -68,8 +70,12 @@ class STCTCCompressTask(STTask):
     normalisation ``utterance_cmvn`` (fairseq's, padding-exact, the default).
     Everything else (data, iterators, trainer, tokenisation, SpecAugment, ESPnet's
     decoders and global CMVN) is ESPnet's. The source token list feeds the
-    encoder's CTC head.
+    encoder's CTC head. The trainer is ESPnet's, reading each step's logged
+    statistics from the device at once (:class:`~espnet2_ext.train.trainer.STTrainer`);
+    ``--compile`` compiles the model for training (:mod:`espnet2_ext.train.compilation`).
     """
+
+    trainer = STTrainer
 
     class_choices_list = [
         frontend_choices,
@@ -90,6 +96,13 @@ class STCTCCompressTask(STTask):
             default=True,
             help="In distributed training, compute the conv modules' BatchNorm statistics over all GPUs",
         )
+        parser.add_argument(
+            "--compile",
+            type=compile_setting,
+            default="auto",
+            help="torch.compile the model for training (checkpoints keep their keys): true, false, or auto: "
+            "compiled on GPUs (ngpu > 0), eager on the CPU, where compiling does not pay",
+        )
 
     @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> SpeechLengthCheck:
@@ -107,6 +120,9 @@ class STCTCCompressTask(STTask):
                 model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             else:  # DDP refuses SyncBatchNorm on CPU modules
                 logging.info("SyncBatchNorm skipped: it is CUDA-only; on CPU each process keeps its own statistics")
+        if should_compile(args.compile, args.ngpu):
+            logging.info("The model is compiled (torch.compile): the first steps take minutes")
+            compile_model(model)
         return model
 
     @classmethod

@@ -215,6 +215,24 @@ def test_encoder(imported):
         assert max_diff(hidden[b, : lengths[b]], expected.states) <= ATOL, f"utterance {b}: states"
 
 
+def test_compiled_encoder(imported):
+    """The encoder's compiled code path (traced by dynamo, eager kernels: ``aot_eager``) gives FBK's
+    states too; the compression's output, padded to a width known from the shapes, holds them first."""
+    from espnet2_ext.train.compilation import compiled
+
+    ref, model = imported.reference, imported.translator.model
+    normalised = [utterance_cmvn(x) for x in features()]
+    encode = compiled(model.encoder.encode, backend="aot_eager")
+    with torch.no_grad():
+        hidden, lengths, ctc_logits, ctc_lengths = encode(pad(normalised), torch.tensor(FRAMES))
+    for b, x in enumerate(normalised):
+        expected = ref.encode(torch.from_numpy(x))
+        assert int(ctc_lengths[b]) == expected.ctc_logits.size(0)
+        assert int(lengths[b]) == expected.states.size(0), f"utterance {b}: runs {expected.runs}"
+        assert max_diff(hidden[b, : lengths[b]], expected.states) <= ATOL, f"utterance {b}: states"
+        assert not hidden[b, lengths[b] :].any()
+
+
 def test_decoder_teacher_forced(imported):
     ref, model = imported.reference, imported.translator.model
     rng = np.random.default_rng(2)

@@ -148,3 +148,35 @@ def test_ctc_weight_needs_a_source_transcript():
         model(**batch)
     loss, stats, _ = small_model(ctc_weight=0.0)(**batch)
     assert stats["loss_ctc"].item() == 0.0
+
+
+def test_add_sos_eos_is_espnets_for_the_whole_batch_at_once():
+    from espnet.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos as espnet_add_sos_eos
+
+    from espnet2_ext.st.espnet_model import add_sos_eos
+
+    for sequences in ([[5, 6, 7], [8], [9, 9, 9, 9]], [[3]], [[1, 2], [3, 4]]):
+        text, lengths = pad_tokens(sequences)
+        expected = espnet_add_sos_eos(text, 20, 21, -1)
+        got = add_sos_eos(text, lengths, 20, 21, -1)
+        assert all(torch.equal(g, e) for g, e in zip(got, expected)), sequences
+
+
+@pytest.mark.parametrize("decoder", ["espnet", "fbk"])
+@torch.no_grad()
+def test_padding_beyond_the_longest_utterance_changes_no_loss(decoder):
+    """The model reads no maximum length from the device (but for ESPnet's decoder's targets): a batch
+    padded further (as a data-parallel split of a batch would be) gives the same terms."""
+    from espnet2_ext.asr.decoder.fbk_transformer_decoder import FBKTransformerDecoder
+
+    model = small_model().eval()
+    if decoder == "fbk":
+        model.decoder = FBKTransformerDecoder(15, 64, attention_heads=4, linear_units=128, num_blocks=2).eval()
+    batch = batch_of(make_examples(3, seed=7))
+    wider = dict(batch)
+    wider["speech"] = torch.cat([batch["speech"], torch.randn(3, 23, 20) * 50], dim=1)
+    for key in ("text", "src_text"):
+        wider[key] = torch.cat([batch[key], torch.full((3, 4), -1)], dim=1)
+    expected, got = model.utterance_losses(**batch), model.utterance_losses(**wider)
+    for name in ("ce", "tokens", "correct", "ctc", "ctc_feasible", "compressed_lengths"):
+        torch.testing.assert_close(getattr(got, name), getattr(expected, name), rtol=1e-5, atol=1e-5, msg=name)

@@ -79,6 +79,21 @@ def test_distributed_training_gets_sync_batchnorm_on_gpus_only(tmp_path, caplog)
     assert "SyncBatchNorm skipped: it is CUDA-only" in caplog.text
 
 
+def test_compile_option_compiles_in_place_keeping_the_checkpoint_keys(tmp_path):
+    """``compile: auto`` in the recipe config: eager on the CPU, compiled with GPUs; compiled in
+    place, so the weights keep their names (no ``_orig_mod.`` prefix)."""
+    blocks = ("--encoder_conf", "num_blocks=2", "--encoder_conf", "ctc_block=1")
+    assert parse(tmp_path).compile == "auto"
+    eager = STCTCCompressTask.build_model(parse(tmp_path, *blocks, "--ngpu", "0"))
+    compiled = STCTCCompressTask.build_model(parse(tmp_path, *blocks, "--ngpu", "0", "--compile", "true"))
+    on_gpus = STCTCCompressTask.build_model(parse(tmp_path, *blocks, "--ngpu", "1"))
+    assert eager._compiled_call_impl is None
+    assert compiled._compiled_call_impl is not None and on_gpus._compiled_call_impl is not None
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    with pytest.raises(SystemExit):
+        parse(tmp_path, "--compile", "maybe")
+
+
 # --------------------------------------------------------------------------- strict loading
 
 

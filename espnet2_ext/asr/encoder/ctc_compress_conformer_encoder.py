@@ -251,13 +251,7 @@ class CTCCompressConformerEncoder(AbsEncoder):
 
     def encode(self, xs_pad: torch.Tensor, ilens: torch.Tensor) -> CTCCompressEncoderOutput:
         """Encode features (B, T, F) with lengths (B,), keeping the CTC logits."""
-        too_short = torch.nonzero(ilens < self.min_input_length).flatten().tolist()
-        if too_short:
-            details = ", ".join(f"#{i}: {int(ilens[i])} frames" for i in too_short)
-            raise ValueError(
-                f"input too short for the subsampler (needs >= {self.min_input_length} frames): "
-                f"batch utterance {details}"
-            )
+        self._check_input_lengths(ilens)
         x, lengths = self.subsampling(xs_pad, ilens)
         x, pos_emb = self._scale_and_position(x, lengths)
         frames = ValidFrames.of(lengths, x.size(1))  # once per length: every block uses it
@@ -274,12 +268,43 @@ class CTCCompressConformerEncoder(AbsEncoder):
         x = x.masked_fill(~frames.mask.unsqueeze(-1), 0.0)
         return CTCCompressEncoderOutput(x, lengths, ctc_logits, ctc_lengths)
 
+    def _check_input_lengths(self, ilens: torch.Tensor) -> None:
+        """Refuse utterances shorter than the subsampler's kernel, without waiting for the device.
+
+        The check is queued on the device (``torch._assert_async``): on the CPU it
+        fails here, and the error then names the utterances; on a GPU, where the
+        data loader's length check (:class:`~espnet2_ext.train.preprocessor.SpeechLengthCheck`)
+        and the translators' own have already refused them, a failure stops the
+        process with this message.
+        """
+        message = f"input too short for the subsampler (needs >= {self.min_input_length} frames)"
+        long_enough = (ilens >= self.min_input_length).all()
+        if torch.compiler.is_compiling():
+            torch._assert_async(long_enough, message)
+            return
+        try:
+            torch._assert_async(long_enough, message)
+        except RuntimeError:
+            too_short = torch.nonzero(ilens < self.min_input_length).flatten().tolist()
+            details = ", ".join(f"#{i}: {int(ilens[i])} frames" for i in too_short)
+            raise ValueError(f"{message}: batch utterance {details}") from None
+
     def _compress(
         self, x: torch.Tensor, lengths: torch.Tensor, ctc_logits: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The shorter sequence the blocks after the CTC head run on (a subclass may change how)."""
+        """The shorter sequence the blocks after the CTC head run on (a subclass may change how).
+
+        Compiled, its width is the most runs the shapes allow, padded (``static_size``): the
+        graph then needs nothing from the device. Eager, it is the longest compressed length.
+        """
         return ctc_compress(
-            x, lengths, ctc_logits, self.compression, self.compression_fixed_ratio, self.compression_max_out_size
+            x,
+            lengths,
+            ctc_logits,
+            self.compression,
+            self.compression_fixed_ratio,
+            self.compression_max_out_size,
+            static_size=torch.compiler.is_compiling(),
         )
 
     def _scale_and_position(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, Positions]:

@@ -60,18 +60,20 @@ def test_compression_none_keeps_the_subsampled_length():
     assert torch.equal(out.lengths, out.ctc_lengths)
 
 
-def assert_invariant(encoder, utterances, batch_sizes):
-    """Each utterance alone gives the same states as in every padded batch."""
-    alone = [encoder.encode(*pad_batch([u])) for u in utterances]
+def assert_invariant(encoder, utterances, batch_sizes, encode=None):
+    """Each utterance alone gives the same states as in every padded batch (``encode``: the
+    encoder's, or a compiled one)."""
+    encode = encode or encoder.encode
+    alone = [encode(*pad_batch([u])) for u in utterances]
     for size in batch_sizes:
         for start in range(0, len(utterances), size):
             chunk = utterances[start : start + size]
-            out = encoder.encode(*pad_batch(chunk))
+            out = encode(*pad_batch(chunk))
             for i, single in enumerate(alone[start : start + size]):
                 n = int(single.lengths[0])
                 assert int(out.lengths[i]) == n
                 assert int(out.ctc_lengths[i]) == int(single.ctc_lengths[0])
-                diff = (out.hidden[i, :n] - single.hidden[0]).abs().max().item()
+                diff = (out.hidden[i, :n] - single.hidden[0, :n]).abs().max().item()
                 assert diff <= TOLERANCE, f"batch of {size}: utterance {start + i} differs by {diff}"
                 assert torch.count_nonzero(out.hidden[i, n:]) == 0
 
@@ -86,6 +88,28 @@ def test_padding_never_changes_the_output_at_batch_1_10_100(compression, rel_pos
     encoder = small_encoder(compression=compression, rel_pos_type=rel_pos_type).eval()
     utterances = random_utterances(100, 5, 160, 20, seed=7)
     assert_invariant(encoder, utterances, batch_sizes=[10, 100])
+
+
+@pytest.mark.parametrize(
+    "compression, backend",
+    [(strategy, "aot_eager") for strategy in ("avg", "weighted", "softmax", "fixed")] + [("avg", "inductor")],
+)
+@torch.no_grad()
+def test_compiled_encoder_is_padding_invariant_and_computes_the_eager_states(compression, backend):
+    """Compiled, the compression pads its output to a width known from the shapes: the valid
+    states are still the eager ones and still independent of the batch. ``aot_eager``: the
+    compiled code path with eager kernels; ``inductor``: generated kernels (one strategy: CI time)."""
+    from espnet2_ext.train.compilation import compiled
+
+    encoder = small_encoder(compression=compression, compression_max_out_size=6).eval()
+    encode = compiled(encoder.encode, backend=backend)
+    utterances = random_utterances(10, 5, 160, 20, seed=7)
+    assert_invariant(encoder, utterances, batch_sizes=[10], encode=encode)
+    eager, got = encoder.encode(*pad_batch(utterances)), encode(*pad_batch(utterances))
+    assert torch.equal(got.lengths, eager.lengths) and torch.equal(got.ctc_lengths, eager.ctc_lengths)
+    assert got.hidden.size(1) >= eager.hidden.size(1)
+    torch.testing.assert_close(got.hidden[:, : eager.hidden.size(1)], eager.hidden, rtol=1e-5, atol=1e-5)
+    assert not got.hidden[:, eager.hidden.size(1) :].any()
 
 
 @pytest.mark.parametrize("rel_pos_type", ["fbk", "latest"])
