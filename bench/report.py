@@ -208,8 +208,9 @@ def gpu_section(gpu: dict | None) -> str:
         peer = _by(gpu["rows"], model="peer", precision=row["precision"], shape=row["shape"])
         ratio = f"{row['frames_per_s'] / peer['frames_per_s']:.2f}" if peer and row["model"] != "peer" else ""
         compression = "" if row["compression_ratio"] != row["compression_ratio"] else f"{row['compression_ratio']:.2f}"
-        mode = [row["mode"], f"{row['mfu']:.1%}", f"{row['first_step_s']:.0f} s", row["syncs"], row["launches"]]
-        rows.append([models.LABELS[row["model"]], *(mode if compiled else []), row["precision"],
+        mode = [row["mode"], f"{row['mfu']:.1%}", f"{row['first_step_s']:.0f} s", row["syncs"], row["launches"]] \
+            if compiled else []
+        rows.append([models.LABELS[row["model"]], *mode, row["precision"],
                      row["shape"].replace("x", " × ") + " s", f"{row['frames_per_s']:,.0f}", ratio,
                      f"{row['step_s']:.3f}", f"{row['peak_gib']:.1f}", compression,
                      f"{row['gpu_hours_100k']:.0f} / {row['gpu_hours_200k']:.0f}"])
