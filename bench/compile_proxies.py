@@ -46,16 +46,16 @@ import time
 from collections.abc import Callable, Iterator
 from unittest import mock
 
+import models
 import torch
 import yaml
+from timing import cpu_seconds
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import models
 from espnet2_ext.tasks.model_building import build_st_model
 from espnet2_ext.train.compilation import DYNAMO_SETTINGS, compile_model
 from espnet2_ext.train.trainer import read_stats
-from timing import cpu_seconds
 
 DYNAMIC_SIZE_OPS = {"aten.nonzero.default", "aten.masked_select.default", "aten._unique2.default",
                     "aten.unique_consecutive.default", "aten.unique_dim.default", "aten.repeat_interleave.Tensor"}

@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import decoding
 import compile_proxies
+import decoding
 import fbank_speed
 import models
 import padding

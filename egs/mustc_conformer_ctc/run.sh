@@ -17,6 +17,8 @@ ngpu=0                  # GPUs for training and decoding (0: CPU); batches are r
                         # the config's data per update
 nj=4                    # parallel jobs for features, statistics and decoding
 train_args=             # more st_train options for stages 5 and 6 (e.g. "--dist_launcher slurm")
+compile=                # torch.compile in stages 5 and 6: true | false | auto (on GPUs only);
+                        # empty: train.yaml's `compile` (auto)
 finetune=true           # run stage 6 and decode its model; false: decode stage 5's
 average_num=5           # checkpoints averaged for decoding
 average_mode=around     # around: the best and its neighbours (FBK); nbest: ESPnet's n best
@@ -36,6 +38,10 @@ for option in nj average_num; do
     [ "${!option}" -ge 1 ] || { echo "$0: option --${option//_/-} expects an integer >= 1, got ${!option}" >&2
                                 exit 1; }
 done
+case "${compile}" in
+    ''|true|false|auto) ;;
+    *) echo "$0: option --compile expects true, false or auto, got '${compile}'" >&2; exit 1;;
+esac
 [ "${stage}" -le "${stop_stage}" ] || { echo "$0: --stage ${stage} is after --stop-stage ${stop_stage}: nothing would run" >&2
                                         exit 1; }
 
@@ -83,6 +89,7 @@ for t in $(data_triples "${dump}/dev"); do data_args+=(--valid_data_path_and_nam
 dist_args=()            # several GPUs on one node: ESPnet's own launcher, one process per GPU
 [ "${ngpu}" -gt 1 ] && dist_args=(--multiprocessing_distributed true)
 read -r -a extra_train_args <<<"${train_args}"
+if [ -n "${compile}" ]; then extra_train_args+=(--compile "${compile}"); fi
 shape_args=()
 for s in speech_shape text_shape src_text_shape; do
     shape_args+=(--train_shape_file "${stats}/train/${s}" --valid_shape_file "${stats}/valid/${s}")

@@ -52,7 +52,7 @@ def recipe(tmp_path_factory):
     options = [
         "--conf-dir", str(tiny_conf_dir(root)), "--mustc-root", str(corpus), "--nj", "1",
         "--data", str(root / "data"), "--dump", str(root / "dump"), "--exp", str(root / "exp"), "--tag", "tiny",
-        "--average-num", "2",
+        "--average-num", "2", "--compile", "false",
     ]
 
     def run(*extra: str) -> subprocess.CompletedProcess:
@@ -83,6 +83,7 @@ def test_every_stage_in_turn(recipe):
     train_exp = root / "exp/tiny"
     assert (train_exp / "2epoch.pth").is_file() and (train_exp / "valid.loss.best.pth").exists()
     assert "st_train" in (train_exp / "run.cmd").read_text()
+    assert yaml.safe_load((train_exp / "config.yaml").read_text())["compile"] == "false"  # the recipe's flag
     stage(run, 6)
     finetune_exp = root / "exp/tiny_finetune"
     config = yaml.safe_load((finetune_exp / "config.yaml").read_text())
@@ -184,6 +185,7 @@ def run_sh_quickly(tmp_path: Path, *args: str, timeout: float = 30) -> tuple[int
         ("--ngpu", "-1", "expects a non-negative integer, got '-1'"),
         ("--average-num", "2.5", "expects a non-negative integer, got '2.5'"),
         ("--nj", "0", "expects an integer >= 1, got 0"),
+        ("--compile", "yes", "expects true, false or auto, got 'yes'"),
     ],
 )
 def test_mistyped_option_is_one_line_and_exit_1(tmp_path: Path, option: str, value: str, expected: str):
@@ -194,7 +196,9 @@ def test_mistyped_option_is_one_line_and_exit_1(tmp_path: Path, option: str, val
 
 
 def test_well_typed_options_are_accepted(tmp_path: Path):
-    status, stderr = run_sh_quickly(tmp_path, "--finetune", "false", "--ngpu", "0", "--nj=2", "--stop-stage", "099")
+    status, stderr = run_sh_quickly(
+        tmp_path, "--finetune", "false", "--ngpu", "0", "--nj=2", "--compile", "auto", "--stop-stage", "099"
+    )
     assert status == 0 and stderr == ""
 
 
