@@ -1,5 +1,6 @@
 """Shared test helpers: small models and padded batches."""
 
+import signal
 from pathlib import Path
 
 import torch
@@ -196,3 +197,10 @@ def write_jsonl(path, records: list):
     path = Path(path)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+def with_default_ctrl_c() -> None:
+    """``preexec_fn`` for a child a test interrupts with SIGINT: Ctrl-C's default action, which Python
+    turns into ``KeyboardInterrupt``. A background job of a non-interactive shell (``make test &``)
+    inherits SIGINT ignored, and a Python started so ignores it, as ``nohup`` means it to."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -19,6 +19,7 @@ from espnet2_ext.fileio import data_dir as kaldi_dir
 from espnet2_ext.fileio.kaldi_table import read_text
 from espnet2_ext.main_funcs import fbank_dump
 from espnet2_ext.utils.fbank import compute_fbank, num_frames
+from tests.helpers import with_default_ctrl_c
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_RATE = 16000
@@ -266,7 +267,7 @@ def start_with_chunk_2_blocked(data_dir: Path, out: Path) -> tuple[subprocess.Po
         [sys.executable, "-m", "espnet2_ext.bin.make_fbank", "--data_dir", str(data_dir), "--out_dir", str(out),
          "--nj", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=with_default_ctrl_c,
     )
     deadline = time.monotonic() + 120
     while not (out / "split" / "done.1").exists() and process.poll() is None and time.monotonic() < deadline:

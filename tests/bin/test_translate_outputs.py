@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DECODE_SEARCH
+from tests.helpers import DECODE_SEARCH, with_default_ctrl_c
 
 ROOT = Path(__file__).resolve().parents[2]
 SEARCH = [arg for key, value in DECODE_SEARCH.items() for arg in (f"--{key}", str(value))]
@@ -32,7 +32,7 @@ def run(model: Path, cache: Path, *argv, **kwargs) -> subprocess.CompletedProces
 def test_stdout_that_cannot_be_written_is_one_error(packed_trained, cache, clips):
     with open("/dev/full", "w") as full:
         result = subprocess.run(command(packed_trained, cache, sorted(clips.values())[0]), stdout=full,
-                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=with_default_ctrl_c)
     assert result.returncode == 1
     assert result.stderr == "ERROR: writing to stdout failed: No space left on device\n"
 
@@ -74,7 +74,7 @@ def test_output_to_a_fifo_streams_lines_to_its_reader(packed_trained, cache, cli
 def test_ctrl_c_is_one_line_keeps_the_lines_written_and_leaves_output_as_it_was(packed_trained, cache, clips, tmp_path):
     inputs = sorted(clips.values()) * 20  # long enough to be interrupted
     process = subprocess.Popen(command(packed_trained, cache, *inputs, "--batch_size", 1), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=with_default_ctrl_c)
     first = process.stdout.readline()  # a line is written as soon as its input is done
     process.send_signal(signal.SIGINT)
     rest, err = process.communicate(timeout=120)
@@ -88,7 +88,7 @@ def test_ctrl_c_is_one_line_keeps_the_lines_written_and_leaves_output_as_it_was(
     out = tmp_path / "hyps.tsv"
     out.write_text("old\n")
     process = subprocess.Popen(command(packed_trained, cache, *inputs, "--output", out), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=with_default_ctrl_c)
     deadline = time.monotonic() + 120
     while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):  # writing has begun
         assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
