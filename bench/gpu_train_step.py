@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Training throughput on one GPU at FBK's batch size: ours against ESPnet's peer, fp32 and bf16.
+"""Training throughput on one GPU at FBK's batch size: ours against ESPnet's peer, fp32, TF32 and bf16.
 
 FBK trains with 40k frames per GPU and mini-batch (4 GPUs x 2 accumulated:
 320k frames per update). A step here is what one GPU does per mini-batch:
@@ -27,18 +27,23 @@ Needs CUDA. Writes ``--out`` (JSON) and prints a Markdown table.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import time
 import warnings
-
-import torch
+from collections.abc import Iterator
 
 import models
+import torch
 from timing import interleaved
 
-# Dense peak of an H200 SXM in TFLOP/s per precision (fp32 without TF32: the bench leaves TF32 off).
-PEAK_TFLOPS = {"bf16": 989.0, "fp16": 989.0, "fp32": 67.0}
+# Dense peak of an H200 SXM in TFLOP/s per precision: fp32 without TF32 (FBK's, and ESPnet's default),
+# tf32 = fp32 with TF32 matrix products and convolutions (ESPnet's ``use_tf32: true``).
+PEAK_TFLOPS = {"bf16": 989.0, "fp16": 989.0, "tf32": 494.7, "fp32": 67.0}
+# precision -> (autocast dtype, TF32 on)
+PRECISIONS = {"fp32": (torch.float32, False), "tf32": (torch.float32, True), "bf16": (torch.bfloat16, False),
+              "fp16": (torch.float16, False)}
 UPDATES = (100_000, 200_000)
 MINIBATCHES_PER_UPDATE = 8  # FBK: 4 GPUs x accumulation 2, 40k frames each
 
@@ -64,6 +69,17 @@ def build_peer_from_classes(seed: int = 0) -> torch.nn.Module:
         extra_asr_decoder=None, extra_mt_decoder=None, ctc=CTC(len(source), 512), st_ctc=CTC(len(target), 512),
         st_joint_network=None, src_vocab_size=len(source), src_token_list=source, **models.PEER_MODEL_CONF,
     )
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """TF32 matrix products and convolutions on or off inside, as ESPnet's ``use_tf32`` sets them."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def batch_of(utterances: int, seconds: float, device: str) -> dict[str, torch.Tensor]:
@@ -140,7 +156,10 @@ def time_model(
 
 def attention_comparison(device: str, batch: int = 20, time_steps: int = 500, repeats: int = 10) -> dict[str, float]:
     """FBK's attention, hand-written vs SDPA with the shifted position term as a bias."""
-    from espnet2_ext.layers.fbk_rel_attention import FBKRelativePositions, FBKRelPositionMultiHeadedAttention
+    from espnet2_ext.layers.fbk_rel_attention import (
+        FBKRelativePositions,
+        FBKRelPositionMultiHeadedAttention,
+    )
 
     torch.manual_seed(0)
     attention = FBKRelPositionMultiHeadedAttention(8, 512, 0.0).to(device)
@@ -181,7 +200,7 @@ def attention_comparison(device: str, batch: int = 20, time_steps: int = 500, re
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", default="66x6,20x20", help="utterances x seconds per mini-batch")
-    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--precisions", default="fp32,tf32,bf16", help=f"of {', '.join(PRECISIONS)}")
     parser.add_argument("--models", default="ours,peer")
     parser.add_argument("--modes", default="eager,compiled", help="ours eager and/or compiled (the peer: eager)")
     parser.add_argument("--peak_tflops", default=",".join(f"{k}={v:g}" for k, v in PEAK_TFLOPS.items()),
@@ -193,7 +212,6 @@ def main() -> None:
     parser.add_argument("--out", default="docs/gpu_train_step.json", help="read by report.py for docs/benchmarks.md")
     args = parser.parse_args()
     device = "cuda"
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": [],
                "peer_attention_dropout": models.PEER_ENCODER_CONF["attention_dropout_rate"],
                "warmup": args.warmup, "steps": args.steps}
@@ -213,12 +231,13 @@ def main() -> None:
         batch = batch_of(int(utterances), float(seconds), device)
         frames = int(batch["speech_lengths"].sum())
         for precision in args.precisions.split(","):
-            flops = {name: step_flops(built[(name, "eager")], batch, dtypes[precision])
-                     for name in args.models.split(",")}
+            dtype, use_tf32 = PRECISIONS[precision]
+            flops = {name: step_flops(built[(name, "eager")], batch, dtype) for name in args.models.split(",")}
             for (name, mode), model in built.items():
                 if name not in args.models.split(",") or mode not in args.modes.split(","):
                     continue
-                row = time_model(model, batch, dtypes[precision], args.warmup, args.steps)
+                with tf32(use_tf32):
+                    row = time_model(model, batch, dtype, args.warmup, args.steps)
                 row.update(model=name, mode=mode, precision=precision, shape=shape, frames=frames,
                            frames_per_s=frames / row["step_s"], gflop=flops[name] / 1e9,
                            mfu=flops[name] / row["step_s"] / peaks[precision])

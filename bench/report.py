@@ -236,6 +236,23 @@ def gpu_section(gpu: dict | None) -> str:
     return text
 
 
+def end_to_end_section(run: dict | None) -> str:
+    """``st_train``'s own rate over a MuST-C-sized corpus (``train_end_to_end.py``'s result), if measured."""
+    if run is None:
+        return ("Not measured yet: run `python bench/train_end_to_end.py --out DIR --ngpu 1 --step_json "
+                "docs/gpu_train_step.json --json docs/train_end_to_end.json` on a CUDA machine.")
+    text = (f"`st_train` with `conf/train.yaml` on {run['ngpu']} device(s) ({run.get('device', '?')}), "
+            f"{run['updates']} updates of {run['accum_grad']} mini-batches over {run['utterances']:,} synthetic "
+            f"utterances of MuST-C's lengths; after the first log interval: {run['updates_per_hour']:,.0f} updates/h "
+            f"on the wall clock, {run['gpu_hours_100k_updates']:.1f} GPU-hours per 100k updates; "
+            f"the steps themselves (ESPnet's `train_time`) {run['train_time_share']:.0%} of the wall clock, "
+            f"compression ratio {run['compression_ratio']:.2f}.")
+    if "predicted_updates_per_hour" in run:
+        text += (f" The step benchmark's {run['step_row']} row predicts {run['predicted_updates_per_hour']:,.0f} "
+                 f"updates/h: measured / predicted {run['measured_over_predicted']:.2f}.")
+    return text
+
+
 def compile_section(proxies: dict | None) -> str:
     """What a step asks of the host (``compile_proxies.py``'s result), before and after issue 16."""
     if not proxies:
@@ -357,7 +374,7 @@ def padding_section(results: dict) -> str:
     return _table(["model", "what", "max abs difference", "encoded to another length"], rows, "llrr")
 
 
-def render(results: dict, gpu: dict | None = None) -> str:
+def render(results: dict, gpu: dict | None = None, end_to_end: dict | None = None) -> str:
     m, s, cal = results["machine"], results["settings"], results["calibration"]
     params = results["parameters"]
     load = results.get("load_average", {})
@@ -487,6 +504,8 @@ both encoders features already normalised per utterance.
 Measured on a borrowed GPU machine, not by `make bench` (which runs on the CPU):
 
 {gpu_section(gpu)}
+
+End to end (`bench/train_end_to_end.py`): {end_to_end_section(end_to_end)}
 """
 
 
@@ -560,7 +579,9 @@ def write(results: dict, out_dir: Path) -> None:
     plot(results, out_dir / "train_step.png")
     gpu_file = out_dir / "gpu_train_step.json"
     gpu = json.loads(gpu_file.read_text(encoding="utf-8")) if gpu_file.is_file() else None
-    (out_dir / "benchmarks.md").write_text(render(results, gpu), encoding="utf-8")
+    run_file = out_dir / "train_end_to_end.json"
+    end_to_end = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else None
+    (out_dir / "benchmarks.md").write_text(render(results, gpu, end_to_end), encoding="utf-8")
 
 
 def main() -> None:

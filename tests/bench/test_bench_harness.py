@@ -142,3 +142,53 @@ def test_interleaved_counts_waiting_as_wall_time_and_children_as_cpu_time(bench_
     }, repeats=1)
     assert timed["sleep"].wall_s >= 0.05 > timed["sleep"].cpu_s
     assert timed["child"].cpu_s > 0.01  # the child's interpreter start and loop, not this process's wait
+
+
+@pytest.fixture(scope="module")
+def bench_end_to_end():
+    """``bench/train_end_to_end.py``, which imports its sibling ``models`` by name."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(BENCH))
+        spec = importlib.util.spec_from_file_location("bench_train_end_to_end", BENCH / "train_end_to_end.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
+
+
+def test_end_to_end_corpus_points_each_utterance_at_features_of_its_length(bench_end_to_end, tmp_path):
+    import kaldiio
+
+    seconds = bench_end_to_end.utterance_seconds(300)
+    assert 4.5 < sorted(seconds)[150] < 5.5 and min(seconds) >= 0.3 and max(seconds) <= 30.0  # median ~5 s
+    bench_end_to_end.write_corpus(tmp_path / "train", seconds[:40], "train")
+    scp = dict(line.split() for line in (tmp_path / "train/feats.scp").read_text().splitlines())
+    shapes = dict(line.split() for line in (tmp_path / "train/shapes/speech_shape").read_text().splitlines())
+    targets = dict(line.split(maxsplit=1) for line in (tmp_path / "train/text.tgt.tagged").read_text().splitlines())
+    text_shapes = dict(line.split() for line in (tmp_path / "train/shapes/text_shape").read_text().splitlines())
+    assert len(scp) == 40 and scp.keys() == shapes.keys() == targets.keys()
+    for key, location in scp.items():
+        assert f"{kaldiio.load_mat(location).shape[0]},80" == shapes[key]
+        assert targets[key].startswith("<lang:de> ") and len(targets[key].split()) == int(text_shapes[key])
+    distinct = {n.split(",")[0] for n in shapes.values()}
+    ark_bytes = (tmp_path / "train/feats.ark").stat().st_size
+    assert ark_bytes < sum(int(n) for n in distinct) * 80 * 4 + 100 * len(distinct)  # one matrix per length
+
+
+def test_end_to_end_reads_espnets_log_lines_commas_missing_or_not(bench_end_to_end):
+    log = (
+        "[vm] 2026-12-03 12:45:44,331 (trainer:811) INFO: 1epoch:train:1-2batch: iter_time=0.021, "
+        "forward_time=0.285loss=20.257, compression_ratio=0.5, train_time=0.500\n"
+        "[vm] 2026-12-03 12:45:45,000 (trainer:811) INFO: 1epoch:valid:1-2batch: loss=3.0\n"
+        "[vm] 2026-12-03 12:45:46,331 (trainer:811) INFO: 1epoch:train:3-4batch: iter_time=0.010, "
+        "train_time=0.900, compression_ratio=0.4\n"
+        "[vm] 2026-12-03 12:45:48,331 (trainer:811) INFO: 1epoch:train:5-8batch: iter_time=0.020, "
+        "train_time=0.400, compression_ratio=0.3\n"
+    )
+    intervals = bench_end_to_end.read_intervals(log)
+    assert [i["batches"] for i in intervals] == [2, 2, 4]
+    assert intervals[0]["stats"] == {"iter_time": 0.021, "forward_time": 0.285, "loss": 20.257,
+                                     "compression_ratio": 0.5, "train_time": 0.5}
+    rates = bench_end_to_end.rates(intervals, accum_grad=2)  # the first interval left out
+    assert rates["minibatches"] == 4 and rates["wall_s"] == 2.0 and rates["train_time_s"] == pytest.approx(1.6)
+    assert rates["updates_per_hour"] == pytest.approx(2 / 2.0 * 3600)
+    assert rates["train_time_share"] == pytest.approx(0.8) and rates["compression_ratio"] == pytest.approx(0.35)
