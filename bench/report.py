@@ -28,7 +28,8 @@ COMPILE_BREAKS = 1  # graph breaks of the training forward and loss
 # Issue 16's starting point, measured by bench/compile_proxies.py (4 × 5 s, blank bias 4) at commit 05eeb4d;
 # syncs: the step's own (forward and backward), then reading its 6 statistics and weight one by one; graph
 # breaks with compile_model's dynamo settings (40 with dynamo's defaults, the issue's count).
-COMPILE_BEFORE = dict(ops=5558, syncs=22, stats_syncs=7, breaks=42,
+# all_ops: every aten event, those inside others included, as the issue counted (19,188 for 4 × 6 s).
+COMPILE_BEFORE = dict(ops=5558, all_ops=18936, syncs=22, stats_syncs=7, breaks=42,
                       kinds="5 scalar read, 3 nonzero, 11 boolean indexing, 2 ctc_loss lengths, 1 copy to host")
 SIMUL_STEP_S = 0.5  # one simultaneous step (1-s chunk) at SIMUL_GOAL_SECONDS of audio received
 SIMUL_GOAL_SECONDS = 10.0
@@ -257,35 +258,38 @@ def compile_section(proxies: dict | None) -> str:
     """What a step asks of the host (``compile_proxies.py``'s result), before and after issue 16."""
     if not proxies:
         return "Not measured in this run."
-    rows = [[f"{models.LABELS['ours']}, before (05eeb4d)", "eager", COMPILE_BEFORE["ops"], COMPILE_BEFORE["syncs"],
-             COMPILE_BEFORE["kinds"], COMPILE_BEFORE["stats_syncs"], COMPILE_BEFORE["breaks"]]]
+    rows = [[f"{models.LABELS['ours']}, before (05eeb4d)", "eager", COMPILE_BEFORE["all_ops"], COMPILE_BEFORE["ops"],
+             COMPILE_BEFORE["syncs"], COMPILE_BEFORE["kinds"], COMPILE_BEFORE["stats_syncs"], COMPILE_BEFORE["breaks"]]]
     for row in proxies["rows"]:
         kinds = ", ".join(f"{count} {kind}" for kind, count in row["sync_kinds"].items()) or "none"
-        rows.append([models.LABELS[row["model"]], row["path"], row["ops"], row["syncs"], kinds, row["stats_syncs"],
-                     row.get("breaks", "")])
+        rows.append([models.LABELS[row["model"]], row["path"], row.get("all_ops", ""), row["ops"], row["syncs"], kinds,
+                     row["stats_syncs"], row.get("breaks", "")])
     text = (f"One training step of 4 utterances of {proxies['seconds']:g} s (full-size models, ours' blank bias "
             f"{proxies['blank_bias']:.2f}, no SpecAugment), counted on the CPU (`bench/compile_proxies.py`): the "
-            "aten operations dispatched in the forward and backward, the host syncs among them (operations after "
+            "aten operations dispatched in the forward and backward (all that `torch.profiler` records, as issue 16 "
+            "counted them, and those not called inside another), the host syncs among them (operations after "
             "which a GPU's host waits for the device), those of reading the logged statistics as each trainer "
             "does (ESPnet's one value at a time, ours at once), and the graph breaks `torch._dynamo.explain` finds "
             "in the forward and loss. \"compiled\" counts the code compiled mode traces, run eagerly.\n\n"
-            + _table(["model", "path", "aten ops", "host syncs", "which", "reading the stats", "graph breaks"],
-                     rows, "llrrlrr"))
+            + _table(["model", "path", "aten ops", "not inside another", "host syncs", "which", "reading the stats",
+                      "graph breaks"], rows, "llrrrlrr"))
     ours = next((r for r in proxies["rows"] if r["model"] == "ours" and r["path"] == "compiled"), None)
     compiled_rows = proxies.get("compile", [])
     full = next((c for c in compiled_rows if c["model"] == "ours"), None)
     if compiled_rows:
         text += ("\n\nCompiled (inductor, caches off, 1 thread): the first step (compiling the forward and the "
                  "backward), then compiled and eager steps taking turns (CPU seconds, medians), and the operations "
-                 "a compiled step still dispatches (matrix products, convolutions, the CTC loss; the fused kernels "
-                 "are not dispatched):\n\n"
+                 "a compiled step still dispatches (matrix products, convolutions, the CTC loss, and a `detach` per "
+                 "parameter as autograd hands it its gradient, which launches no kernel; the fused kernels are not "
+                 "dispatched), all of them and those not inside another:\n\n"
                  + _table(["model", "batch", "first step: CPU (wall) s", "compiled step", "eager step",
-                           "compiled / eager", "aten ops compiled"],
+                           "compiled / eager", "aten ops compiled", "not inside another", "of which detach"],
                           [[c["model"], f"{c['utterances']} × {c['seconds']:g} s",
                             f"{c['first_step_cpu_s']:.0f} ({c['first_step_s']:.0f})",
                             f"{c['compiled_cpu_s']:.2f}", f"{c['eager_cpu_s']:.2f}",
-                            f"{c['compiled_cpu_s'] / c['eager_cpu_s']:.2f}", c["compiled_ops"]]
-                           for c in compiled_rows], "llrrrrr"))
+                            f"{c['compiled_cpu_s'] / c['eager_cpu_s']:.2f}", c.get("compiled_all_ops", ""),
+                            c["compiled_ops"], c.get("compiled_detach", "")]
+                           for c in compiled_rows], "llrrrrrrr"))
     epoch = proxies.get("epoch")
     if epoch:
         text += (f"\n\nAn epoch of MuST-C-like lengths on the demo's model ({epoch['utterances']} utterances, "
@@ -293,13 +297,17 @@ def compile_section(proxies: dict | None) -> str:
                  f"{epoch['shapes']} shapes) compiled {epoch['graphs']} graphs, the last at step "
                  f"{epoch['last_new_graph_step']} ({epoch['epoch_s']:.0f} s in all).")
     if ours and full:
-        share = full["compiled_ops"] / COMPILE_BEFORE["ops"]
+        top_share = full["compiled_ops"] / COMPILE_BEFORE["ops"]
+        share = full["compiled_all_ops"] / COMPILE_BEFORE["all_ops"] if "compiled_all_ops" in full else top_share
+        kernels = full["compiled_ops"] - full.get("compiled_detach", 0)
         text += (f"\n\nIssue 16's goals: graph breaks ≤ {COMPILE_BREAKS} "
                  f"({_verdict(proxies['rows'][0]['breaks'] <= COMPILE_BREAKS)}), host syncs per step ≤ "
                  f"{COMPILE_SYNCS} (compiled path: {ours['syncs']} in the step + {ours['stats_syncs']} reading the "
                  f"stats: {_verdict(ours['syncs'] + ours['stats_syncs'] <= COMPILE_SYNCS)}), a compiled step's "
-                 f"operations ≤ {COMPILE_OPS_SHARE:.0%} of the eager count before ({share:.1%}: "
-                 f"{_verdict(share <= COMPILE_OPS_SHARE)}).")
+                 f"operations ≤ {COMPILE_OPS_SHARE:.0%} of the eager count before, counted as the issue counted "
+                 f"them ({share:.1%}: {_verdict(share <= COMPILE_OPS_SHARE)}; those not inside another: "
+                 f"{top_share:.1%}, {full.get('compiled_detach', '?')} of them the parameters' `detach`, which "
+                 f"launches no kernel, and {kernels} the rest).")
     return text
 
 
