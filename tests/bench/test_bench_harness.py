@@ -79,15 +79,16 @@ def test_benchmarks_import_no_program():
         assert not imports, f"{script.name} imports the program(s) {imports}: import the library instead"
 
 
-@pytest.fixture(scope="module")
-def bench_padding():
-    """``bench/padding.py``, which imports its sibling ``models`` by name."""
+def bench_script(name: str):
+    """``bench/<name>.py``, a script that imports its siblings (``models``, ``timing``) by name."""
     with pytest.MonkeyPatch.context() as patch:
         patch.syspath_prepend(str(BENCH))
-        spec = importlib.util.spec_from_file_location("bench_padding", BENCH / "padding.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return module
+        return bench_module(name)
+
+
+@pytest.fixture(scope="module")
+def bench_padding():
+    return bench_script("padding")
 
 
 def test_padding_measure_sees_a_leak_and_its_absence(bench_padding):
@@ -146,13 +147,7 @@ def test_interleaved_counts_waiting_as_wall_time_and_children_as_cpu_time(bench_
 
 @pytest.fixture(scope="module")
 def bench_end_to_end():
-    """``bench/train_end_to_end.py``, which imports its sibling ``models`` by name."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCH))
-        spec = importlib.util.spec_from_file_location("bench_train_end_to_end", BENCH / "train_end_to_end.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return module
+    return bench_script("train_end_to_end")
 
 
 def test_end_to_end_corpus_points_each_utterance_at_features_of_its_length(bench_end_to_end, tmp_path):
