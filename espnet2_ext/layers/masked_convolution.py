@@ -5,6 +5,7 @@ from torch import nn
 
 from espnet2_ext.layers.conv1d_op import conv1d
 from espnet2_ext.layers.masks import ValidFrames
+from espnet2_ext.layers.process_sum import sum_over_processes
 
 
 class MaskedConvolutionModule(nn.Module):
@@ -19,9 +20,10 @@ class MaskedConvolutionModule(nn.Module):
     The statistics are masked sums over the padded batch (:meth:`_masked_batch_norm`),
     so that nothing waits for the device to say how many frames are valid; the
     parameters and running statistics stay those of a plain ``nn.BatchNorm1d``
-    (``norm``). After ``convert_sync_batchnorm`` (several GPUs) the valid frames
-    are packed and handed to ``SyncBatchNorm`` instead, which gathers the
-    statistics of every GPU.
+    (``norm``). With ``sync_statistics`` (distributed training, ``sync_batchnorm``)
+    the sums are added over every process before they normalise, as
+    ``SyncBatchNorm`` gathers statistics: the batch is the union of the
+    processes' valid frames, on GPUs and on CPUs alike.
 
     Args:
         channels: model dimension C.
@@ -39,6 +41,7 @@ class MaskedConvolutionModule(nn.Module):
         self.norm = nn.BatchNorm1d(channels)
         self.activation = nn.SiLU()
         self.pointwise_out = nn.Linear(channels, channels)
+        self.sync_statistics = False  # BatchNorm's batch statistics over every process (set by the task)
 
     def forward(self, x: torch.Tensor, frames: ValidFrames) -> torch.Tensor:
         """Map (B, T, C) to (B, T, C); ``frames`` says which are real. Padded output frames are zero."""
@@ -47,8 +50,6 @@ class MaskedConvolutionModule(nn.Module):
         x = x.masked_fill(padded, 0.0)
         depthwise = self.depthwise
         x = conv1d(x.transpose(1, 2), depthwise.weight, None, 1, depthwise.padding[0], depthwise.groups).transpose(1, 2)
-        if isinstance(self.norm, nn.SyncBatchNorm) and self.training:
-            return self._packed(x, frames)
         x = self.pointwise_out(self.activation(self._masked_batch_norm(x, frames)))
         return x.masked_fill(padded, 0.0)
 
@@ -69,9 +70,14 @@ class MaskedConvolutionModule(nn.Module):
             ).transpose(1, 2)
         valid = frames.mask.unsqueeze(-1)
         values = x.float()
-        count = frames.count.float()
-        mean = values.masked_fill(~valid, 0.0).sum((0, 1)) / count
+        sums = torch.cat([values.masked_fill(~valid, 0.0).sum((0, 1)), frames.count.float().reshape(1)])
+        if self.sync_statistics:
+            sums = sum_over_processes(sums)
+        count = sums[-1]
+        mean = sums[:-1] / count
         square_sum = (values - mean).masked_fill(~valid, 0.0).square().sum((0, 1))
+        if self.sync_statistics:
+            square_sum = sum_over_processes(square_sum)
         var = square_sum / count
         use_batch = count >= 2
         with torch.no_grad():
@@ -90,9 +96,29 @@ class MaskedConvolutionModule(nn.Module):
             normalised = normalised * norm.weight + norm.bias
         return normalised.to(x.dtype)
 
-    def _packed(self, x: torch.Tensor, frames: ValidFrames) -> torch.Tensor:
-        """SyncBatchNorm, SiLU and the last pointwise layer on the valid frames packed as (N, C)."""
-        index = frames.mask.flatten().nonzero().squeeze(1)
-        flat = x.reshape(-1, x.size(-1))
-        packed = self.pointwise_out(self.activation(self.norm(flat.index_select(0, index))))
-        return flat.new_zeros(flat.shape).index_copy(0, index, packed.to(flat.dtype)).view(x.shape)
+
+def share_batch_statistics(model: nn.Module, cuda: bool) -> tuple[nn.Module, bool]:
+    """``model`` with BatchNorm's batch statistics taken over every process of the default group.
+
+    Our convolution modules add their masked sums over the processes
+    (``sync_statistics``), on any device; any other BatchNorm (ESPnet's encoders)
+    becomes ``SyncBatchNorm`` when ``cuda`` (it is CUDA-only) and stays per process
+    otherwise. Returns the model and whether some BatchNorm stays per process.
+    """
+    kept = False
+
+    def visit(module: nn.Module) -> None:
+        nonlocal kept
+        for name, child in module.named_children():
+            if isinstance(child, MaskedConvolutionModule):
+                child.sync_statistics = True
+            elif isinstance(child, nn.modules.batchnorm._BatchNorm):
+                if cuda:
+                    setattr(module, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+                else:
+                    kept = True
+            else:
+                visit(child)
+
+    visit(model)
+    return model, kept

@@ -9,7 +9,6 @@ import argparse  # noqa: E402 (the deferral above must come first)
 import logging
 from pathlib import Path
 
-import torch
 import torch.distributed as dist
 import yaml
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
@@ -23,6 +22,7 @@ from espnet2.train.class_choices import ClassChoices
 from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.types import str2bool
 
+from espnet2_ext.layers.masked_convolution import share_batch_statistics
 from espnet2_ext.st.espnet_model import ESPnetSTCTCCompressModel
 from espnet2_ext.tasks.model_building import (  # noqa: F401 (ModelLoadError: part of this module's API)
     OWN_CLASSES,
@@ -94,7 +94,7 @@ class STCTCCompressTask(STTask):
             "--sync_batchnorm",
             type=str2bool,
             default=True,
-            help="In distributed training, compute the conv modules' BatchNorm statistics over all GPUs",
+            help="In distributed training, compute the conv modules' BatchNorm statistics over all processes",
         )
         parser.add_argument(
             "--compile",
@@ -116,10 +116,10 @@ class STCTCCompressTask(STTask):
         if args.init is not None:
             initialize(model, args.init)
         if getattr(args, "sync_batchnorm", False) and dist.is_available() and dist.is_initialized():
-            if args.ngpu > 0:
-                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            else:  # DDP refuses SyncBatchNorm on CPU modules
-                logging.info("SyncBatchNorm skipped: it is CUDA-only; on CPU each process keeps its own statistics")
+            model, per_process = share_batch_statistics(model, cuda=args.ngpu > 0)
+            if per_process:  # DDP refuses SyncBatchNorm on CPU modules
+                logging.info("SyncBatchNorm skipped for ESPnet's BatchNorm layers: it is CUDA-only; on CPU each "
+                             "process keeps their statistics (ours are summed over the processes)")
         if should_compile(args.compile, args.ngpu):
             logging.info("The model is compiled (torch.compile): the first steps take minutes")
             compile_model(model)

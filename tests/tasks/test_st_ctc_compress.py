@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from espnet2_ext.layers.masked_convolution import MaskedConvolutionModule
 from espnet2_ext.tasks.st_ctc_compress import ModelLoadError, STCTCCompressTask
 from espnet2_ext.train.preprocessor import TooShortUtteranceError
 
@@ -58,25 +59,26 @@ def test_preprocessor_rejects_too_short_features_by_utterance_name(tmp_path):
         preprocess("ted_1_0001_0004", {"speech": np.zeros((4, 80), dtype=np.float32)})
 
 
-def test_distributed_training_gets_sync_batchnorm_on_gpus_only(tmp_path, caplog):
-    """Built in a process group: SyncBatchNorm with GPUs (``--ngpu`` > 0), plain BatchNorm on CPU,
-    where DDP refuses SyncBatchNorm (see tests/tasks/test_st_train_distributed.py)."""
+def test_distributed_training_sums_the_conv_modules_statistics_over_the_processes(tmp_path):
+    """Built in a process group with ``sync_batchnorm`` (the default), on GPUs or on the CPU: every conv
+    module adds its BatchNorm statistics over the processes (no SyncBatchNorm: ours are masked sums, see
+    tests/layers/test_masked_convolution.py); outside a group, or with ``--sync_batchnorm false``, not."""
     blocks = ("--encoder_conf", "num_blocks=2", "--encoder_conf", "ctc_block=1")
     gpu, cpu = parse(tmp_path, *blocks, "--ngpu", "1"), parse(tmp_path, *blocks, "--ngpu", "0")
+    apart = parse(tmp_path, *blocks, "--ngpu", "1", "--sync_batchnorm", "false")
     assert gpu.sync_batchnorm is True
-    plain = STCTCCompressTask.build_model(gpu)
-    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in plain.modules())
+
+    def synced(model) -> list[bool]:
+        assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+        return [m.sync_statistics for m in model.modules() if isinstance(m, MaskedConvolutionModule)]
+
+    assert synced(STCTCCompressTask.build_model(gpu)) == [False, False]
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     try:
-        synced = STCTCCompressTask.build_model(gpu)
-        with caplog.at_level("INFO"):
-            on_cpu = STCTCCompressTask.build_model(cpu)
+        on_gpus, on_cpu, not_asked = (STCTCCompressTask.build_model(a) for a in (gpu, cpu, apart))
     finally:
         dist.destroy_process_group()
-    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in synced.modules())
-    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules()) == 2  # one per block
-    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in on_cpu.modules())
-    assert "SyncBatchNorm skipped: it is CUDA-only" in caplog.text
+    assert synced(on_gpus) == synced(on_cpu) == [True, True] and synced(not_asked) == [False, False]
 
 
 def test_compile_option_compiles_in_place_keeping_the_checkpoint_keys(tmp_path):
