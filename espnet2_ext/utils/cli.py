@@ -222,7 +222,14 @@ def _interrupted_status(err: KeyboardInterrupt, how_to_resume: str) -> int:
     signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
     name = signal.Signals(signum).name + (" (Ctrl-C)" if signum == signal.SIGINT else "")
     print(f"INTERRUPTED by {name}: {how_to_resume}", file=sys.stderr)
+    sys.unraisablehook = _ignore_unraisable  # the one line stays one: see _ignore_unraisable
     return 128 + signum
+
+
+def _ignore_unraisable(unraisable: object) -> None:
+    """After an interrupt, say nothing of errors in finalizers: an object whose construction the
+    signal cut short (a progress bar, say) fails in its ``__del__`` as the process ends, and Python
+    would print that traceback ("Exception ignored in ...") under the ``INTERRUPTED`` line."""
 
 
 def command(

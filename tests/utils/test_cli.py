@@ -3,13 +3,22 @@
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from espnet2.utils import config_argparse
 from espnet2.utils.types import int_or_none
 
-from espnet2_ext.utils.cli import ArgumentParser, CommandError, check_output_dir, check_output_file, command
+from espnet2_ext.utils.cli import (
+    ArgumentParser,
+    CommandError,
+    check_output_dir,
+    check_output_file,
+    command,
+)
 
 
 @command(OSError)
@@ -61,6 +70,34 @@ def test_interrupt_is_one_line_saying_how_to_resume(capsys):
     assert long_job() == 130
     assert capsys.readouterr().err == "INTERRUPTED by SIGINT (Ctrl-C): run it again to resume\n"
     assert cleaned == [True]
+
+
+# A program interrupted while it builds an object whose finalizer then fails as the process ends.
+HALF_BUILT = """
+import sys
+from espnet2_ext.utils.cli import command
+
+class Bar:
+    def __init__(self):
+        raise KeyboardInterrupt  # the signal lands before the attribute __del__ reads is set
+
+    def __del__(self):
+        self.closed
+
+@command(on_interrupt="run it again")
+def main(argv=None):
+    Bar()
+
+sys.exit(main())
+"""
+
+
+def test_a_finalizer_failing_after_an_interrupt_adds_nothing_to_the_one_line():
+    """Ctrl-C inside a progress bar's constructor left tqdm's ``__del__`` to print "Exception ignored"
+    and a traceback under the INTERRUPTED line as the program ended."""
+    done = subprocess.run([sys.executable, "-c", HALF_BUILT], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 130 and done.stderr == "INTERRUPTED by SIGINT (Ctrl-C): run it again\n"
 
 
 def test_sigterm_unwinds_like_ctrl_c_and_the_handler_is_restored(capsys):
