@@ -41,7 +41,6 @@ import argparse
 import collections
 import contextlib
 import json
-import math
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -253,12 +252,11 @@ def demo_batch(seconds: float) -> dict[str, torch.Tensor]:
 
 
 def mustc_like_batches(utterances: int, frames_per_batch: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    """An epoch of MuST-C-like lengths batched as ESPnet's ``numel`` batches: utterance seconds
-    log-normal (median 5 s, 0.6 spread; MuST-C en-de's segments average about 6 s), 0.3 to 30 s,
-    sorted by length and cut into batches of at most ``frames_per_batch`` feature frames, in
+    """An epoch of MuST-C-like lengths (:func:`models.mustc_like_seconds`) batched as ESPnet's
+    ``numel`` batches: sorted by length and cut into batches of at most ``frames_per_batch`` feature frames, in
     shuffled order; tokens at MuST-C's rates (:func:`models.train_batch`)."""
     rng = random.Random(seed)
-    seconds = sorted(min(30.0, max(0.3, rng.lognormvariate(math.log(5.0), 0.6))) for _ in range(utterances))
+    seconds = sorted(models.mustc_like_seconds(utterances, rng))
     groups, current = [], []
     for s in seconds:
         frames = models.num_frames(int(s * models.SAMPLE_RATE))

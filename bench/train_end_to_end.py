@@ -60,9 +60,8 @@ LOG_LINE = re.compile(
 
 
 def utterance_seconds(count: int, seed: int = 0) -> list[float]:
-    """Segment durations shaped like MuST-C en-de's: log-normal, median 5 s, spread 0.6, 0.3 to 30 s."""
-    rng = random.Random(seed)
-    return [min(30.0, max(0.3, rng.lognormvariate(math.log(5.0), 0.6))) for _ in range(count)]
+    """``count`` segment durations shaped like MuST-C en-de's (:func:`models.mustc_like_seconds`)."""
+    return models.mustc_like_seconds(count, random.Random(seed))
 
 
 def write_corpus(directory: Path, seconds: list[float], prefix: str, seed: int = 0) -> None:
