@@ -124,6 +124,7 @@ class IncrementalFbank:
         self._chunks: list[np.ndarray] = []  # received samples from frame _first_frame's start on
         self._first_frame = 0
         self._received = 0
+        self._discarded = 0  # frames dropped from the front of _features
         self._features = np.zeros((0, NUM_MEL_BINS), dtype=np.float32)
         self._features.flags.writeable = False
 
@@ -134,8 +135,22 @@ class IncrementalFbank:
 
     @property
     def features(self) -> np.ndarray:
-        """(frames, 80) float32, read-only: ``compute_fbank`` of the received prefix."""
+        """(frames, 80) float32, read-only: ``compute_fbank`` of the received prefix, less
+        the frames :meth:`discard` dropped from its front."""
         return self._features
+
+    @property
+    def discarded_frames(self) -> int:
+        """Frames dropped from the front so far: ``features[0]`` is frame number this of the stream."""
+        return self._discarded
+
+    def discard(self, frames: int) -> None:
+        """Drop the oldest ``frames`` of :attr:`features` (a stream's history that is no longer
+        needed); the frames still to come are computed as before."""
+        if not 0 <= frames <= len(self._features):
+            raise ValueError(f"can discard 0 to {len(self._features)} frames, got {frames}")
+        self._features = self._features[frames:]
+        self._discarded += frames
 
     def feed(self, samples: np.ndarray) -> np.ndarray:
         """Take the next chunk ``(samples,)``; return the frames it completes, ``(new, 80)``.
@@ -144,23 +159,25 @@ class IncrementalFbank:
         may also revise earlier frames (by float rounding; module docstring).
         """
         samples = _as_samples(samples)
-        known = len(self._features)
+        dropped = self._discarded
+        known = dropped + len(self._features)  # frames of the stream computed so far
         self._chunks.append(samples)
         self._received += len(samples)
         total = num_frames(self._received)
         if total == known:
-            return self._features[known:]
+            return self._features[len(self._features) :]
         buffer = np.concatenate(self._chunks)
         start = call_start(known, total, self.min_call_frames)
         offset = (start - self._first_frame) * SHIFT
         piece = buffer[offset : offset + (total - start - 1) * SHIFT + WINDOW]
-        features = np.concatenate([self._features[:start], compute_fbank(piece, SAMPLE_RATE)])
+        computed = compute_fbank(piece, SAMPLE_RATE)  # frames start .. total - 1
+        features = np.concatenate([self._features[: max(0, start - dropped)], computed[max(0, dropped - start) :]])
         features.flags.writeable = False
         self._features = features
         keep = kept_from(total, self.min_call_frames)
         self._chunks = [buffer[(keep - self._first_frame) * SHIFT :]]
         self._first_frame = keep
-        return features[known:]
+        return features[known - dropped :]
 
 
 def prefix_cmvn(features: np.ndarray, cmvn: UtteranceCMVN | None = None) -> np.ndarray:

@@ -88,7 +88,7 @@ class SimulOptions:
 
     def with_values(self, **values: Any) -> "SimulOptions":
         """A checked copy with some values changed."""
-        return SimulOptions.checked(**{**asdict(self), **values})
+        return type(self).checked(**{**asdict(self), **values})
 
     def check(self) -> None:
         """:class:`SimulOptionsError` for the first value out of its range."""

@@ -35,7 +35,7 @@ import torch
 from espnet2_ext.inference.audio import as_waveform, check_sample_rate, check_samples, peak_dbfs
 from espnet2_ext.inference.speech2translation import Speech2Translation
 from espnet2_ext.layers.ctc_compression import compressed_run_lengths
-from espnet2_ext.main_funcs.model_archive import open_model
+from espnet2_ext.main_funcs.model_archive import PackedModel, open_model
 from espnet2_ext.simultaneous import policies
 from espnet2_ext.simultaneous.incremental_features import GlobalCMVN, IncrementalFbank, load_global_cmvn
 from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
@@ -146,6 +146,7 @@ class SimultaneousTranslator:
         searches: dict[tuple, Speech2Translation] = {}
         translators = []
         for setting in settings:
+            setting = cls._setting_for(setting, packed)
             search = (setting.beam_size, setting.no_repeat_ngram_size, setting.maxlen_b, setting.lang_tag)
             if search not in searches:
                 searches[search] = Speech2Translation.from_pretrained(
@@ -162,6 +163,11 @@ class SimultaneousTranslator:
                 )
             translators.append(cls(searches[search], setting, stats, source=str(model)))
         return translators
+
+    @classmethod
+    def _setting_for(cls, setting: SimulOptions, packed: PackedModel) -> SimulOptions:
+        """The setting as this kind of translator runs it on ``packed`` (defaults it takes from the model)."""
+        return setting
 
     # ------------------------------------------------------------------ the stream
 
@@ -257,11 +263,16 @@ class SimultaneousTranslator:
 
     @torch.no_grad()
     def _step(self, final: bool) -> list[str]:
-        """The words committed after the audio so far (all that is left when ``final``)."""
+        """The words committed after the audio so far (all that is left when ``final``).
+
+        The audio and text it conditions on are the utterance so far; a subclass that
+        streams whole talks bounds them (:meth:`_bound_audio`, :meth:`_select_history`).
+        """
+        self._bound_audio()
         features = self._fbank.features
         if self._finished_target or len(features) < self.model.encoder.min_input_length:
             return []
-        if self._peak < self.translator.silence_dbfs:
+        if self._silent():
             return []
         encoded = self._encode(features)
         source_words = 0  # wait-k's, counted once per step (the CTC transcript's words cost a decoding)
@@ -280,7 +291,21 @@ class SimultaneousTranslator:
         tokens = best.tokens[1:]  # after <sos>: prefix, new tokens, <eos>
         if final:
             return self._commit(all_words(tokens[len(prefix) :], self.pieces, self.eos))
-        return self._commit(self._policy(tokens, best.attention, len(prefix), encoded, source_words))
+        committed = self._commit(self._policy(tokens, best.attention, len(prefix), encoded, source_words))
+        self._select_history(best.attention, encoded)
+        return committed
+
+    # ------------------------------------------------------------------ what a step conditions on
+
+    def _silent(self) -> bool:
+        """No search while everything received is quieter than ``silence_dbfs``."""
+        return self._peak < self.translator.silence_dbfs
+
+    def _bound_audio(self) -> None:
+        """Before a step: the features it encodes are the whole utterance, kept as they are."""
+
+    def _select_history(self, attention: torch.Tensor | None, encoded: Any) -> None:
+        """After a policy step: every committed token stays forced, all audio stays."""
 
     def _encode(self, features: np.ndarray) -> Any:
         """The encoder's output for the whole prefix, normalised as ``cmvn`` says."""
@@ -323,8 +348,8 @@ class SimultaneousTranslator:
         self._committed += words.ids
         return words.text.split()
 
-    def _run_frames(self, encoded: Any) -> list[int]:
-        """How many 40-ms frames each encoder position covers (``frame_unit: time``)."""
+    def _position_runs(self, encoded: Any) -> list[int]:
+        """How many CTC frames each encoder position merged (all 1 without compression)."""
         encoder = self.model.encoder
         (runs,) = compressed_run_lengths(
             encoded.ctc_lengths,
@@ -333,8 +358,12 @@ class SimultaneousTranslator:
             encoder.compression_fixed_ratio,
             encoder.compression_max_out_size,
         )
+        return runs
+
+    def _run_frames(self, encoded: Any) -> list[int]:
+        """How many 40-ms frames each encoder position covers (``frame_unit: time``)."""
         scale = max(1, self._frame_ms // MS_PER_FRAME)
-        return [n * scale for n in runs]
+        return [n * scale for n in self._position_runs(encoded)]
 
     def _waitk_source_words(self, encoded: Any) -> int:
         if self.options.waitk_source == "ctc":

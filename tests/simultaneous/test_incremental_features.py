@@ -332,3 +332,22 @@ def error_message(path) -> str:
 def test_missing_statistics_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.npz"):
         load_global_cmvn(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("chunk", [160, 4000, 16000])
+def test_discarding_the_front_keeps_the_rest_exact(noise, chunk):
+    """A stream's history cut from the front (StreamAtt) keeps the later frames of compute_fbank
+    of everything received, and the frames still to come are computed as before."""
+    fbank = IncrementalFbank()
+    dropped = 0
+    for start in range(0, len(noise), chunk):
+        fbank.feed(noise[start : start + chunk])
+        if len(fbank.features) > 30:
+            fbank.discard(7)
+            dropped += 7
+        whole = compute_fbank(noise[: start + chunk], RATE)
+        if len(whole) >= MIN_CALL_FRAMES:
+            assert np.array_equal(fbank.features, whole[dropped:])
+    assert fbank.discarded_frames == dropped > 0
+    with pytest.raises(ValueError, match="can discard 0 to"):
+        fbank.discard(len(fbank.features) + 1)
