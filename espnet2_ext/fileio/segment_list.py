@@ -102,3 +102,54 @@ def _parse_item(path: Path, line: int, text: str) -> object:
     if not isinstance(items, list) or len(items) != 1:
         raise SegmentListError(f"{path}:{line}: expected one list item '- {{...}}', got {text!r}")
     return items[0]
+
+
+# --------------------------------------------------------------------------- checked entries
+
+SEGMENT_KEYS = ("duration", "offset", "wav")
+
+
+class SegmentDefinition(NamedTuple):
+    """One reference sentence's place in its recording: the wav's file name, its start and length (s)."""
+
+    wav: str
+    offset: float
+    duration: float
+
+
+def segment_definition(entry: object, where: str) -> SegmentDefinition:
+    """``entry`` checked to be ``{duration: >0, offset: >=0, wav: name, ...}``; other keys are ignored.
+
+    Raises:
+        SegmentListError: naming ``where`` and what is wrong.
+    """
+    if not isinstance(entry, dict):
+        expected = "a mapping like {duration: 1.5, offset: 0.0, wav: ted_1.wav}"
+        raise SegmentListError(f"{where}: expected {expected}, got {entry!r}")
+    missing = [key for key in SEGMENT_KEYS if key not in entry]
+    if missing:
+        raise SegmentListError(f"{where}: missing key(s) {', '.join(missing)} in {entry!r}")
+    for key in ("duration", "offset"):
+        value = entry[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SegmentListError(f"{where}: {key} must be a number of seconds, got {value!r}")
+    if entry["duration"] <= 0 or entry["offset"] < 0:
+        raise SegmentListError(f"{where}: expected duration > 0 and offset >= 0, got {entry!r}")
+    if not isinstance(entry["wav"], str) or not entry["wav"]:
+        raise SegmentListError(f"{where}: wav must be a file name, got {entry['wav']!r}")
+    return SegmentDefinition(entry["wav"], float(entry["offset"]), float(entry["duration"]))
+
+
+def read_segment_definitions(path: Path) -> list[SegmentDefinition]:
+    """Every entry of a segment list, checked (:func:`segment_definition`)."""
+    if not path.is_file():
+        raise SegmentListError(f"no such file {path}")
+    return [segment_definition(entry.value, f"{path}: entry {entry.position.number}") for entry in read_entries(path)]
+
+
+def segment_list_text(definitions: list[SegmentDefinition]) -> str:
+    """A segment list in MuST-C's layout, one flow mapping per line."""
+    return "".join(
+        f"- {{duration: {d.duration:.6f}, offset: {d.offset:.6f}, wav: {yaml.safe_dump(d.wav).splitlines()[0]}}}\n"
+        for d in definitions
+    )

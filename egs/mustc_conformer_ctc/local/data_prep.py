@@ -60,7 +60,14 @@ from espnet2.utils.types import str2bool
 
 from espnet2_ext.fileio.atomic import atomic_dir
 from espnet2_ext.fileio.kaldi_table import spk2utt_lines
-from espnet2_ext.fileio.segment_list import Entry, Position, SegmentListError, read_entries, read_lines
+from espnet2_ext.fileio.segment_list import (
+    Entry,
+    Position,
+    SegmentListError,
+    read_entries,
+    read_lines,
+    segment_definition,
+)
 from espnet2_ext.utils.cli import ArgumentParser, CommandError, check_output_dir, command
 
 SPLITS = ("train", "dev", "tst-COMMON")
@@ -68,7 +75,6 @@ TRAIN_SPLIT = "train"
 KALDI_FILES = ("wav.scp", "segments", "utt2spk", "spk2utt", "text.src", "text.src.norm", "text.tgt", "text.tgt.tagged")
 PROGRESS_SECONDS = 5.0
 HOW_TO_RESUME = "outputs are replaced whole, so what is there is the previous run's; run the same command again"
-_YAML_KEYS = ("duration", "offset", "wav")
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_.]")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 _NON_WORD = re.compile(r"[^\w\s']|_")
@@ -239,21 +245,10 @@ def split_files(corpus: Corpus, tgt_lang: str, split: str) -> SplitFiles:
 
 def check_yaml_entry(path: Path, number: int, entry: object) -> None:
     """Raise unless ``entry`` is ``{duration: >0, offset: >=0, wav: name, ...}``."""
-    where = f"{path}: entry {number}"
-    if not isinstance(entry, dict):
-        expected = "a mapping like {duration: 1.5, offset: 0.0, wav: ted_1.wav}"
-        raise DataPrepError(f"{where}: expected {expected}, got {entry!r}")
-    missing = [key for key in _YAML_KEYS if key not in entry]
-    if missing:
-        raise DataPrepError(f"{where}: missing key(s) {', '.join(missing)} in {entry!r}")
-    for key in ("duration", "offset"):
-        value = entry[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DataPrepError(f"{where}: {key} must be a number of seconds, got {value!r}")
-    if entry["duration"] <= 0 or entry["offset"] < 0:
-        raise DataPrepError(f"{where}: expected duration > 0 and offset >= 0, got {entry!r}")
-    if not isinstance(entry["wav"], str) or not entry["wav"]:
-        raise DataPrepError(f"{where}: wav must be a file name, got {entry['wav']!r}")
+    try:
+        segment_definition(entry, f"{path}: entry {number}")
+    except SegmentListError as err:
+        raise DataPrepError(str(err)) from None
 
 
 def check_sentence(path: Path, at: Position, text: str, yaml_path: Path) -> None:
