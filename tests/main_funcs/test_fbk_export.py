@@ -478,3 +478,14 @@ def test_overwrite_replaces_the_directory_and_an_empty_one_is_used(small_zip, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "fbk"]  # no temporary directory left
     with pytest.raises(FBKExportError, match="exists and is not empty"):
         export_fbk(small_zip, tmp_path)  # the library refuses too, for callers other than the program
+
+
+def test_dropouts_fbk_keeps_once_are_named_in_a_warning(tmp_path, pieces, caplog):
+    config = _merged(recipe_config(), dict(decoder_conf=dict(dropout_rate=0.3)))
+    zip_path = recipe_zip(tmp_path / "recipe", pieces[False], config)
+    out = export_fbk(zip_path, tmp_path / "out", cache_dir=tmp_path / "cache")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "FBK keeps once" in r.getMessage()]
+    assert warnings == ["training-only settings FBK keeps once, written as the first: decoder_conf.dropout_rate 0.3 "
+                        "(FBK's dropout is encoder_conf.positional_dropout_rate's 0.1)"]
+    args = vars(torch.load(out / "checkpoint.pt", weights_only=False)["args"])
+    assert args["dropout"] == 0.1 and args["activation_dropout"] == 0.3
