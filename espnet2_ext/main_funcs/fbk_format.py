@@ -23,11 +23,11 @@ from typing import Any, NamedTuple
 
 import torch
 
+from espnet2_ext.fileio.fairseq_checkpoint import FAIRSEQ_SPECIALS
 from espnet2_ext.layers.fbk_rel_attention import fbk_sinusoids
 
 FBK_ARCHS = ("conformer", "conformer_s")
 CTC_BLANK = "<ctc_blank>"
-FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 ENTRIES = "{entries}"  # where a layout puts the dictionary file's entries
 FBK_POSITIONS = 10000  # rows of FBK's PositionalEncoding buffer (conformer_attention.py)
 
@@ -95,10 +95,6 @@ class VocabularyLayout(NamedTuple):
     def our_tokens(self, entries: Sequence[str]) -> list[str]:
         """Our token list for a fairseq dictionary's entries."""
         return [t for s in self.our_order for t in (entries if s == ENTRIES else [self.ours(s)])]
-
-    def fairseq_symbols(self, entries: Sequence[str]) -> list[str]:
-        """fairseq's symbols, by index, for its dictionary's entries."""
-        return [t for s in self.fairseq_order for t in (entries if s == ENTRIES else [s])]
 
     def fairseq_ids(self, entries: Sequence[str]) -> list[int]:
         """For each of our ids (in :meth:`our_tokens` order), fairseq's id."""

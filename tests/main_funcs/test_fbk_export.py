@@ -39,6 +39,7 @@ from tests.fbk_reference import (
     LANG_TAG,
     FBKReference,
     features,
+    fbk_state_dict,
     make_fbk_checkpoint,
     max_diff,
     pad,
@@ -220,6 +221,10 @@ def test_exported_files(exported):
     assert args["ctc_compress_strategy"] == exported.case.strategy
     assert args["ctc_compress_max_out_size"] == exported.case.max_out_size
     assert args["share_decoder_input_output_embed"] is exported.case.shared
+    # FBK's parameter names and shapes, as tests.fbk_reference builds them for these arguments
+    sizes = [len(exported.reference.tgt_symbols), len(exported.reference.src_symbols)]
+    expected = fbk_state_dict(checkpoint["args"], *sizes, seed=0)
+    assert {k: v.shape for k, v in checkpoint["model"].items()} == {k: v.shape for k, v in expected.items()}
 
 
 def test_exported_files_are_their_sources(exported):
