@@ -62,7 +62,6 @@ SINK_LOGIT = -100.0
 # Largest weight constant_logit_row may write: far inside float16's range, for fairseq's --fp16.
 MAX_SINK_WEIGHT = 1e4
 UTTERANCE_CMVN_FLOOR = 1e-10  # fairseq's UtteranceCMVN: variance floored at 1e-10
-FILES = ("checkpoint.pt", "config.yaml", "tgtdict.txt", "srcdict.txt", "tgtdict.model", "srcdict.model")
 GCMVN_FILE = "gcmvn.npz"
 # fairseq's bookkeeping arguments of a speech_to_text_ctc Conformer trained with ctc_multi_loss.
 FAIRSEQ_ARGUMENTS: dict[str, Any] = dict(
