@@ -472,6 +472,30 @@ class FBKReference:
         return sorted(finalized, key=lambda hyp: -hyp[1])
 
 
+# --------------------------------------------------------------------------- test inputs
+
+FRAMES = [37, 80, 53, 61]  # input frames of the test utterances (20 features each)
+
+
+def features(seed: int = 1) -> list[np.ndarray]:
+    """fbank-like features (T, 20) of the test utterances: mean 5, std 3."""
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal((frames, 20)) * 3 + 5).astype(np.float32) for frames in FRAMES]
+
+
+def pad(arrays: list[np.ndarray]) -> torch.Tensor:
+    """Arrays (T_i, ...) zero-padded into one batch (B, max T_i, ...)."""
+    batch = torch.zeros(len(arrays), max(len(a) for a in arrays), *arrays[0].shape[1:])
+    for i, a in enumerate(arrays):
+        batch[i, : len(a)] = torch.as_tensor(a)
+    return batch
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float((a - b).abs().max())
+
+
 # --------------------------------------------------------------------------- tiny FBK model files
 
 SOURCE_WORDS = "the a small large house tree river stone light night day water fire green blue talk".split()

@@ -10,16 +10,9 @@ FBK's ``gcmvn.npz`` (``mean``, ``std``), which its simultaneous agents normalise
 with, is packed too when given, as ``gcmvn.npz`` named by ``meta.yaml``'s ``global_cmvn``
 (``PackedModel.global_cmvn`` once opened).
 
-Vocabularies. fairseq numbers ``<s> <pad> </s> <unk>`` first, then the
-dictionary file's entries; the source dictionary gets ``<ctc_blank>`` appended
-for the CTC. ESPnet wants the blank first and ``<sos/eos>`` last, so:
-
-- target: ``<blank>`` (fairseq's ``<pad>``, never emitted), ``<unk>``, the
-  entries, ``<s>``, ``<sos/eos>`` (fairseq's ``</s>``, which also starts decoding);
-- source: ``<blank>`` (``<ctc_blank>``), ``<unk>``, the entries, ``<s>``,
-  ``<pad>``, ``</s>``.
-
-The embedding, output-projection and CTC rows are permuted accordingly, so every
+How names, vocabulary rows and architecture arguments correspond is described once,
+in :mod:`espnet2_ext.main_funcs.fbk_format`, which ``export_fbk`` reads the other way.
+The embedding, output-projection and CTC rows are permuted into our order, so every
 score, the CTC argmax (hence the compressed lengths) and the search are FBK's.
 
 Checkpoints trained before FBK's padding fixes (the 🪲 rows of
@@ -30,10 +23,9 @@ any batch size, which is how these models decode here.
 
 import argparse
 import logging
-import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,59 +33,26 @@ import torch
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet2_ext.fileio.fairseq_checkpoint import (
-    FAIRSEQ_SPECIALS,
     FairseqCheckpointError,
     read_fairseq_checkpoint,
     read_fairseq_dictionary,
 )
 from espnet2_ext.fileio.input_file import not_a_file
 from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
+from espnet2_ext.main_funcs.fbk_format import (
+    FBK_ARCHS,
+    FBK_DEFAULTS,
+    SOURCE,
+    TARGET,
+    VOCABULARY_ROWS,
+    VocabularyLayout,
+    is_constant,
+    our_model_settings,
+    rename,
+    to_our_tensor,
+)
 from espnet2_ext.main_funcs.model_packing import global_cmvn_problem, pack_model
 from espnet2_ext.tasks.model_building import ModelLoadError, load_st_model
-
-FBK_ARCHS = ("conformer", "conformer_s")
-TARGET_SPECIALS = ("<blank>", "<unk>", "<s>", "<sos/eos>")
-SOURCE_SPECIALS = ("<blank>", "<unk>", "<s>", "<pad>", "</s>")
-CTC_BLANK = "<ctc_blank>"
-# FBK-fairseq's defaults (base_architecture, conformer_base_architecture), for keys older checkpoints lack.
-FBK_DEFAULTS: dict[str, Any] = dict(
-    conv_kernel_sizes="5,5",
-    conv_channels=1024,
-    encoder_embed_dim=512,
-    encoder_layers=12,
-    encoder_attention_heads=8,
-    decoder_layers=6,
-    decoder_attention_heads=8,
-    decoder_ffn_embed_dim=2048,
-    decoder_normalize_before=True,
-    decoder_learned_pos=False,
-    activation_fn="relu",
-    dropout=0.1,
-    attention_dropout=0.1,
-    activation_dropout=0.1,
-    share_decoder_input_output_embed=False,
-    no_token_positional_embeddings=False,
-    no_scale_embedding=False,
-    adaptive_softmax_cutoff=None,
-    layernorm_embedding=False,
-    feed_forward_expansion_factor=4,
-    conv_expansion_factor=2,
-    conformer_feedforward_dropout=0.1,
-    conformer_attention_dropout=0.1,
-    conformer_conv_dropout=0.1,
-    conformer_conv_kernel_size=31,
-    conformer_half_step_residual=True,
-    ctc_encoder_layer=6,
-    ctc_compress_strategy="none",
-    ctc_compress_max_out_size=-1,
-    ctc_compress_fixed_ratio=4,
-    ctc_weight=0.5,
-    label_smoothing=0.1,
-    ignore_prefix_size=0,
-    input_feat_per_channel=80,
-    input_channels=1,
-    batch_unsafe_relative_shift=False,
-)
 
 
 class FBKImportError(Exception):
@@ -138,48 +97,6 @@ def fbk_args(args: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
             f"{checkpoint} was trained with FBK's batch-unsafe relative shift: it decodes as FBK's code at batch size 1"
         )
     return {**args, "conv_kernel_sizes": kernels}
-
-
-def model_settings(args: dict[str, Any]) -> dict[str, Any]:
-    """Our training config's model keys for FBK's arguments."""
-    dim = args["encoder_embed_dim"]
-    return dict(
-        input_size=args["input_feat_per_channel"] * args["input_channels"],
-        encoder="ctc_compress_conformer",
-        encoder_conf=dict(
-            output_size=dim,
-            attention_heads=args["encoder_attention_heads"],
-            linear_units=dim * args["feed_forward_expansion_factor"],
-            num_blocks=args["encoder_layers"],
-            cnn_module_kernel=args["conformer_conv_kernel_size"],
-            dropout_rate=args["conformer_feedforward_dropout"],
-            positional_dropout_rate=args["dropout"],
-            attention_dropout_rate=args["conformer_attention_dropout"],
-            subsampling_channels=args["conv_channels"],
-            subsampling_kernel_size=args["conv_kernel_sizes"][0],
-            subsampling_layers=len(args["conv_kernel_sizes"]),
-            ctc_block=args["ctc_encoder_layer"],
-            compression=args["ctc_compress_strategy"],
-            compression_fixed_ratio=args["ctc_compress_fixed_ratio"],
-            compression_max_out_size=args["ctc_compress_max_out_size"] if args["ctc_compress_max_out_size"] > 0 else None,
-            rel_pos_type="fbk",
-        ),
-        decoder="fbk_transformer",
-        decoder_conf=dict(
-            attention_heads=args["decoder_attention_heads"],
-            linear_units=args["decoder_ffn_embed_dim"],
-            num_blocks=args["decoder_layers"],
-            dropout_rate=args["dropout"],
-            positional_dropout_rate=args["dropout"],
-            self_attention_dropout_rate=args["attention_dropout"],
-            src_attention_dropout_rate=args["attention_dropout"],
-        ),
-        model_conf=dict(
-            ctc_weight=args["ctc_weight"],
-            lsm_weight=args["label_smoothing"],
-            ignore_prefix_size=args["ignore_prefix_size"],
-        ),
-    )
 
 
 # --------------------------------------------------------------------------- data config
@@ -227,85 +144,13 @@ def data_settings(config_path: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- vocabularies
 
 
-def target_vocabulary(entries: Sequence[str]) -> tuple[list[str], list[int]]:
-    """Our target token list and, for each of our ids, fairseq's id."""
-    tokens = ["<blank>", "<unk>", *entries, "<s>", "<sos/eos>"]
-    fairseq_ids = [1, 3, *range(4, 4 + len(entries)), 0, 2]
-    return tokens, fairseq_ids
-
-
-def source_vocabulary(entries: Sequence[str]) -> tuple[list[str], list[int]]:
-    """Our source (CTC) token list and, for each of our ids, fairseq's id (``<ctc_blank>`` last there)."""
-    tokens = ["<blank>", "<unk>", *entries, "<s>", "<pad>", "</s>"]
-    fairseq_ids = [4 + len(entries), 3, *range(4, 4 + len(entries)), 0, 1, 2]
-    return tokens, fairseq_ids
-
-
-def _check_entries(entries: Sequence[str], specials: Sequence[str], path: Path) -> None:
-    clash = sorted(set(entries) & (set(specials) | set(FAIRSEQ_SPECIALS) | {CTC_BLANK}))
+def _check_entries(entries: Sequence[str], layout: VocabularyLayout, path: Path) -> None:
+    clash = sorted(set(entries) & (set(layout.special_names()) | set(layout.fairseq_order)))
     if clash:
         raise FBKImportError(f"{path}: entry {clash[0]!r} clashes with a special token")
 
 
 # --------------------------------------------------------------------------- weights
-
-_Rule = tuple[str, str, Callable[[torch.Tensor], torch.Tensor]]
-
-
-def _same(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor
-
-
-def _pointwise(tensor: torch.Tensor) -> torch.Tensor:
-    """A kernel-1 Conv1d weight (O, I, 1) as the Linear weight (O, I) it equals."""
-    return tensor.squeeze(-1) if tensor.dim() == 3 else tensor
-
-
-_LAYER = r"encoder\.conformer_layers\.(\d+)\."
-_DECODER_LAYER = r"decoder\.layers\.(\d+)\."
-# FBK-fairseq name (regex) -> our name (format with the layer number) and transformation.
-WEIGHT_RULES: tuple[_Rule, ...] = (
-    (r"encoder\.subsample\.conv_layers\.(\d+)\.(weight|bias)", "encoder.subsampling.convs.{0}.{1}", _same),
-    (_LAYER + r"first_feed_forward\.layernorm\.(\w+)", "encoder.blocks.{0}.norm_ffn_macaron.{1}", _same),
-    (_LAYER + r"first_feed_forward\.first_linear\.(\w+)", "encoder.blocks.{0}.ffn_macaron.w_1.{1}", _same),
-    (_LAYER + r"first_feed_forward\.second_linear\.(\w+)", "encoder.blocks.{0}.ffn_macaron.w_2.{1}", _same),
-    (_LAYER + r"attention\.layer_norm\.(\w+)", "encoder.blocks.{0}.norm_attn.{1}", _same),
-    (_LAYER + r"attention\.attention\.query_proj\.(\w+)", "encoder.blocks.{0}.self_attn.linear_q.{1}", _same),
-    (_LAYER + r"attention\.attention\.key_proj\.(\w+)", "encoder.blocks.{0}.self_attn.linear_k.{1}", _same),
-    (_LAYER + r"attention\.attention\.value_proj\.(\w+)", "encoder.blocks.{0}.self_attn.linear_v.{1}", _same),
-    (_LAYER + r"attention\.attention\.out_proj\.(\w+)", "encoder.blocks.{0}.self_attn.linear_out.{1}", _same),
-    (_LAYER + r"attention\.attention\.pos_proj\.(\w+)", "encoder.blocks.{0}.self_attn.linear_pos.{1}", _same),
-    (_LAYER + r"attention\.attention\.u_bias", "encoder.blocks.{0}.self_attn.pos_bias_u", _same),
-    (_LAYER + r"attention\.attention\.v_bias", "encoder.blocks.{0}.self_attn.pos_bias_v", _same),
-    (_LAYER + r"conv_module\.layernorm\.(\w+)", "encoder.blocks.{0}.norm_conv.{1}", _same),
-    (_LAYER + r"conv_module\.first_pointwise_conv1d\.(\w+)", "encoder.blocks.{0}.conv.pointwise_in.{1}", _pointwise),
-    (_LAYER + r"conv_module\.depthwise_conv1d\.(\w+)", "encoder.blocks.{0}.conv.depthwise.{1}", _same),
-    (_LAYER + r"conv_module\.batchnorm\.(\w+)", "encoder.blocks.{0}.conv.norm.{1}", _same),
-    (_LAYER + r"conv_module\.second_pointwise_conv1d\.(\w+)", "encoder.blocks.{0}.conv.pointwise_out.{1}", _pointwise),
-    (_LAYER + r"second_feed_forward\.layernorm\.(\w+)", "encoder.blocks.{0}.norm_ffn.{1}", _same),
-    (_LAYER + r"second_feed_forward\.first_linear\.(\w+)", "encoder.blocks.{0}.ffn.w_1.{1}", _same),
-    (_LAYER + r"second_feed_forward\.second_linear\.(\w+)", "encoder.blocks.{0}.ffn.w_2.{1}", _same),
-    (_LAYER + r"layernorm\.(\w+)", "encoder.blocks.{0}.norm_final.{1}", _same),
-    (r"encoder\.ctc_fc\.(\w+)", "encoder.ctc_head.{0}", _same),
-    (r"decoder\.embed_tokens\.weight", "decoder.embed.weight", _same),
-    (_DECODER_LAYER + r"self_attn\.([qkv])_proj\.(\w+)", "decoder.decoders.{0}.self_attn.linear_{1}.{2}", _same),
-    (_DECODER_LAYER + r"self_attn\.out_proj\.(\w+)", "decoder.decoders.{0}.self_attn.linear_out.{1}", _same),
-    (_DECODER_LAYER + r"encoder_attn\.([qkv])_proj\.(\w+)", "decoder.decoders.{0}.src_attn.linear_{1}.{2}", _same),
-    (_DECODER_LAYER + r"encoder_attn\.out_proj\.(\w+)", "decoder.decoders.{0}.src_attn.linear_out.{1}", _same),
-    (_DECODER_LAYER + r"self_attn_layer_norm\.(\w+)", "decoder.decoders.{0}.norm1.{1}", _same),
-    (_DECODER_LAYER + r"encoder_attn_layer_norm\.(\w+)", "decoder.decoders.{0}.norm2.{1}", _same),
-    (_DECODER_LAYER + r"final_layer_norm\.(\w+)", "decoder.decoders.{0}.norm3.{1}", _same),
-    (_DECODER_LAYER + r"fc1\.(\w+)", "decoder.decoders.{0}.feed_forward.w_1.{1}", _same),
-    (_DECODER_LAYER + r"fc2\.(\w+)", "decoder.decoders.{0}.feed_forward.w_2.{1}", _same),
-    (r"decoder\.layer_norm\.(\w+)", "decoder.after_norm.{0}", _same),
-    (r"decoder\.output_projection\.weight", "decoder.output_layer.weight", _same),
-)
-# Constants fairseq keeps in the state dict and we compute.
-IGNORED = re.compile(
-    r"encoder\.conformer_layers\.\d+\.attention\.positional_encoding\.pe|decoder\.embed_positions\._float_tensor"
-    r"|(encoder|decoder)\.version"
-)
-_COMPILED = tuple((re.compile(pattern), name, transform) for pattern, name, transform in WEIGHT_RULES)
 
 
 def convert_weights(
@@ -314,23 +159,16 @@ def convert_weights(
     """Our state dict from FBK's: names mapped, vocabulary rows put in our order."""
     state: dict[str, torch.Tensor] = {}
     for name, tensor in fbk_state.items():
-        if IGNORED.fullmatch(name):
+        if is_constant(name):
             continue
-        for pattern, ours, transform in _COMPILED:
-            match = pattern.fullmatch(name)
-            if match:
-                state[ours.format(*match.groups())] = transform(tensor).float()
-                break
-        else:
+        ours = rename(name, "to_ours")
+        if ours is None:
             raise FBKImportError(f"{checkpoint}: parameter {name} is not one of FBK's Conformer's")
+        state[ours] = to_our_tensor(name, tensor).float()
     if "decoder.output_layer.weight" not in state and "decoder.embed.weight" in state:
         state["decoder.output_layer.weight"] = state["decoder.embed.weight"]  # shared input/output embeddings
-    for name, ids, what in (
-        ("decoder.embed.weight", target_ids, "target"),
-        ("decoder.output_layer.weight", target_ids, "target"),
-        ("encoder.ctc_head.weight", source_ids, "source"),
-        ("encoder.ctc_head.bias", source_ids, "source"),
-    ):
+    for _, name, layout in VOCABULARY_ROWS:
+        ids, what = (target_ids, "target") if layout is TARGET else (source_ids, "source")
         if name not in state:
             raise FBKImportError(f"{checkpoint}: no {name.split('.')[-2]} weights: not FBK's Conformer with a CTC head")
         if state[name].size(0) != len(ids):
@@ -388,17 +226,17 @@ def import_fbk(
         problem = not_a_file(Path(spm), f"{what} SentencePiece model", "a SentencePiece model file (.model)")
         if problem:
             raise FBKImportError(problem)
-    _check_entries(tgt_entries, TARGET_SPECIALS, Path(tgt_dict))
-    _check_entries(src_entries, SOURCE_SPECIALS, Path(src_dict))
+    _check_entries(tgt_entries, TARGET, Path(tgt_dict))
+    _check_entries(src_entries, SOURCE, Path(src_dict))
     args = fbk_args(fbk["args"], checkpoint)
-    settings = {**model_settings(args), **data_settings(Path(config))}
+    settings = {**our_model_settings(args), **data_settings(Path(config))}
     if settings["input_size"] != args["input_feat_per_channel"] * args["input_channels"]:
         raise FBKImportError(
             f"{config} gives {settings['input_size']} features per frame, the checkpoint was trained on "
             f"{args['input_feat_per_channel'] * args['input_channels']}"
         )
-    target_tokens, target_ids = target_vocabulary(tgt_entries)
-    source_tokens, source_ids = source_vocabulary(src_entries)
+    target_tokens, target_ids = TARGET.our_tokens(tgt_entries), TARGET.fairseq_ids(tgt_entries)
+    source_tokens, source_ids = SOURCE.our_tokens(src_entries), SOURCE.fairseq_ids(src_entries)
     weights = convert_weights(fbk["model"], target_ids, source_ids, checkpoint)
 
     with tempfile.TemporaryDirectory(prefix="fbk_import.") as tmp:

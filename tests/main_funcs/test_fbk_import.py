@@ -30,18 +30,21 @@ from espnet2_ext.inference.speech2translation import Speech2Translation
 from espnet2_ext.main_funcs.fbk_import import FBKImportError, import_fbk
 from tests.fbk_reference import (
     EOS,
+    FRAMES,
     LANG_TAG,
     FBKFiles,
     FBKReference,
     ensure_max_ctc_out_len,
+    features,
     make_fbk_checkpoint,
+    max_diff,
     merge_sublist,
+    pad,
     utterance_cmvn,
 )
 
 ATOL = 1e-5
 SCORE_ATOL = 1e-4
-FRAMES = [37, 80, 53, 61]  # input frames of the test utterances (20 features each)
 BEAM = 5
 MAX_LEN = 10  # maxlen_b (maxlen_a 0): some hypotheses reach it
 NO_REPEAT = 2
@@ -117,24 +120,6 @@ def imported(request, tmp_path_factory) -> Imported:
     target_ids = [model.token_list.index(TARGET_NAMES.get(s, s)) for s in reference.tgt_symbols]
     source_ids = [model.src_token_list.index(SOURCE_NAMES.get(s, s)) for s in reference.src_symbols]
     return Imported(case, files, reference, translator, target_ids, source_ids)
-
-
-def features(seed: int = 1) -> list[np.ndarray]:
-    """fbank-like features (T, 20) of the test utterances: mean 5, std 3."""
-    rng = np.random.default_rng(seed)
-    return [(rng.standard_normal((frames, 20)) * 3 + 5).astype(np.float32) for frames in FRAMES]
-
-
-def pad(arrays: list[np.ndarray]) -> torch.Tensor:
-    batch = torch.zeros(len(arrays), max(len(a) for a in arrays), *arrays[0].shape[1:])
-    for i, a in enumerate(arrays):
-        batch[i, : len(a)] = torch.as_tensor(a)
-    return batch
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float((a - b).abs().max())
 
 
 # --------------------------------------------------------------------------- the reference itself
