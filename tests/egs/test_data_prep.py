@@ -192,6 +192,35 @@ def test_char_ratio_filter_applies_to_train_only(corpus: Path, tmp_path: Path):
     assert len(keys(out / "dev" / "segments")) == 3  # dev keeps its ratio-10 pair
 
 
+def test_joined_runs_of_consecutive_segments_are_added_to_train(corpus: Path, tmp_path: Path, caplog):
+    """--join_segments 3: per talk, runs of 2 and of 3 consecutive segments, each one more
+    utterance spanning them; a run over a pause longer than --join_max_pause is not joined."""
+    caplog.set_level("INFO")
+    out = tmp_path / "data"
+    assert run(corpus, out, "--join_segments", "3", "--char_ratio_filter", "false") == 0
+    segments = read(out / "train" / "segments")
+    joined = {
+        "ted_10-0000050-0000300": ("ted_10 0.500000 3.000000", "Hallo, Welt! Hör nicht auf, bitte."),
+        "ted_10-0000050-0000390": (
+            "ted_10 0.500000 3.900000", "Hallo, Welt! Hör nicht auf, bitte. Ja, das ist wirklich eine sehr lange Übersetzung."
+        ),
+        "ted_1-0000000-0000230": ("ted_1 0.000000 2.300000", "Die wohlbekannte Rock'n'Roll-Band. Eine Katze."),
+    }
+    assert len(segments) == len(TRAIN) + len(joined)
+    targets, sources = read(out / "train" / "text.tgt"), read(out / "train" / "text.src.norm")
+    for utt, (where, target) in joined.items():
+        assert (segments[utt], targets[utt]) == (where, target)
+    assert sources["ted_1-0000000-0000230"] == "it's the well known rock'n'roll band a small cat"
+    assert keys(out / "train" / "segments") == sorted(segments)
+    assert len(read(out / "dev" / "segments")) == len(DEV)  # dev and test keep their segments
+    assert "(3 of them joined runs)" in caplog.text
+    assert run(corpus, tmp_path / "tight", "--join_segments", "3", "--join_max_pause", "0.4",
+               "--char_ratio_filter", "false") == 0
+    assert set(read(tmp_path / "tight" / "train" / "segments")) - {s for s in segments if s not in joined} == {
+        "ted_10-0000050-0000300"
+    }
+
+
 def test_char_ratio_filter_logs_count(corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture):
     caplog.set_level("INFO")
     run(corpus, tmp_path / "data")
@@ -388,6 +417,10 @@ def min_above_max(root: Path) -> list[str]:
     return ["--char_ratio_min", "2", "--char_ratio_max", "1"]
 
 
+def no_segments_joined(root: Path) -> list[str]:
+    return ["--join_segments", "0"]
+
+
 @pytest.mark.parametrize(
     ("break_corpus", "fragments"),
     [
@@ -408,6 +441,7 @@ def min_above_max(root: Path) -> list[str]:
         (extra_corpora_with_one_name, ["would share the id prefix 'MUSTC_'"]),
         (missing_config, ["no such config file", "missing.yaml"]),
         (min_above_max, ["must not exceed"]),
+        (no_segments_joined, ["--join_segments must be an integer >= 1"]),
     ],
     ids=lambda value: value.__name__ if callable(value) else "",
 )

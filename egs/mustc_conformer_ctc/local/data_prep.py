@@ -9,6 +9,12 @@ Writes ``<out>/{train,dev,tst-COMMON}/`` with ``wav.scp``, ``segments``, ``utt2s
 - ``text.tgt``: the translation as in MuST-C, the BLEU reference,
 - ``text.tgt.tagged``: ``<lang:xx> `` + translation, the decoder's training target.
 
+With ``--join_segments N`` (N > 1) the train split also gets, per talk, runs of 2 to N
+consecutive segments joined into one utterance each (their audio from the first start
+to the last end, their texts joined): a model that will stream whole talks (StreamAtt,
+recipe stage 10) then has seen inputs of several sentences, as MuST-C's own segments
+often are. Dev and test keep their segments.
+
 In all text files runs of whitespace (including line and paragraph separators, which
 would break the one-line-per-utterance format) become one space.
 
@@ -155,6 +161,7 @@ class SplitStats:
     duplicates: int = 0
     ratio_filtered: int = 0
     empty_source: int = 0
+    joined: int = 0
 
     def add(self, segments: Sequence[Segment]) -> None:
         self.talks += 1
@@ -407,6 +414,30 @@ def unique_segments(recording: str, talk: Talk, stats: SplitStats) -> list[Segme
     return [by_id[key] for key in sorted(by_id)]
 
 
+def joined_segments(recording: str, segments: Sequence[Segment], most: int, max_pause: float) -> list[Segment]:
+    """Runs of 2 to ``most`` consecutive segments, each joined into one utterance (the talk's
+    audio from the first one's start to the last one's end, the texts joined by a space).
+
+    For each length k the talk is cut into consecutive runs of k (the last, shorter one
+    left out), so every length covers the talk once. A run whose segments overlap or are
+    more than ``max_pause`` seconds apart is not joined. MuST-C's segments are often
+    several sentences; a model that streams whole talks (StreamAtt) reads several at once.
+    """
+    joined = []
+    for length in range(2, most + 1):
+        for first in range(0, len(segments) - length + 1, length):
+            run = segments[first : first + length]
+            pauses = [b.start - a.end for a, b in itertools.pairwise(run)]
+            if any(pause < 0 or pause > max_pause for pause in pauses):
+                continue
+            src = " ".join(s.src for s in run)
+            joined.append(Segment(
+                utt_id(recording, run[0].start, run[-1].end), recording, run[0].start, run[-1].end, src,
+                " ".join(s.tgt for s in run), normalize_source(src),
+            ))
+    return joined
+
+
 def kaldi_lines(recording: str, wav: Path, segments: Sequence[Segment], tgt_lang: str) -> dict[str, list[str]]:
     """File name -> the lines of one talk in each file of a Kaldi data dir (plus our text files)."""
     return {
@@ -422,12 +453,18 @@ def kaldi_lines(recording: str, wav: Path, segments: Sequence[Segment], tgt_lang
 
 
 def write_split(
-    final: Path, index: SplitIndex, tgt_lang: str, ratio_range: tuple[float, float] | None, split: str
+    final: Path,
+    index: SplitIndex,
+    tgt_lang: str,
+    ratio_range: tuple[float, float] | None,
+    split: str,
+    join: tuple[int, float] = (1, 0.0),
 ) -> SplitStats:
     """Second pass: the split's data dir, talk by talk in id order (so every file is sorted).
 
     The order by utterance id is the order by talk id, then by time within a talk
-    (see the module docstring), so no file needs sorting as a whole.
+    (see the module docstring), so no file needs sorting as a whole. ``join``: the most
+    consecutive segments joined into one more utterance, and the longest pause joined over.
     """
     stats = SplitStats(clipped=index.clipped)
     progress = Progress(split, "talks written", len(index.talks))
@@ -437,6 +474,12 @@ def write_split(
         for number, recording in enumerate(sorted(index.talks), 1):
             talk = index.talks[recording]
             segments = unique_segments(recording, talk, stats)
+            if join[0] > 1:
+                by_id = {s.utt_id: s for s in segments}
+                for extra in joined_segments(recording, sorted(segments, key=lambda s: s.start), *join):
+                    by_id.setdefault(extra.utt_id, extra)
+                    stats.joined += 1
+                segments = [by_id[key] for key in sorted(by_id)]
             if ratio_range is not None:
                 kept = [s for s in segments if ratio_range[0] <= char_ratio(s) <= ratio_range[1]]
                 stats.ratio_filtered += len(segments) - len(kept)
@@ -452,10 +495,10 @@ def write_split(
 def log_summary(split: str, stats: SplitStats) -> None:
     """One line per split: the numbers to compare against the corpus documentation."""
     logging.info(
-        "%s: %d talks, %d segments, %.2f h; removed by char-ratio filter: %d, duplicate ids dropped: %d, "
-        "ends clipped to wav length: %d, empty normalised source: %d",
-        *(split, stats.talks, stats.segments, stats.seconds / 3600, stats.ratio_filtered, stats.duplicates),
-        *(stats.clipped, stats.empty_source),
+        "%s: %d talks, %d segments (%d of them joined runs), %.2f h; removed by char-ratio filter: %d, "
+        "duplicate ids dropped: %d, ends clipped to wav length: %d, empty normalised source: %d",
+        *(split, stats.talks, stats.segments, stats.joined, stats.seconds / 3600, stats.ratio_filtered),
+        *(stats.duplicates, stats.clipped, stats.empty_source),
     )
 
 
@@ -479,6 +522,13 @@ def get_parser() -> ArgumentParser:
     parser.add_argument(
         "--max_overshoot", type=float, default=0.05, help="seconds a segment may end past its wav (then clipped)"
     )
+    parser.add_argument(
+        "--join_segments", type=int, default=1,
+        help="train also on runs of 2 to this many consecutive segments of a talk, each joined into one utterance",
+    )
+    parser.add_argument(
+        "--join_max_pause", type=float, default=2.0, help="seconds between two segments that a joined run may span"
+    )
     return parser
 
 
@@ -490,7 +540,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             raise DataPrepError(f"--{name} must be a non-empty string, got {getattr(args, name)!r}")
     if not isinstance(args.char_ratio_filter, bool):
         raise DataPrepError(f"--char_ratio_filter must be true or false, got {args.char_ratio_filter!r}")
-    for name in ("char_ratio_min", "char_ratio_max", "max_overshoot"):
+    if isinstance(args.join_segments, bool) or not isinstance(args.join_segments, int) or args.join_segments < 1:
+        raise DataPrepError(f"--join_segments must be an integer >= 1 (1: none joined), got {args.join_segments!r}")
+    for name in ("char_ratio_min", "char_ratio_max", "max_overshoot", "join_max_pause"):
         value = getattr(args, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise DataPrepError(f"--{name} must be a number >= 0, got {value!r}")
@@ -510,7 +562,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for split, index in indexes.items():
         filtered = split == TRAIN_SPLIT and args.char_ratio_filter
         ratio_range = (args.char_ratio_min, args.char_ratio_max) if filtered else None
-        log_summary(split, write_split(out / split, index, args.tgt_lang, ratio_range, split))
+        join = (args.join_segments, args.join_max_pause) if split == TRAIN_SPLIT else (1, 0.0)
+        log_summary(split, write_split(out / split, index, args.tgt_lang, ratio_range, split, join))
     logging.info("wrote %s", ", ".join(str(out / split) for split in indexes))
 
 
