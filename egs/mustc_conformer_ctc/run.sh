@@ -55,13 +55,20 @@ mkdir -p "${exp}"
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*"; }
 
 # Runs a stage's command, records it in <exp>/run.cmd, and skips it when the same
-# command (configs' contents included) already completed.
+# command (configs' contents included) already completed on the same inputs: AFTER names
+# the markers of the steps whose outputs it reads (space-separated), so a step that reran
+# upstream (a changed conf/data.yaml, say) makes every step after it run again. A step
+# killed midway resumes (training from its checkpoint); one whose command or inputs changed
+# since it started first removes the files named in ${fresh_start} (training's checkpoint).
 run_step() {
-    local name=$1 exp_dir=$2; shift 2
-    local marker=${exp_dir}/.done.${name} key
+    local name=$1 exp_dir=$2 after=$3; shift 3
+    local marker=${exp_dir}/.done.${name} started=${exp_dir}/.started.${name} key input stale
     key=$(
         printf '%s\n' "$*"
         for a in "$@"; do case "$a" in *.yaml) [ -f "$a" ] && cat "$a";; esac; done
+        for input in ${after}; do
+            if [ -f "${input}" ]; then printf '%s %s\n' "${input}" "$(cat "${input}")"; else echo "${input} missing"; fi
+        done
     )
     key=$(md5sum <<<"${key}" | cut -d' ' -f1)
     if [ -f "${marker}" ] && [ "$(cat "${marker}")" = "${key}" ]; then
@@ -69,6 +76,13 @@ run_step() {
         return 0
     fi
     mkdir -p "${exp_dir}"
+    if { [ -f "${started}" ] && [ "$(cat "${started}")" != "${key}" ]; } ||
+       { [ -f "${marker}" ] && [ "$(cat "${marker}")" != "${key}" ]; }; then
+        log "  ${name}: its command or inputs changed since it last started: starting it afresh"
+        for stale in ${fresh_start:-}; do rm -f "${exp_dir}/${stale}"; done
+    fi
+    rm -f "${marker}"
+    echo "${key}" >"${started}"
     echo "$*" >>"${exp_dir}/run.cmd"
     "$@"
     echo "${key}" >"${marker}"
@@ -97,29 +111,30 @@ done
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "Stage 1: data: MuST-C en-${tgt_lang} from ${mustc_root:?--mustc-root is required} -> ${data}/"
-    run_step data "${data}" python local/data_prep.py --config "${conf_dir}/data.yaml" \
+    run_step data "${data}" "" python local/data_prep.py --config "${conf_dir}/data.yaml" \
         --mustc_root "${mustc_root}" --tgt_lang "${tgt_lang}" --extra_train "${extra_train}" --out "${data}"
 fi
 
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     log "Stage 2: fbank: 80-dim Kaldi fbank, ${nj} jobs -> ${dump}/"
-    run_step fbank_train "${dump}" python -m espnet2_ext.bin.make_fbank --config "${conf_dir}/fbank.yaml" \
+    run_step fbank_train "${dump}" "${data}/.done.data" python -m espnet2_ext.bin.make_fbank --config "${conf_dir}/fbank.yaml" \
         --data_dir "${data}/train" --out_dir "${dump}/train" --nj "${nj}"
     for set in dev ${test_sets}; do
-        run_step "fbank_${set}" "${dump}" python -m espnet2_ext.bin.make_fbank \
+        run_step "fbank_${set}" "${dump}" "${data}/.done.data" python -m espnet2_ext.bin.make_fbank \
             --data_dir "${data}/${set}" --out_dir "${dump}/${set}" --nj "${nj}" --min_frames 0 --max_frames none
     done
 fi
 
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     log "Stage 3: bpe: SentencePiece target and source models -> ${spm}/"
-    run_step bpe "${data}" python local/train_bpe.py --config "${conf_dir}/bpe.yaml" \
+    run_step bpe "${data}" "${dump}/.done.fbank_train" python local/train_bpe.py --config "${conf_dir}/bpe.yaml" \
         --data_dir "${dump}/train" --out_dir "${spm}"
 fi
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     log "Stage 4: stats: ESPnet collect_stats (global CMVN, shapes), ${nj} jobs -> ${stats}/"
-    run_step stats "${stats}" local/collect_stats.sh --nj "${nj}" --stats "${stats}" \
+    run_step stats "${stats}" "${dump}/.done.fbank_train ${dump}/.done.fbank_dev ${data}/.done.bpe" \
+        local/collect_stats.sh --nj "${nj}" --stats "${stats}" \
         --train-config "${conf_dir}/train.yaml" --train-keys "${dump}/train/feats.scp" \
         --valid-keys "${dump}/dev/feats.scp" -- "${tokens_args[@]}" "${data_args[@]}"
 fi
@@ -131,7 +146,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     if grep -Eq '^normalize:[[:space:]]*global_mvn' "${conf_dir}/train.yaml"; then
         normalize_args=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
     fi
-    run_step train "${train_exp}" python -m espnet2_ext.bin.st_train --config "${conf_dir}/train.yaml" \
+    fresh_start=checkpoint.pth run_step train "${train_exp}" "${stats}/.done.stats" python -m espnet2_ext.bin.st_train --config "${conf_dir}/train.yaml" \
         "${tokens_args[@]}" "${data_args[@]}" "${shape_args[@]}" "${batch_args[@]}" \
         "${normalize_args[@]}" \
         --ngpu "${ngpu}" "${dist_args[@]}" "${extra_train_args[@]}" --resume true --output_dir "${train_exp}"
@@ -147,35 +162,36 @@ if "${finetune}" && [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
     python local/merge_configs.py --base_config "${train_exp}/config.yaml" \
         --override_config "${conf_dir}/finetune.yaml" --out "${finetune_exp}/finetune_config.yaml"
     read -r -a batch_args <<<"$(python local/batch_settings.py --train_config "${finetune_exp}/finetune_config.yaml" --ngpu "${ngpu}")"
-    run_step finetune "${finetune_exp}" python -m espnet2_ext.bin.st_train \
+    fresh_start=checkpoint.pth run_step finetune "${finetune_exp}" "${train_exp}/.done.train" python -m espnet2_ext.bin.st_train \
         --config "${finetune_exp}/finetune_config.yaml" "${batch_args[@]}" \
         --init_param "${train_exp}/valid.loss.best.pth" --ngpu "${ngpu}" "${dist_args[@]}" "${extra_train_args[@]}" \
         --resume true \
         --output_dir "${finetune_exp}"
 fi
 
-decode_exp=${train_exp}
-"${finetune}" && decode_exp=${finetune_exp}
+decode_exp=${train_exp} trained_step=train
+if "${finetune}"; then decode_exp=${finetune_exp} trained_step=finetune; fi
 decode_name=decode_$(basename "${conf_dir}")
 device=cpu; [ "${ngpu}" -gt 0 ] && device=cuda
 model=${decode_exp}/${average_criterion%.*}.ave_${average_num}${average_mode}.pth   # averaged in stage 7
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     log "Stage 7: decode: average ${average_num} (${average_mode}), translate ${test_sets} and their whole talks, score -> ${decode_exp}/"
-    run_step average "${decode_exp}" python -m espnet2_ext.bin.average_checkpoints --exp_dir "${decode_exp}" \
+    run_step average "${decode_exp}" "${decode_exp}/.done.${trained_step}" python -m espnet2_ext.bin.average_checkpoints --exp_dir "${decode_exp}" \
         --num "${average_num}" --mode "${average_mode}" --criterion "${average_criterion}" --out "${model}"
     for set in ${test_sets}; do
         out=${decode_exp}/${decode_name}/${set}
-        run_step "decode_${set}" "${decode_exp}" local/decode.sh --nj "${nj}" --ngpu "${ngpu}" \
+        run_step "decode_${set}" "${decode_exp}" "${decode_exp}/.done.average ${dump}/.done.fbank_${set}" \
+            local/decode.sh --nj "${nj}" --ngpu "${ngpu}" \
             --config "${conf_dir}/decode.yaml" --model "${model}" --data "${dump}/${set}" --out "${out}"
-        run_step "score_${set}" "${decode_exp}" python -m espnet2_ext.bin.score_st \
+        run_step "score_${set}" "${decode_exp}" "${decode_exp}/.done.decode_${set}" python -m espnet2_ext.bin.score_st \
             --hyp "${out}/1best_recog/text" --ref "${dump}/${set}/text.tgt" --out "${out}/score" --tgt_lang "${tgt_lang}"
         # as IWSLT: whole talks, our own segmentation, re-segmented onto the reference sentences to score
         mkdir -p "${out}/talks"
-        run_step "translate_talks_${set}" "${decode_exp}" python -m espnet2_ext.bin.translate \
+        run_step "translate_talks_${set}" "${decode_exp}" "${decode_exp}/.done.average" python -m espnet2_ext.bin.translate \
             --st_train_config "${decode_exp}/config.yaml" --st_model_file "${model}" --device "${device}" \
             --config "${conf_dir}/decode.yaml" --format jsonl --output "${out}/talks/translations.jsonl" \
             "${data}/${set}/wav.scp"
-        run_step "score_talks_${set}" "${decode_exp}" python -m espnet2_ext.bin.score_st_talks \
+        run_step "score_talks_${set}" "${decode_exp}" "${decode_exp}/.done.translate_talks_${set}" python -m espnet2_ext.bin.score_st_talks \
             --hyp "${out}/talks/translations.jsonl" --data_dir "${data}/${set}" --out "${out}/talks/score" \
             --tgt_lang "${tgt_lang}"
     done
@@ -196,7 +212,7 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     if [ -f "${stats}/train/feats_stats.npz" ]; then
         cmvn_args=(--global_cmvn "${stats}/train/feats_stats.npz")
     fi
-    run_step pack "${decode_exp}" python -m espnet2_ext.bin.pack_model --exp_dir "${decode_exp}" \
+    run_step pack "${decode_exp}" "${decode_exp}/.done.average ${stats}/.done.stats" python -m espnet2_ext.bin.pack_model --exp_dir "${decode_exp}" \
         --model_file "${model}" --outpath "${decode_exp}/packed/model.zip" "${cmvn_args[@]}"
 fi
 if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
@@ -206,7 +222,7 @@ if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
     simulate_name=simulate_$(basename "${conf_dir}")
     log "Stage 9: simulate: the settings of ${conf_dir}/simulate.yaml on ${test_sets} -> ${decode_exp}/${simulate_name}/"
     for set in ${test_sets}; do   # gold segmentation; settings in ${nj} processes of one thread each
-        run_step "simulate_${set}" "${decode_exp}" python -m espnet2_ext.bin.simulate --model "${zip}" \
+        run_step "simulate_${set}" "${decode_exp}" "${decode_exp}/.done.pack" python -m espnet2_ext.bin.simulate --model "${zip}" \
             --data_dir "${data}/${set}" --settings "${conf_dir}/simulate.yaml" --computation_aware \
             --device "${device}" --num_threads 1 --nj "${nj}" --output "${decode_exp}/${simulate_name}/${set}"
     done
