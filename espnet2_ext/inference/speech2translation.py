@@ -35,7 +35,6 @@ from espnet2.text.token_id_converter import TokenIDConverter
 from espnet2_ext.asr.encoder.ctc_compress_conformer_encoder import CTCCompressEncoderOutput
 from espnet2_ext.inference.audio import AudioError, peak_dbfs
 from espnet2_ext.inference.ordered_batches import Finished, OrderedBatches
-from espnet2_ext.layers.ctc_compression import compressed_run_lengths
 from espnet2_ext.inference.speech_input import (
     SpeechInput,
     array_input,
@@ -44,6 +43,7 @@ from espnet2_ext.inference.speech_input import (
     file_input,
     stream_input,
 )
+from espnet2_ext.layers.ctc_compression import compressed_run_lengths
 from espnet2_ext.main_funcs.model_archive import open_model
 from espnet2_ext.main_funcs.training_utterances import TrainingUtterances, segmentation_options
 from espnet2_ext.segmentation import SHAS_MUSTC, Segment, StreamSegmenter
