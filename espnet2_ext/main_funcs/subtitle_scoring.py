@@ -48,10 +48,10 @@ def reference_blocks(reference: "TalkReference") -> list[Block]:
     ]
 
 
-def start_errors(blocks: Sequence[Block], lines: Sequence[str], starts: Sequence[float]) -> list[float]:
-    """For each block whose first word is the first of a reference sentence's re-segmented
-    line (``lines``, one per sentence, whose words are the blocks' words), the seconds
-    between the block's start and the sentence's (``starts``)."""
+def start_errors(blocks: Sequence[Block], lines: Sequence[str], starts: Sequence[float]) -> dict[int, float]:
+    """Block index -> the seconds between its start and its sentence's (``starts``), for
+    each block whose first word is the first of a reference sentence's re-segmented line
+    (``lines``, one per sentence, whose words are the blocks' words)."""
     sentence_at: dict[int, float] = {}
     offset = 0
     for line, start in zip(lines, starts):
@@ -59,10 +59,10 @@ def start_errors(blocks: Sequence[Block], lines: Sequence[str], starts: Sequence
         if words:
             sentence_at[offset] = start
         offset += words
-    errors, offset = [], 0
-    for block in blocks:
+    errors, offset = {}, 0
+    for index, block in enumerate(blocks):
         if offset in sentence_at:
-            errors.append(abs(block.start - sentence_at[offset]))
+            errors[index] = abs(block.start - sentence_at[offset])
         offset += len(block.text.split())
     return errors
 
@@ -112,7 +112,7 @@ def score_subtitles(
             blocks = build_blocks(translations[reference.recording_id].segments, limits, timing)
             files[f"{SUBTITLES_DIR}/{timing}/{reference.recording_id}.srt"] = subtitle_text(blocks, "srt")
             starts = [start for start, _ in reference.times]
-            errors += start_errors(blocks, aligned[reference.recording_id].lines, starts)
+            errors += start_errors(blocks, aligned[reference.recording_id].lines, starts).values()
             n_blocks += len(blocks)
             within += sum(b.chars * 1000 <= limits.max_cps * (b.end_ms - b.start_ms) for b in blocks)
         scores.append(

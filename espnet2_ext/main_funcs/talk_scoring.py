@@ -62,12 +62,12 @@ class TalkTranslation:
 @dataclass(frozen=True)
 class TalkReference:
     """One recording's reference sentences in time order, their utterance ids and their
-    (start, end) seconds."""
+    (start, end) seconds (which only subtitle scoring reads)."""
 
     recording_id: str
     utt_ids: tuple[str, ...]
     sentences: tuple[str, ...]
-    times: tuple[tuple[float, float], ...]
+    times: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)

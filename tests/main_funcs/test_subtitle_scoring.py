@@ -27,7 +27,7 @@ def test_suber_counts_word_and_break_edits_of_overlapping_blocks(blocks, expecte
 def test_start_errors_compare_the_blocks_that_start_a_sentence():
     blocks = [Block(100, 900, ("a b",)), Block(900, 2000, ("c",)), Block(2500, 3000, ("d e",))]
     lines = ["a b c", "", "d e"]  # the second sentence got no words
-    assert start_errors(blocks, lines, [0.0, 1.0, 2.0]) == pytest.approx([0.1, 0.5])
+    assert start_errors(blocks, lines, [0.0, 1.0, 2.0]) == pytest.approx({0: 0.1, 2: 0.5})
 
 
 def record(recording: str, segments: list[tuple[float, float, str, list | None]]) -> dict:
