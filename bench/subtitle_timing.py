@@ -10,17 +10,23 @@ sentences at their ``segments`` times, and the mean absolute error of the start 
 every block that starts a reference sentence. The translation does not depend on the
 layer, so proportional timing is scored once. Also reported: the start error over the
 blocks that do not start their segment, the only ones whose start the timing decides
-(a segment's first block starts with it either way).
+(a segment's first block starts with it either way), and, finer, the error of the time
+given to the first word of each reference sentence that begins inside a segment
+(mweralign says which translated word that is), whether or not a block starts there.
+Where the segmentation cuts at
+every sentence (the demo's talks, whose sentences are separated by clear pauses, with
+the recipe's settings), no block but a segment's first starts a sentence and the
+timings score the same: ``--max_segment_seconds 12 --pause_seconds 0`` (no cut forced
+at pauses) gives segments of several sentences, as SHAS's on MuST-C's talks are.
 
 Usage:
     python bench/subtitle_timing.py --model egs/mustc_conformer_ctc/exp/st_demo_finetune/packed/model.zip \\
         --data_dir egs/mustc_conformer_ctc/data/tst-COMMON --config egs/mustc_conformer_ctc/conf/demo/decode.yaml \\
-        --out /tmp/subtitle_timing [--threads 2]
+        --out /tmp/subtitle_timing [--threads 2] [--max_segment_seconds 12 --pause_seconds 0]
 """
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -33,6 +39,7 @@ from espnet2_ext.inference.output_formats import jsonl_record
 from espnet2_ext.main_funcs.subtitle_scoring import start_errors
 from espnet2_ext.main_funcs.talk_scoring import align_talk, paired_talks, score_talks
 from espnet2_ext.subtitles import build_blocks
+from espnet2_ext.subtitles.blocks import proportional_spans, to_ms
 
 TRANSLATOR_OPTIONS = (
     "search", "beam_size", "no_repeat_ngram_size", "maxlen_a", "maxlen_b", "max_segment_seconds",
@@ -56,6 +63,29 @@ def inner_start_error(jsonl: Path, data_dir: Path, timing: str) -> tuple[float |
     return (sum(errors) / len(errors) if errors else None), len(errors)
 
 
+def inner_word_start_error(jsonl: Path, data_dir: Path, timing: str) -> tuple[float | None, int]:
+    """Mean error of the start given to the first translated word of each reference sentence,
+    over the sentences whose first word is not the first of its segment."""
+    references, translations = paired_talks(jsonl, data_dir)
+    errors = []
+    for reference in references:
+        talk = translations[reference.recording_id]
+        starts, firsts = [], set()
+        for segment in talk.segments:
+            words = segment.text.split()
+            firsts.add(len(starts))
+            if timing == "attention" and segment.word_times is not None:
+                starts += [start for start, _ in segment.word_times]
+            else:
+                starts += [s / 1000 for s, _ in proportional_spans(words, to_ms(segment.start), to_ms(segment.end))]
+        offset = 0
+        for line, (start, _) in zip(align_talk(reference, talk.text).lines, reference.times):
+            if line.split() and offset not in firsts:
+                errors.append(abs(starts[offset] - start))
+            offset += len(line.split())
+    return (sum(errors) / len(errors) if errors else None), len(errors)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -65,19 +95,22 @@ def main() -> None:
     parser.add_argument("--layers", type=int, nargs="*", default=None, help="decoder layers (default: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tgt_lang", default="de")
+    parser.add_argument("--max_segment_seconds", type=float, default=None, help="instead of the config's")
+    parser.add_argument("--pause_seconds", type=float, default=None, help="instead of the config's (0: no cut)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = read_yaml_mapping(args.config)
     options = {key: config[key] for key in TRANSLATOR_OPTIONS if key in config}
+    for key in ("max_segment_seconds", "pause_seconds"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
     wavs = read_wav_scp(args.data_dir / "wav.scp")
     translator = Speech2Translation.from_pretrained(args.model, **options)
     layers = args.layers if args.layers is not None else range(len(translator.model.decoder.decoders))
     rows = []
     for layer in layers:
         translator.attention_layer = layer
-        started = time.perf_counter()
         results = translator.translate_batch(list(wavs.values()), batch_size=config.get("batch_size", 10))
-        seconds = time.perf_counter() - started
         jsonl = args.out / f"talks.layer{layer}.jsonl"
         write_lines_atomically(
             jsonl, [json.dumps(jsonl_record(key, r), ensure_ascii=False) for key, r in zip(wavs, results)]
@@ -86,17 +119,24 @@ def main() -> None:
         for score in scores.subtitles:
             if score.timing == "proportional" and any(row[0] == "proportional" for row in rows):
                 continue  # the translation, so proportional timing, is the same for every layer
-            inner, n_inner = inner_start_error(jsonl, args.data_dir, score.timing)
+            inner = inner_start_error(jsonl, args.data_dir, score.timing)
+            words = inner_word_start_error(jsonl, args.data_dir, score.timing)
             name = f"attention, layer {layer}" if score.timing == "attention" else "proportional"
-            rows.append((name, score, inner, n_inner, scores.bleu, seconds))
-    print(f"{len(wavs)} talks of {args.data_dir}, model {args.model}, {args.threads} threads\n")
-    print("| timing | SubER | start error (s) | over | inner start error (s) | over | blocks | within cps | BLEU |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, s, inner, n_inner, bleu, _ in rows:
-        start = "–" if s.start_error is None else f"{s.start_error:.3f}"
-        inner_text = "–" if inner is None else f"{inner:.3f}"
-        print(f"| {name} | {s.suber:.2f} | {start} | {s.starts_compared} | {inner_text} | {n_inner} | {s.blocks} "
-              f"| {s.within_cps:.1f}% | {bleu:.2f} |")
+            rows.append((name, score, inner, words, scores.bleu))
+    segmentation = translator.segmentation
+    print(f"{len(wavs)} talks of {args.data_dir}, model {args.model}, {args.threads} threads; segments shorter than "
+          f"{segmentation.max_seconds:g} s, cut at pauses of {segmentation.pause_seconds} s; "
+          f"{scores.talks.n_segments} segments for {scores.n_segments} sentences\n")
+    print("| timing | SubER | block start error (s) | inside segments | first words inside segments | blocks "
+          "| within cps | BLEU |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, s, inner, words, bleu in rows:
+        print(f"| {name} | {s.suber:.2f} | {_error(s.start_error, s.starts_compared)} | {_error(*inner)} "
+              f"| {_error(*words)} | {s.blocks} | {s.within_cps:.1f}% | {bleu:.2f} |")
+
+
+def _error(mean: float | None, count: int) -> str:
+    return "–" if mean is None else f"{mean:.3f} ({count})"
 
 
 if __name__ == "__main__":

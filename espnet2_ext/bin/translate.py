@@ -17,10 +17,10 @@ Each audio file gives one output line, in input order:
 several inputs' to ``--output_dir``, one ``<name>.srt`` (``.vtt``) each, the name being
 the audio file's without its extension, or the ``wav.scp`` key. Blocks keep to the
 common guidelines (``--max_chars`` 42 per line, ``--max_lines`` 2, ``--max_cps`` 21
-characters per second, 1 to 7 s on screen), never span two segments, and are timed
-by when their words were spoken: where the decoder's cross-attention aligns them
-(SBAAM's method), else by their share of the segment's characters
-(``--subtitle_timing``).
+characters per second, 1 to 7 s on screen) and never span two segments; within a
+segment they are timed by their share of its characters (``--subtitle_timing
+proportional``, the default) or by when their words were spoken, where the decoder's
+cross-attention aligns them (``attention``: SBAAM's method).
 
 tsv and text write a backslash, tab, newline or carriage return in an id or a
 translation as \\\\, \\t, \\n, \\r, so each input stays one line.
@@ -202,8 +202,8 @@ def get_parser() -> ArgumentParser:
     group.add_argument("--max_block_seconds", type=float, default=limits.max_seconds, help="longest time on screen")
     group.add_argument(
         "--subtitle_timing", choices=TIMINGS, default=DEFAULT_TIMING,
-        help="attention: each word when the decoder's cross-attention aligns it (SBAAM; proportional where "
-        "unknown, as with --search espnet); proportional: each segment shared among its words by characters",
+        help="proportional: each segment shared among its words by characters; attention: each word when the "
+        "decoder's cross-attention aligns it (SBAAM; proportional where unknown, as with --search espnet)",
     )
     group.add_argument(
         "--attention_layer", type=int_or_none, default=None,

@@ -61,8 +61,8 @@ def exp(tmp_path: Path) -> Path:
     return directory
 
 
-SUBTITLES = (SubtitleScore("attention", 61.234, 0.4123, 35, 120, 90.0, 21.0),
-             SubtitleScore("proportional", 63.5, None, 0, 121, None, 21.0))
+SUBTITLES = (SubtitleScore("proportional", 61.234, 0.4123, 35, 120, 90.0, 21.0),
+             SubtitleScore("attention", 63.5, None, 0, 121, None, 21.0))
 
 
 def run(exp: Path, out: Path, *extra: str) -> str:
@@ -102,8 +102,8 @@ def test_section(exp: Path, tmp_path: Path) -> None:
     assert "![training curves of st_train](exp/st_train/curves.png)" in text
     assert ("### Subtitles\n\n| decoding | test set | timing | SubER | start error (s) | blocks | within cps |\n"
             "|---|---|---|---:|---:|---:|---:|\n"
-            "| decode_st_beam5 | tst-COMMON | attention (default) | 61.23 | 0.412 (35) | 120 | 90.0% (<= 21) |\n"
-            "| decode_st_beam5 | tst-COMMON | proportional | 63.50 | – | 121 | – |\n") in text
+            "| decode_st_beam5 | tst-COMMON | proportional (default) | 61.23 | 0.412 (35) | 120 | 90.0% (<= 21) |\n"
+            "| decode_st_beam5 | tst-COMMON | attention | 63.50 | – | 121 | – |\n") in text
 
 
 def test_idempotent(exp: Path, tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ def test_scores_the_re_segmented_talks(
         f"subtitles/{kind}/{talk}.srt" for kind in ("attention", "proportional", "reference")
         for talk in ("talk_a", "talk_b")
     ]  # and no temporary files
-    assert [s["timing"] for s in result["subtitles"]] == ["attention", "proportional"]
+    assert [s["timing"] for s in result["subtitles"]] == ["proportional", "attention"]  # the default first
     assert all(0 < s["suber"] < 100 and s["blocks"] >= 5 for s in result["subtitles"])
     assert "\nSubER attention: " in text and "\nSubER proportional: " in text
 

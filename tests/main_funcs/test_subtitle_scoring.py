@@ -59,7 +59,7 @@ def test_the_references_themselves_score_zero_and_attention_beats_a_bad_proporti
     talk_b = [(1.0, 12.0, " ".join(w for w, _, _ in words), times)]  # 3 s of silence after the talk
     hyp = write_jsonl(tmp_path / "talks.jsonl", [record("talk_a", talk_a), record("talk_b", talk_b)])
     scores = score_talks(hyp, data_dir, "de", subtitles=True)
-    attention, proportional = scores.result.subtitles
+    proportional, attention = scores.result.subtitles  # the default first
     assert (attention.timing, proportional.timing) == ("attention", "proportional")
     assert attention.blocks == 7  # one per sentence: each fits one block
     # the references' one-line sentences: 41 words and 7 block ends; ours break 2 lines too long for one
