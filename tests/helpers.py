@@ -204,3 +204,41 @@ def with_default_ctrl_c() -> None:
     turns into ``KeyboardInterrupt``. A background job of a non-interactive shell (``make test &``)
     inherits SIGINT ignored, and a Python started so ignores it, as ``nohup`` means it to."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def check_subtitles(blocks, segments, limits) -> int:
+    """What every subtitle file must hold (issue 22): each block within ``limits`` (a line
+    may be longer only as a single word; the reading speed and shortest time wherever the
+    segment's time can hold its blocks' reading times), its times within its segment
+    and after the block before, and the blocks' words exactly the translation's.
+
+    ``segments``: :class:`~espnet2_ext.subtitles.TimedSegment` in time order. Returns how
+    many blocks had their segment's time for the reading speed and shortest time.
+    """
+    from espnet2_ext.subtitles.blocks import to_ms
+
+    spans = [(to_ms(s.start), to_ms(s.end), s.text.split()) for s in segments if s.text.split()]
+    assert " ".join(b.text for b in blocks) == " ".join(w for s in segments for w in s.text.split())
+    position, previous_end, timed = 0, None, 0
+    for start, end, words in spans:  # the blocks of each segment, in order
+        mine, count = [], 0
+        while count < len(words):
+            mine.append(blocks[position])
+            count += len(blocks[position].text.split())
+            position += 1
+        assert count == len(words), "a block spans two segments"
+        needed = sum(limits.reading_ms(b.chars) for b in mine)
+        for b in mine:
+            assert start <= b.start_ms <= b.end_ms <= end, (b, start, end)
+            assert previous_end is None or b.start_ms >= previous_end, (b, previous_end)
+            previous_end = b.end_ms
+            assert 1 <= len(b.lines) <= limits.max_lines, b
+            assert all(len(line) <= limits.max_chars or " " not in line for line in b.lines), b
+            assert all(line and line == line.strip() and "  " not in line for line in b.lines), b
+            assert b.end_ms - b.start_ms <= limits.max_ms, b
+            if needed <= end - start:
+                timed += 1
+                assert b.end_ms - b.start_ms >= limits.min_ms, (b, needed, end - start)
+                assert b.chars * 1000 <= limits.max_cps * (b.end_ms - b.start_ms), b
+    assert position == len(blocks)
+    return timed

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # FBK's IWSLT 2022 direct speech translation (Conformer + CTC compression) on MuST-C.
 # Stages: 1 data, 2 fbank, 3 bpe, 4 stats, 5 train, 6 finetune, 7 decode (average,
-# translate, score; whole talks too; RESULTS.md, plot), 8 pack, 9 simulate (simultaneous translation
-# of the test sets with FBK's policies, SimulEval's scores). Behaviour lives in ${conf_dir}/*.yaml.
+# translate, score; whole talks and their subtitles too; RESULTS.md, plot), 8 pack, 9 simulate
+# (simultaneous translation of the test sets with FBK's policies, SimulEval's scores).
+# Behaviour lives in ${conf_dir}/*.yaml.
 # Example: ./run.sh --mustc-root /data/MUSTC_v1.0 --tgt-lang de --ngpu 4
 set -euo pipefail
 
@@ -203,6 +204,7 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
         out=${decode_exp}/${decode_name}/${set}
         log "  ${set}, gold segmentation: $(head -n 2 "${out}/score/result.txt" | paste -sd' ')"
         log "  ${set}, own segmentation: $(head -n 2 "${out}/talks/score/result.txt" | paste -sd' ')"
+        log "  ${set}, subtitles (${out}/talks/score/subtitles/): $(grep '^SubER' "${out}/talks/score/result.txt" | paste -sd';')"
     done
 fi
 

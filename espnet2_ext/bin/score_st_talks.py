@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""Talk-level scoring: BLEU and chrF of whole talks translated with our own segmentation.
+"""Talk-level scoring: BLEU and chrF of whole talks translated with our own segmentation, and their subtitles.
 
 See :mod:`espnet2_ext.main_funcs.talk_scoring`: each talk's translation is re-segmented
 onto its reference sentences (mweralign, as IWSLT does), then scored as ``score_st``
-scores gold segmentation. Writes, under ``--out``, ``result.json`` (read by
-``make_results``), ``result.txt`` (sacreBLEU's own ``METRIC|signature = score`` lines
-first, then the numbers of reference sentences, talks and own segments, mweralign's
-AS-WER and the files) and ``aligned.txt`` (the re-segmented translation, ``utt-id text``
-in reference order, comparable line by line with the gold decode's
-``1best_recog/text``), and prints ``result.txt``.
+scores gold segmentation; its subtitles, timed by the cross-attention and
+proportionally, are scored against the reference sentences at their times (SubER and
+the error of block start times, :mod:`espnet2_ext.main_funcs.subtitle_scoring`).
+Writes, under ``--out``, ``result.json`` (read by ``make_results``), ``result.txt``
+(sacreBLEU's own ``METRIC|signature = score`` lines first, then the numbers of
+reference sentences, talks and own segments, mweralign's AS-WER, the subtitle scores
+and the files), ``aligned.txt`` (the re-segmented translation, ``utt-id text`` in
+reference order, comparable line by line with the gold decode's ``1best_recog/text``)
+and ``subtitles/<timing>/<talk>.srt`` and ``subtitles/reference/<talk>.srt`` (what
+SubER scored), and prints ``result.txt``.
 
 Usage:
     python -m espnet2_ext.bin.score_st_talks --hyp DECODE_DIR/talks/translations.jsonl \
@@ -19,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from espnet2_ext.fileio.atomic import write_text_atomically
 from espnet2_ext.fileio.kaldi_table import TableError, write_text
 from espnet2_ext.main_funcs.experiment import write_result
 from espnet2_ext.main_funcs.scoring import ScoringError
@@ -39,7 +44,9 @@ def get_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
     check_output_dir(args.out, "--out")
-    scores = score_talks(args.hyp, args.data_dir, args.tgt_lang)
+    scores = score_talks(args.hyp, args.data_dir, args.tgt_lang, subtitles=True)
+    for name, text in scores.subtitle_files.items():
+        write_text_atomically(args.out / name, text)
     write_text(args.out / ALIGNED_TXT, scores.aligned)
     write_result(args.out, scores.result)
     print(scores.result.text(), end="")

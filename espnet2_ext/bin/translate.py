@@ -10,8 +10,17 @@ Each audio file gives one output line, in input order:
   or the ``wav.scp`` key;
 - ``text``: the translation only;
 - ``jsonl``: one JSON object per input with the n-best and scores, the source
-  transcript from the intermediate CTC, the segments, warnings and error (null
-  when translated); every record has the same fields.
+  transcript from the intermediate CTC, the segments with their words' times,
+  warnings and error (null when translated); every record has the same fields.
+
+``srt`` and ``vtt`` write subtitles instead: one input's to ``--output`` (or stdout),
+several inputs' to ``--output_dir``, one ``<name>.srt`` (``.vtt``) each, the name being
+the audio file's without its extension, or the ``wav.scp`` key. Blocks keep to the
+common guidelines (``--max_chars`` 42 per line, ``--max_lines`` 2, ``--max_cps`` 21
+characters per second, 1 to 7 s on screen) and never span two segments; within a
+segment they are timed by their share of its characters (``--subtitle_timing
+proportional``, the default) or by when their words were spoken, where the decoder's
+cross-attention aligns them (``attention``: SBAAM's method).
 
 tsv and text write a backslash, tab, newline or carriage return in an id or a
 translation as \\\\, \\t, \\n, \\r, so each input stays one line.
@@ -38,7 +47,8 @@ an ``--output`` file left as it was.
 
 Usage:
     python -m espnet2_ext.bin.translate --model exp/st_train/packed/model.zip talk.wav clips/ \
-        [--output out.tsv] [--format tsv|text|jsonl] [--beam_size 5] [--batch_size 10] [--device cpu]
+        [--output out.tsv] [--format tsv|text|jsonl|srt|vtt] [--beam_size 5] [--batch_size 10] [--device cpu]
+    python -m espnet2_ext.bin.translate --model model.zip talks/ --format srt --output_dir subtitles/
     python -m espnet2_ext.bin.translate --st_train_config exp/st/config.yaml --st_model_file exp/st/ave.pth ...
 """
 
@@ -51,18 +61,25 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from espnet2.utils.types import float_or_none, int_or_none, str_or_none
 
 from espnet2_ext.fileio.kaldi_table import TableError
+from espnet2_ext.fileio.atomic import write_text_atomically
 from espnet2_ext.fileio.output_target import check_output_target, open_output
+from espnet2_ext.fileio.subtitle_files import SUBTITLE_FORMATS, subtitle_text
 from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
 from espnet2_ext.inference.output_formats import FORMATS, escape, format_line
 from espnet2_ext.main_funcs.model_archive import ModelArchiveError
 from espnet2_ext.segmentation.options import SHAS_MUSTC, SegmentationOptions
 from espnet2_ext.st import SEARCHES
-from espnet2_ext.utils.cli import ArgumentParser, CommandError, command
+from espnet2_ext.subtitles import DEFAULT_TIMING, TIMINGS, SubtitleLimits
+from espnet2_ext.utils.cli import ArgumentParser, CommandError, check_output_dir, command
 from espnet2_ext.utils.waveform import MIN_SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from espnet2_ext.inference.file_inputs import Input
 
 EPILOG = """\
 Which problems stop the run: each INPUT, and each file a wav.scp lists, must exist,
@@ -71,7 +88,8 @@ line before any work (exit status 1), as it does for bad options, an --output or
 --cache_dir that cannot be written, a --device that is not there, or a bad model.
 An audio file that exists but cannot be translated (not audio, truncated,
 headerless without --raw_sample_rate, empty, too short) gets an ERROR line and an
-empty output line, and the others are still translated (exit status 2).
+empty output line (no subtitle file), and the others are still translated (exit
+status 2).
 
 --config takes a YAML of these options, e.g. the recipe's conf/decode.yaml"""
 
@@ -85,6 +103,13 @@ SEGMENTATION_OPTIONS = {
     "max_seconds": "--max_segment_seconds", "min_seconds": "--min_segment_seconds", "threshold": "--vad_threshold",
     "pause_seconds": "--pause_seconds", "pad_start_seconds": "--pad_start_seconds",
     "pad_end_seconds": "--pad_end_seconds",
+}
+
+
+# SubtitleLimits' fields, as this program spells them.
+SUBTITLE_OPTIONS = {
+    "max_chars": "--max_chars", "max_lines": "--max_lines", "max_cps": "--max_cps",
+    "min_seconds": "--min_block_seconds", "max_seconds": "--max_block_seconds",
 }
 
 
@@ -114,10 +139,14 @@ def get_parser() -> ArgumentParser:
     parser.add_argument("--st_model_file", default=None, help="instead of --model: the weights (.pth)")
     parser.add_argument("--output", type=str_or_none, default=None, help="file to write (default: stdout)")
     parser.add_argument(
+        "--output_dir", type=str_or_none, default=None,
+        help="srt, vtt: the directory that gets one <name>.srt (.vtt) per input (needed for several inputs)",
+    )
+    parser.add_argument(
         "--format", choices=FORMATS, default="tsv",
         help="tsv: <id> TAB <translation>; text: the translation; jsonl: n-best with scores, CTC source "
-        "transcript, segments, warnings, error. tsv and text write a backslash, tab, newline or CR "
-        "in an id or a translation as \\\\, \\t, \\n, \\r",
+        "transcript, segments with their words' times, warnings, error; srt, vtt: subtitles. tsv and "
+        "text write a backslash, tab, newline or CR in an id or a translation as \\\\, \\t, \\n, \\r",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--batch_size", type=int, default=10, help="segments encoded together; results do not change")
@@ -164,6 +193,23 @@ def get_parser() -> ArgumentParser:
         help="non-speech a segment keeps after its speech; default: the model's training utterances', else 0",
     )
     group.add_argument("--silence_dbfs", type=float, default=-60.0, help="quieter audio is not translated")
+    limits = SubtitleLimits()
+    group = parser.add_argument_group("Subtitles (--format srt, vtt)")
+    group.add_argument("--max_chars", type=int, default=limits.max_chars, help="characters per line")
+    group.add_argument("--max_lines", type=int, default=limits.max_lines, help="lines per block")
+    group.add_argument("--max_cps", type=float, default=limits.max_cps, help="characters per second, at most")
+    group.add_argument("--min_block_seconds", type=float, default=limits.min_seconds, help="shortest time on screen")
+    group.add_argument("--max_block_seconds", type=float, default=limits.max_seconds, help="longest time on screen")
+    group.add_argument(
+        "--subtitle_timing", choices=TIMINGS, default=DEFAULT_TIMING,
+        help="proportional: each segment shared among its words by characters; attention: each word when the "
+        "decoder's cross-attention aligns it (SBAAM; proportional where unknown, as with --search espnet)",
+    )
+    group.add_argument(
+        "--attention_layer", type=int_or_none, default=None,
+        help="the decoder layer (0-based) whose cross-attention times the words; default: FBK's 3, or the "
+        "last of a decoder with fewer",
+    )
     return parser
 
 
@@ -191,6 +237,17 @@ def check_options(args: argparse.Namespace) -> None:
         raise TranslateError(f"--pause_seconds must be >= 0 (0: no cut at pauses), got {args.pause_seconds}")
     if args.raw_sample_rate is not None and args.raw_sample_rate < MIN_SAMPLE_RATE:
         raise TranslateError(f"--raw_sample_rate must be >= {MIN_SAMPLE_RATE} Hz, got {args.raw_sample_rate}")
+    if args.attention_layer is not None and args.attention_layer < 0:
+        raise TranslateError(f"--attention_layer must be >= 0, got {args.attention_layer}")
+    subtitle_limits(args)
+    if args.output_dir is not None:
+        if args.format not in SUBTITLE_FORMATS:
+            raise TranslateError(
+                f"--output_dir is for --format {' or '.join(SUBTITLE_FORMATS)}; --format {args.format} "
+                "writes lines to --output or stdout"
+            )
+        if args.output is not None:
+            raise TranslateError("give --output (one input's subtitles) or --output_dir (one file per input), not both")
     try:
         SegmentationOptions(
             max_seconds=SHAS_MUSTC.max_seconds if args.max_segment_seconds is None else args.max_segment_seconds,
@@ -205,6 +262,39 @@ def check_options(args: argparse.Namespace) -> None:
         for name, option in SEGMENTATION_OPTIONS.items():
             message = message.replace(name, option)
         raise TranslateError(message) from None
+
+
+def subtitle_limits(args: argparse.Namespace) -> SubtitleLimits:
+    """The subtitle options as :class:`SubtitleLimits`, checked (whatever the format: a
+    ``--config`` may set them)."""
+    try:
+        return SubtitleLimits(**{field: getattr(args, option[2:]) for field, option in SUBTITLE_OPTIONS.items()})
+    except ValueError as err:
+        message = str(err)
+        for field, option in SUBTITLE_OPTIONS.items():
+            message = message.replace(field, option)
+        raise TranslateError(message) from None
+
+
+def subtitle_paths(args: argparse.Namespace, inputs: Sequence["Input"]) -> list[Path] | None:
+    """Where each input's subtitles go with ``--output_dir``; None when they go to ``--output``
+    or stdout (one input). Refused: several inputs without ``--output_dir``, two inputs
+    with the same name, a directory that cannot be written."""
+    if args.output_dir is None:
+        if len(inputs) > 1:
+            raise TranslateError(
+                f"--format {args.format} writes one file per input and there are {len(inputs)} inputs: "
+                "give --output_dir"
+            )
+        return None
+    from espnet2_ext.inference.file_inputs import InputListError, output_names
+
+    directory = check_output_dir(args.output_dir, "--output_dir")
+    try:
+        names = output_names(inputs, f".{args.format}")
+    except InputListError as err:
+        raise TranslateError(f"--output_dir {directory}: {err}") from None
+    return [directory / name for name in names]
 
 
 def thread_count(requested: int) -> int:
@@ -232,6 +322,8 @@ def run(args: argparse.Namespace) -> int:
         inputs = expand_inputs(args.inputs, headerless=args.raw_sample_rate is not None)
     except InputListError as err:
         raise TranslateError(escape(str(err))) from None
+    subtitles = args.format in SUBTITLE_FORMATS
+    paths = subtitle_paths(args, inputs) if subtitles else None
     with contextlib.redirect_stdout(sys.stderr):  # ESPnet prints notices on stdout while importing
         import torch
 
@@ -253,6 +345,7 @@ def run(args: argparse.Namespace) -> int:
         pad_start_seconds=args.pad_start_seconds,
         pad_end_seconds=args.pad_end_seconds,
         silence_dbfs=args.silence_dbfs,
+        attention_layer=args.attention_layer,
     )
     try:
         check_device(args.device)
@@ -268,13 +361,22 @@ def run(args: argparse.Namespace) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(thread_count(args.num_threads))
     failed = 0
+    limits = subtitle_limits(args)
     try:
-        with open_output(args.output) as output:
-            for result in translate_inputs(translator, inputs, args.batch_size, args.raw_sample_rate):
+        with contextlib.nullcontext() if paths is not None else open_output(args.output) as output:
+            results = translate_inputs(translator, inputs, args.batch_size, args.raw_sample_rate)
+            for number, result in enumerate(results):
                 if result.error is not None:
                     failed += 1
                     print(f"ERROR: {escape(result.error)}", file=sys.stderr)
-                output.write(format_line(result.name, result, args.format))
+                if not subtitles:
+                    output.write(format_line(result.name, result, args.format))
+                elif result.error is None:
+                    text = subtitle_text(result.subtitles(args.subtitle_timing, **vars(limits)), args.format)
+                    if paths is None:
+                        output.write(text.removesuffix("\n"))
+                    else:
+                        write_subtitles(paths[number], text)
     except BrokenPipeError:
         return stdout_closed()
     finally:  # for callers in the same process
@@ -282,6 +384,14 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"ERROR: {failed} of {len(inputs)} inputs could not be translated", file=sys.stderr)
     return 2 if failed else 0
+
+
+def write_subtitles(path: Path, text: str) -> None:
+    """One input's subtitle file, whole or not at all."""
+    try:
+        write_text_atomically(path, text)
+    except OSError as err:
+        raise TranslateError(f"writing {path} failed: {err.strerror}") from None
 
 
 def stdout_closed() -> int:
@@ -294,7 +404,7 @@ def stdout_closed() -> int:
     return 128 + signal.SIGPIPE
 
 
-@command(on_interrupt="the lines written so far are complete; an --output file was left as it was")
+@command(on_interrupt="the lines and subtitle files written so far are complete; an --output file was left as it was")
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit status 0, 1 (one ``ERROR:`` line on a fatal error) or 2 (some inputs not translated)."""
     args = get_parser().parse_args(argv)

@@ -80,6 +80,25 @@ def expand_inputs(arguments: Sequence[str], headerless: bool = False) -> list[In
     return inputs
 
 
+def output_names(inputs: Sequence[Input], suffix: str) -> list[str]:
+    """One file name per input for its own output (``translate --output_dir``): the audio
+    file's name without its extension, or the ``wav.scp`` key, then ``suffix``.
+
+    Two inputs of the same name, or a key that is no file name (``/``, ``.``, ``..``),
+    are an :class:`InputListError` naming them.
+    """
+    names: dict[str, str] = {}
+    for item in inputs:
+        name = Path(item.path).stem if item.key == item.path else item.key
+        if "/" in name or name in ("", ".", ".."):
+            raise InputListError(f"{item.key!r} cannot name a file")
+        file_name = name + suffix
+        if file_name in names:
+            raise InputListError(f"{names[file_name]} and {item.key} would both write {file_name}")
+        names[file_name] = item.key
+    return list(names)
+
+
 def _wav_scp_inputs(path: Path) -> list[Input]:
     try:
         wavs = read_wav_scp(path)

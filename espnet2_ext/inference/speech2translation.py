@@ -43,25 +43,36 @@ from espnet2_ext.inference.speech_input import (
     file_input,
     stream_input,
 )
+from espnet2_ext.layers.ctc_compression import compressed_run_lengths
 from espnet2_ext.main_funcs.model_archive import open_model
 from espnet2_ext.main_funcs.training_utterances import TrainingUtterances, segmentation_options
 from espnet2_ext.segmentation import SHAS_MUSTC, Segment, StreamSegmenter
-from espnet2_ext.st.beam_search import SEARCHES, FairseqBeamSearch, UtteranceBatchBeamSearch
+from espnet2_ext.st.beam_search import SEARCHES, FairseqBeamSearch, Hypothesis, UtteranceBatchBeamSearch
+from espnet2_ext.subtitles import DEFAULT_TIMING, Block, SubtitleLimits, TimedSegment, build_blocks
+from espnet2_ext.subtitles.timing import attention_word_times
 from espnet2_ext.tasks.model_building import UnreadableWeightsError, load_st_model
 from espnet2_ext.utils.fbank import FRAME_LENGTH_MS, FRAME_SHIFT_MS, SAMPLE_RATE, compute_fbank, num_frames
 
 LANG_TAG_PREFIX = "<lang:"
+ATTENTION_LAYER = 3  # FBK's --extract-attn-from-layer (0-based) for SBAAM and AlignAtt
 BLANK = "<blank>"  # ESPnet's id 0, never a target (an imported FBK model's fairseq <pad>)
 AudioInput = str | Path | tuple[Any, int] | SpeechInput
 
 
 class Translation(NamedTuple):
-    """One hypothesis: detokenised text, its pieces and ids (tag and <eos> removed)."""
+    """One hypothesis: detokenised text, its pieces and ids (tag and <eos> removed).
+
+    ``word_times``: each word of ``text`` (whitespace-separated), (start, end) in seconds
+    from the start of its segment, where the decoder's cross-attention aligns it
+    (:mod:`espnet2_ext.subtitles.timing`); None with ``search: espnet``, which records
+    no attention, or when the pieces do not spell the text's words.
+    """
 
     text: str
     tokens: list[str]
     token_ids: list[int]
     score: float
+    word_times: list[tuple[float, float]] | None = None
 
 
 class SegmentTranslation(NamedTuple):
@@ -97,6 +108,17 @@ class TranslationResult(NamedTuple):
         """The greedy CTC transcript of the source speech (lowercased, no punctuation)."""
         return " ".join(s.source for s in self.segments if s.source)
 
+    def subtitles(self, timing: str = DEFAULT_TIMING, **limits: Any) -> list[Block]:
+        """The best translation as subtitle blocks (what ``translate --format srt`` writes).
+
+        Args:
+            timing: ``attention`` (each word when the cross-attention aligns it, where
+                known) or ``proportional`` (each segment shared by characters).
+            limits: :class:`~espnet2_ext.subtitles.SubtitleLimits`' fields, e.g.
+                ``max_chars=42, max_lines=2, max_cps=21``.
+        """
+        return build_blocks(timed_segments(self.segments), SubtitleLimits(**limits), timing)
+
     @property
     def nbest(self) -> list[Translation]:
         """The n-best list of an input translated in one piece (see ``segments`` otherwise)."""
@@ -106,6 +128,18 @@ class TranslationResult(NamedTuple):
                 "read each one's n-best from .segments"
             )
         return self.segments[0].nbest
+
+
+def timed_segments(segments: Sequence[SegmentTranslation]) -> list[TimedSegment]:
+    """The segments' best translations, with their words' times in seconds of the recording."""
+    timed = []
+    for s in segments:
+        best = s.nbest[0] if s.nbest else None
+        times = None
+        if best is not None and best.word_times is not None:
+            times = [(s.start + a, s.start + b) for a, b in best.word_times]
+        timed.append(TimedSegment(s.start, s.end, best.text if best else "", times))
+    return timed
 
 
 def text_tokenizer(token_type: str, bpemodel: str | None) -> Any:
@@ -185,6 +219,9 @@ class Speech2Translation:
             (an empty translation and a warning instead of a hallucination).
         training_utterances: what the model's training utterances looked like, which sets
             the segmentation defaults (:mod:`espnet2_ext.main_funcs.training_utterances`).
+        attention_layer: the decoder layer (0-based) whose cross-attention times the
+            words (``Translation.word_times``, ``search: fairseq`` only); None: FBK's 3,
+            or the last layer of a decoder with fewer.
     """
 
     def __init__(
@@ -208,6 +245,7 @@ class Speech2Translation:
         pad_end_seconds: float | None = None,
         silence_dbfs: float = -60.0,
         training_utterances: TrainingUtterances | None = None,
+        attention_layer: int | None = None,
     ):
         if search not in SEARCHES:
             raise ValueError(f"search: unknown {search!r}, expected one of {SEARCHES}")
@@ -225,6 +263,7 @@ class Speech2Translation:
             with open(st_train_config, encoding="utf-8") as f:
                 train_args = argparse.Namespace(**yaml.safe_load(f))
         model = load_st_model(train_args, st_model_file, device)
+        self.attention_layer = check_attention_layer(attention_layer, len(model.decoder.decoders))
         self.model = model.to(dtype=getattr(torch, dtype)).eval()
         self.train_args = train_args
         self.device = device
@@ -451,24 +490,66 @@ class Speech2Translation:
     def _search(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
     ) -> tuple[CTCCompressEncoderOutput, list[list[Translation]]]:
-        """The encoder's output and each utterance's n-best translations."""
+        """The encoder's output and each utterance's n-best translations, their words timed
+        by the cross-attention when the search records it."""
         speech = speech.to(device=self.device, dtype=getattr(torch, self.dtype))
         enc = self.model.encode_with_ctc(speech, speech_lengths.to(self.device))
         maxlens = [max(1, int(self.maxlen_a * int(n) + self.maxlen_b)) for n in speech_lengths]
-        nbests = self.beam_search(enc.hidden, enc.lengths, maxlens)
-        return enc, [[self._to_translation(h.tokens, h.score) for h in hyps[: self.nbest]] for hyps in nbests]
+        if isinstance(self.beam_search, FairseqBeamSearch):
+            nbests = self.beam_search(enc.hidden, enc.lengths, maxlens, attention_layer=self.attention_layer)
+            encoder = self.model.encoder
+            runs = compressed_run_lengths(
+                enc.ctc_lengths, enc.ctc_logits, encoder.compression,
+                encoder.compression_fixed_ratio, encoder.compression_max_out_size,
+            )
+        else:
+            nbests = self.beam_search(enc.hidden, enc.lengths, maxlens)
+            runs = [None] * len(nbests)
+        frame_seconds = FRAME_SHIFT_MS * self.model.encoder.subsampling.factor / 1000
+        return enc, [
+            [
+                self._to_translation(h, run, frame_seconds, audio_seconds(int(n)))
+                for h in hyps[: self.nbest]
+            ]
+            for hyps, run, n in zip(nbests, runs, speech_lengths)
+        ]
 
-    def _to_translation(self, yseq: list[int], score: float) -> Translation:
-        token_ids = yseq[len(self.primer) :]
+    def _to_translation(
+        self, hyp: Hypothesis, runs: list[int] | None, frame_seconds: float, seconds: float
+    ) -> Translation:
+        """The hypothesis' text, pieces and ids, its words timed when its attention is known
+        (one column per token after <sos>: the primer's tag first, <eos> last)."""
+        token_ids = hyp.tokens[len(self.primer) :]
         while token_ids and token_ids[-1] == self.model.eos:  # two when <eos> was forced at the length limit
             token_ids = token_ids[:-1]
         tokens = self.converter.ids2tokens(token_ids)
-        return Translation(self.tokenizer.tokens2text(tokens), tokens, token_ids, score)
+        text = self.tokenizer.tokens2text(tokens)
+        times = None
+        if hyp.attention is not None and runs is not None and tokens:
+            first = len(self.primer) - 1
+            rows = hyp.attention[:, first : first + len(tokens)].T.cpu().numpy()
+            times = attention_word_times(rows, tokens, text, runs, frame_seconds, seconds)
+        return Translation(text, tokens, token_ids, hyp.score, times)
 
     def ctc_transcript(self, logits: torch.Tensor) -> str:
         """Words separated by single spaces: a lone word-boundary piece ("▁") decodes to a space of its own."""
         text = self.src_tokenizer.tokens2text(self.src_converter.ids2tokens(greedy_ctc_ids(logits)))
         return " ".join(text.split())
+
+
+def check_attention_layer(layer: int | None, layers: int) -> int:
+    """The decoder layer to read: ``layer``, checked, or FBK's :data:`ATTENTION_LAYER`
+    (the last of a decoder with fewer layers) for None."""
+    if layer is None:
+        return min(ATTENTION_LAYER, layers - 1)
+    if not 0 <= layer < layers:
+        raise ValueError(f"attention_layer {layer}: the decoder has {layers} layers (0 to {layers - 1})")
+    return layer
+
+
+def audio_seconds(frames: int) -> float:
+    """The length of audio whose features are ``frames`` frames (one 25-ms window, then 10-ms shifts)."""
+    return (FRAME_LENGTH_MS + FRAME_SHIFT_MS * (frames - 1)) / 1000
 
 
 def check_search_options(

@@ -47,6 +47,11 @@ class Conv1dSubsampling(nn.Module):
         self.kernel_size = kernel_size
 
     @property
+    def factor(self) -> int:
+        """Input frames per output frame: ``2 ** num_layers``."""
+        return 2 ** len(self.convs)
+
+    @property
     def min_input_length(self) -> int:
         return self.min_input_length_of(self.kernel_size)
 

@@ -6,8 +6,9 @@
   (:class:`ScoreResult`), written by scoring, read by the results page and the curves;
 - ``decode_*/<test set>/talks/score/result.json`` and ``result.txt``: the same test set
   translated talk by talk with our own segmentation and re-segmented onto the reference
-  sentences (:class:`ScoreResult` with :class:`TalkSegmentation`), written by talk
-  scoring, read by the results page;
+  sentences (:class:`ScoreResult` with :class:`TalkSegmentation`), and the talks'
+  subtitles scored (:class:`SubtitleScore`), written by talk scoring, read by the
+  results page;
 - ESPnet's own files: the reporter inside ``checkpoint.pth``, ``config.yaml``,
   ``num_params``, and run.sh's ``run.cmd``.
 
@@ -107,11 +108,34 @@ class TalkSegmentation:
 
 
 @dataclass(frozen=True)
+class SubtitleScore:
+    """How well a talk set's subtitles, timed one way (``timing``), match the reference
+    sentences: SubER (percent), the mean absolute error of block starts (seconds, over
+    ``starts_compared`` blocks that start a reference sentence; None when none does),
+    and the percentage of the ``blocks`` read at no more than ``max_cps``."""
+
+    timing: str
+    suber: float
+    start_error: float | None
+    starts_compared: int
+    blocks: int
+    within_cps: float | None
+    max_cps: float
+
+    def text(self) -> str:
+        error = "none starts a sentence" if self.start_error is None else f"{self.start_error:.3f} s"
+        cps = "" if self.within_cps is None else f", {self.within_cps:.1f}% within {self.max_cps:g} cps"
+        return (f"SubER {self.timing}: {self.suber:.2f} (start error {error} over {self.starts_compared} "
+                f"of {self.blocks} blocks{cps})")
+
+
+@dataclass(frozen=True)
 class ScoreResult:
     """Corpus scores of one test set, how sacreBLEU computed them, and what was scored.
 
     ``n_segments`` counts the scored line pairs, i.e. the reference sentences; ``talks``
-    is set only for talk-level scores (absent from older ``result.json`` files).
+    and ``subtitles`` (the default timing first) are set only for talk-level scores
+    (absent from older ``result.json`` files).
     """
 
     bleu: float
@@ -125,6 +149,7 @@ class ScoreResult:
     hyp: str
     ref: str
     talks: TalkSegmentation | None = None
+    subtitles: tuple[SubtitleScore, ...] = ()
 
     def text(self) -> str:
         """``result.txt``: the two score lines first (run.sh logs ``head -n 2``), then what was scored."""
@@ -136,6 +161,7 @@ class ScoreResult:
                 f"own segments: {self.talks.n_segments} (re-segmented onto the {self.n_segments} reference sentences)",
                 f"AS-WER: {as_wer} (mweralign, case-insensitive)",
             ]
+        lines += [score.text() for score in self.subtitles]
         lines += [f"hyp: {self.hyp}", f"ref: {self.ref}"]
         return "".join(f"{line}\n" for line in lines)
 
@@ -165,6 +191,15 @@ def write_result(score_dir: Path, result: ScoreResult) -> None:
     if result.talks is not None:
         t = result.talks
         record["talks"] = {"n_talks": t.n_talks, "n_segments": t.n_segments, "as_wer": t.as_wer}
+    if result.subtitles:
+        record["subtitles"] = [
+            {
+                "timing": s.timing, "suber": s.suber, "start_error": s.start_error,
+                "starts_compared": s.starts_compared, "blocks": s.blocks, "within_cps": s.within_cps,
+                "max_cps": s.max_cps,
+            }
+            for s in result.subtitles
+        ]
     write_text_atomically(score_dir / RESULT_JSON, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     write_text_atomically(score_dir / RESULT_TXT, result.text())
 
@@ -179,6 +214,22 @@ def read_result(path: Path) -> ScoreResult:
             n_segments=_field(data, "talks.n_segments", int, path),
             as_wer=None if as_wer is None else float(as_wer),
         )
+    subtitles = []
+    for number, entry in enumerate(_field(data, "subtitles", list, path, optional=True) or []):
+        key = f"subtitles.{number}"
+        if not isinstance(entry, dict):
+            raise ExperimentError(f"{path}: '{key}' is not an object")
+        start_error = _field(entry, "start_error", _NUMBER, path, optional=True)
+        within = _field(entry, "within_cps", _NUMBER, path, optional=True)
+        subtitles.append(SubtitleScore(
+            timing=_field(entry, "timing", str, path),
+            suber=float(_field(entry, "suber", _NUMBER, path)),
+            start_error=None if start_error is None else float(start_error),
+            starts_compared=_field(entry, "starts_compared", int, path),
+            blocks=_field(entry, "blocks", int, path),
+            within_cps=None if within is None else float(within),
+            max_cps=float(_field(entry, "max_cps", _NUMBER, path)),
+        ))
     return ScoreResult(
         bleu=float(_field(data, "bleu", _NUMBER, path)),
         chrf=float(_field(data, "chrf", _NUMBER, path)),
@@ -191,6 +242,7 @@ def read_result(path: Path) -> ScoreResult:
         hyp=_field(data, "hyp", str, path),
         ref=_field(data, "ref", str, path),
         talks=talks,
+        subtitles=tuple(subtitles),
     )
 
 

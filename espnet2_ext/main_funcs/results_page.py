@@ -3,7 +3,8 @@
 The section holds the scores of every ``<exp>/decode_*/<test set>/score/result.json``
 (gold segmentation) beside those of ``<exp>/decode_*/<test set>/talks/score/result.json``
 (whole talks with our own segmentation, re-segmented onto the reference sentences)
-with their sacreBLEU signatures, the averaged checkpoint (``averaged.json``), key
+with their sacreBLEU signatures, the talks' subtitle scores (SubER and the error of
+block start times, each timing), the averaged checkpoint (``averaged.json``), key
 facts of the model (``config.yaml``, ``num_params``), the exact stage commands
 (``run.cmd``, one per line), the hardware, and the training curves (``curves.png``)
 when present; :mod:`espnet2_ext.main_funcs.experiment` reads those records. After
@@ -228,6 +229,35 @@ def score_table(scores: Sequence[ScoredSet]) -> list[str]:
     return lines + signature_lines(scores)
 
 
+def subtitle_table(own: Sequence[DecodedSet]) -> list[str]:
+    """One row per decoding, test set and subtitle timing (the default first), or nothing
+    when no talk score has subtitles."""
+    rows = [(s, score) for s in own for score in s.result.subtitles]
+    if not rows:
+        return []
+    lines = [
+        "| decoding | test set | timing | SubER | start error (s) | blocks | within cps |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for s, score in rows:
+        default = " (default)" if score is s.result.subtitles[0] else ""
+        error = _ABSENT if score.start_error is None else f"{score.start_error:.3f} ({score.starts_compared})"
+        within = _ABSENT if score.within_cps is None else f"{score.within_cps:.1f}% (<= {score.max_cps:g})"
+        lines.append(
+            f"| {s.decode} | {s.test_set} | {score.timing}{default} | {score.suber:.2f} | {error} "
+            f"| {score.blocks} | {within} |"
+        )
+    return [
+        *lines,
+        "",
+        "- the talks' subtitles (our own segmentation) against the reference sentences, each one",
+        "  block at its `segments` times; SubER (`subtitle-edit-rate`): edits of words and breaks",
+        "  per 100 reference tokens; start error: mean absolute seconds between a block and its",
+        "  sentence, over the blocks starting one (how many in parentheses); within cps: blocks read",
+        f"  at no more than that speed; the files scored: `{TALKS_DIR}/score/subtitles/`",
+    ]
+
+
 def signature_lines(scores: Sequence[ScoredSet]) -> list[str]:
     """``- BLEU signature: `...``` once when every score shares it, else one item per signature
     naming its scores (outside a table, a signature's ``|`` needs no escaping)."""
@@ -284,6 +314,11 @@ def section(exp_dir: Path, key: str, title: str) -> str:
         "",
         *score_table(pair_scores(gold, own)),
         "",
+    ]
+    subtitles = subtitle_table(own)
+    if subtitles:
+        lines += ["### Subtitles", "", *subtitles, ""]
+    lines += [
         "### Model",
         "",
         *(model_facts(config, num_params) or ["No config.yaml or num_params."]),

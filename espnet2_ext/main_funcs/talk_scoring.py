@@ -12,9 +12,11 @@ tokenizer would also download a model).
 
 Hypotheses: ``translate --format jsonl``, one record per recording (see
 :mod:`espnet2_ext.inference.output_formats`). References: a Kaldi data dir's
-``segments`` (which recording, and when) and ``text.tgt``.
+``segments`` (which recording, and when) and ``text.tgt``. The talks' subtitles are
+scored too (:mod:`espnet2_ext.main_funcs.subtitle_scoring`).
 """
 
+import dataclasses
 import logging
 import math
 import re
@@ -29,6 +31,8 @@ from espnet2_ext.fileio.kaldi_table import read_text
 from espnet2_ext.fileio.text_position import not_utf8_file
 from espnet2_ext.main_funcs.experiment import ScoreResult, TalkSegmentation
 from espnet2_ext.main_funcs.scoring import ScoringError, id_mismatch, score_lines
+from espnet2_ext.main_funcs.subtitle_scoring import score_subtitles
+from espnet2_ext.subtitles import TimedSegment
 from espnet2_ext.utils.native_output import captured_fd
 
 ALIGNED_TXT = "aligned.txt"  # the re-segmented translation, ``utt-id text`` in reference order
@@ -44,20 +48,26 @@ class TalkScoringError(ScoringError):
 @dataclass(frozen=True)
 class TalkTranslation:
     """One recording's record of ``translate --format jsonl``: the whole talk's translation
-    and the number of segments our segmentation cut it into."""
+    and the segments our segmentation cut it into, with their words' times where known."""
 
     recording_id: str
     text: str
-    n_segments: int
+    segments: tuple[TimedSegment, ...]
+
+    @property
+    def n_segments(self) -> int:
+        return len(self.segments)
 
 
 @dataclass(frozen=True)
 class TalkReference:
-    """One recording's reference sentences in time order, and their utterance ids."""
+    """One recording's reference sentences in time order, their utterance ids and their
+    (start, end) seconds (which only subtitle scoring reads)."""
 
     recording_id: str
     utt_ids: tuple[str, ...]
     sentences: tuple[str, ...]
+    times: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,10 +82,12 @@ class AlignedTalk:
 
 @dataclass(frozen=True)
 class TalkScores:
-    """The scores, and the re-segmented translation as (utterance id, line) in reference order."""
+    """The scores, the re-segmented translation as (utterance id, line) in reference order,
+    and the subtitle files scored (path under the score dir -> SRT text)."""
 
     result: ScoreResult
     aligned: list[tuple[str, str]]
+    subtitle_files: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- reading
@@ -125,7 +137,37 @@ def _translation(line: str, where: str) -> TalkTranslation:
         raise TalkScoringError(f"{where}: recording {recording_id}: 'translation' is missing or not a string")
     if not isinstance(segments, list):
         raise TalkScoringError(f"{where}: recording {recording_id}: 'segments' is missing or not a list")
-    return TalkTranslation(recording_id, text, len(segments))
+    return TalkTranslation(
+        recording_id, text, tuple(_segment(s, f"{where}: recording {recording_id}: segment {n}")
+                                  for n, s in enumerate(segments, 1))
+    )
+
+
+def _segment(segment: object, where: str) -> TimedSegment:
+    """One jsonl segment: its times, its translation, its words' times (null, or absent in
+    records of older versions, where they are not known)."""
+    if not isinstance(segment, dict):
+        raise TalkScoringError(f"{where} is not an object")
+    start, end, text = segment.get("start"), segment.get("end"), segment.get("translation")
+    if not (_seconds(start) and _seconds(end) and start <= end):
+        raise TalkScoringError(f"{where}: 'start' and 'end' must be seconds, start <= end; got {start!r}, {end!r}")
+    if not isinstance(text, str):
+        raise TalkScoringError(f"{where}: 'translation' is missing or not a string")
+    words = segment.get("words")
+    if words is None:
+        return TimedSegment(start, end, text)
+    if not isinstance(words, list) or not all(
+        isinstance(w, dict) and isinstance(w.get("word"), str) and _seconds(w.get("start")) and _seconds(w.get("end"))
+        for w in words
+    ):
+        raise TalkScoringError(f"{where}: 'words' must be null or a list of {{word, start, end}}")
+    if [w["word"] for w in words] != text.split():
+        raise TalkScoringError(f"{where}: 'words' are not the words of its translation")
+    return TimedSegment(start, end, text, tuple((w["start"], w["end"]) for w in words))
+
+
+def _seconds(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def read_references(data_dir: Path) -> list[TalkReference]:
@@ -144,6 +186,7 @@ def read_references(data_dir: Path) -> list[TalkReference]:
             r.recording_id,
             tuple(u.utt_id for u in r.utterances),
             tuple(texts[u.utt_id] for u in r.utterances),
+            tuple((u.start, u.start if u.end is None else u.end) for u in r.utterances),
         )
         for r in recordings
     ]
@@ -218,15 +261,25 @@ def paired_talks(
     return references, translations
 
 
-def score_talks(hyp_path: Path, data_dir: Path, tgt_lang: str = "") -> TalkScores:
+def score_talks(hyp_path: Path, data_dir: Path, tgt_lang: str = "", subtitles: bool = False) -> TalkScores:
     """Every talk of ``data_dir`` re-segmented onto its reference sentences, then scored as
-    gold segmentation is (:func:`score_lines`, one line per reference sentence)."""
+    gold segmentation is (:func:`score_lines`, one line per reference sentence); with
+    ``subtitles``, the talks' subtitles too
+    (:func:`~espnet2_ext.main_funcs.subtitle_scoring.score_subtitles`)."""
     references, translations = paired_talks(hyp_path, data_dir)
     aligned: list[tuple[str, str]] = []
+    talks: dict[str, AlignedTalk] = {}
     refs: list[str] = []
     errors, ref_words = 0.0, 0
     for reference in references:
-        talk = align_talk(reference, translations[reference.recording_id].text)
+        translation = translations[reference.recording_id]
+        if subtitles and translation.text.split() != [
+            w for s in translation.segments for w in s.text.split()
+        ]:
+            raise TalkScoringError(
+                f"{hyp_path}: recording {reference.recording_id}: 'translation' is not its segments' translations"
+            )
+        talk = talks[reference.recording_id] = align_talk(reference, translation.text)
         aligned += zip(reference.utt_ids, talk.lines)
         refs += reference.sentences
         errors, ref_words = errors + talk.errors, ref_words + talk.ref_words
@@ -237,4 +290,7 @@ def score_talks(hyp_path: Path, data_dir: Path, tgt_lang: str = "") -> TalkScore
     )
     hyps = [line for _, line in aligned]
     result = score_lines(hyps, refs, tgt_lang, hyp=str(hyp_path), ref=str(data_dir / "text.tgt"), talks=segmentation)
-    return TalkScores(result, aligned)
+    if not subtitles:
+        return TalkScores(result, aligned)
+    scored = score_subtitles(references, translations, talks, tgt_lang)
+    return TalkScores(dataclasses.replace(result, subtitles=scored.scores), aligned, scored.files)

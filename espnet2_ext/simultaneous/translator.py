@@ -112,7 +112,7 @@ class SimultaneousTranslator:
         self.pieces: Sequence[str] = self.model.token_list
         self.eos: int = self.model.eos
         encoder = self.model.encoder
-        self._frame_ms = 10 * 2 ** len(encoder.subsampling.convs)  # one CTC frame
+        self._frame_ms = 10 * encoder.subsampling.factor  # one CTC frame (10-ms features)
         self._fbank = IncrementalFbank()
         self.reset()
 

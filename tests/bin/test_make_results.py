@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from espnet2_ext.bin import make_results
-from espnet2_ext.main_funcs.experiment import ScoreResult, TalkSegmentation, write_result
+from espnet2_ext.main_funcs.experiment import ScoreResult, SubtitleScore, TalkSegmentation, write_result
 
 BLEU_SIG = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
 CHRF_SIG = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
@@ -29,13 +29,13 @@ COMMANDS = [
 
 def write_score(
     exp: Path, decode: str, test_set: str, bleu: float, chrf: float, segments: int,
-    talks: TalkSegmentation | None = None, bleu_sig: str = BLEU_SIG,
+    talks: TalkSegmentation | None = None, bleu_sig: str = BLEU_SIG, subtitles: tuple = (),
 ) -> None:
     """A result.json as score_st writes it, or with ``talks`` as score_st_talks writes it (under talks/)."""
     result = ScoreResult(
         bleu=bleu, chrf=chrf, n_segments=segments, bleu_signature=bleu_sig, chrf_signature=CHRF_SIG,
         bleu_line=f"BLEU|{bleu_sig} = {bleu:.2f}", chrf_line=f"chrF2|{CHRF_SIG} = {chrf:.2f}", tgt_lang="de",
-        hyp="hyp", ref="ref", talks=talks,
+        hyp="hyp", ref="ref", talks=talks, subtitles=subtitles,
     )
     write_result(exp / decode / test_set / ("score" if talks is None else "talks/score"), result)
 
@@ -55,9 +55,14 @@ def exp(tmp_path: Path) -> Path:
     write_score(directory, "decode_st_beam5", "tst-COMMON", 27.345, 53.21, 2574)
     write_score(directory, "decode_st_beam1", "tst-COMMON", 25.0, 51.0, 2574)
     write_score(directory, "decode_st_beam5", "tst-HE", 24.5, 50.123, 600)
-    write_score(directory, "decode_st_beam5", "tst-COMMON", 25.104, 51.8, 2574, TalkSegmentation(27, 2431, 40.5))
+    write_score(directory, "decode_st_beam5", "tst-COMMON", 25.104, 51.8, 2574, TalkSegmentation(27, 2431, 40.5),
+                subtitles=SUBTITLES)
     (directory / "decode_st_beam5" / "tst-HE" / "notes").write_text("not a score")
     return directory
+
+
+SUBTITLES = (SubtitleScore("proportional", 61.234, 0.4123, 35, 120, 90.0, 21.0),
+             SubtitleScore("attention", 63.5, None, 0, 121, None, 21.0))
 
 
 def run(exp: Path, out: Path, *extra: str) -> str:
@@ -67,6 +72,7 @@ def run(exp: Path, out: Path, *extra: str) -> str:
 
 def table_rows(text: str) -> list[list[str]]:
     rows = [line.strip("|").split(" | ") for line in text.splitlines() if line.startswith("| decode_")]
+    rows = [row for row in rows if len(row) == 8]  # the score table's, not the subtitles
     return [[cell.strip() for cell in row] for row in rows]
 
 
@@ -94,6 +100,10 @@ def test_section(exp: Path, tmp_path: Path) -> None:
     assert "- parameters: 114.6 M (114,567,890)\n" in text
     assert "- Hardware: " in text and "logical CPUs" in text
     assert "![training curves of st_train](exp/st_train/curves.png)" in text
+    assert ("### Subtitles\n\n| decoding | test set | timing | SubER | start error (s) | blocks | within cps |\n"
+            "|---|---|---|---:|---:|---:|---:|\n"
+            "| decode_st_beam5 | tst-COMMON | proportional (default) | 61.23 | 0.412 (35) | 120 | 90.0% (<= 21) |\n"
+            "| decode_st_beam5 | tst-COMMON | attention | 63.50 | – | 121 | – |\n") in text
 
 
 def test_idempotent(exp: Path, tmp_path: Path) -> None:

@@ -74,7 +74,14 @@ def test_scores_the_re_segmented_talks(
     aligned = (out / "aligned.txt").read_text(encoding="utf-8")
     assert aligned.splitlines()[0] == f"{UTT_IDS[0]} {LINES[0]}"
     assert read_text(out / "aligned.txt") == dict(zip(UTT_IDS, LINES))  # the gold decode's text format
-    assert sorted(p.name for p in out.iterdir()) == ["aligned.txt", "result.json", "result.txt"]  # no temp files
+    assert sorted(p.name for p in out.iterdir()) == ["aligned.txt", "result.json", "result.txt", "subtitles"]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.srt")) == [
+        f"subtitles/{kind}/{talk}.srt" for kind in ("attention", "proportional", "reference")
+        for talk in ("talk_a", "talk_b")
+    ]  # and no temporary files
+    assert [s["timing"] for s in result["subtitles"]] == ["proportional", "attention"]  # the default first
+    assert all(0 < s["suber"] < 100 and s["blocks"] >= 5 for s in result["subtitles"])
+    assert "\nSubER attention: " in text and "\nSubER proportional: " in text
 
 
 def test_as_a_program_prints_only_the_result(hyp: Path, data_dir: Path, tmp_path: Path) -> None:

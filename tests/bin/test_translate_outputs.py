@@ -81,7 +81,8 @@ def test_ctrl_c_is_one_line_keeps_the_lines_written_and_leaves_output_as_it_was(
     assert first.startswith(f"{inputs[0]}\t")
     assert process.returncode == 128 + signal.SIGINT
     assert err.splitlines() == [
-        "INTERRUPTED by SIGINT (Ctrl-C): the lines written so far are complete; an --output file was left as it was"
+        "INTERRUPTED by SIGINT (Ctrl-C): the lines and subtitle files written so far are complete; "
+        "an --output file was left as it was"
     ]
     assert all("\t" in line for line in rest.splitlines()), "every line written is whole"
 

@@ -98,6 +98,12 @@ def test_every_stage_in_turn(recipe):
     talks = json.loads((decoded / "talks/score/result.json").read_text())  # whole talks, own segmentation
     assert talks["n_segments"] == 6 and talks["talks"]["n_talks"] >= 1 and talks["talks"]["n_segments"] >= 1
     assert (decoded / "talks/score/aligned.txt").read_text().count("\n") == 6
+    assert [s["timing"] for s in talks["subtitles"]] == ["proportional", "attention"]  # the default first
+    subtitles = decoded / "talks/score/subtitles"
+    assert sorted(p.name for p in subtitles.iterdir()) == ["attention", "proportional", "reference"]
+    assert sorted(p.name for p in (subtitles / "attention").iterdir()) == sorted(
+        p.name for p in (subtitles / "reference").iterdir())
+    assert "tst-COMMON, subtitles (" in log and "SubER attention: " in log
     assert (finetune_exp / "curves.png").stat().st_size > 1000
     assert (train_exp / "curves.png").stat().st_size > 1000  # stage 5's curves, not only the fine-tuning's
     assert "tst-COMMON" in (finetune_exp / "RESULTS.md").read_text()
