@@ -5,19 +5,26 @@ chunk size, attention layer, normalisation); the command line, the recipe's
 ``conf/simulate.yaml`` and :class:`~espnet2_ext.simultaneous.translator.SimultaneousTranslator`
 all go through :meth:`SimulOptions.checked`, so a bad value gets the same message
 everywhere. Numpy-free and torch-free: ``simulate --help`` and option errors stay fast.
+
+A packed model carries the settings its recipe chose (stage 9's ``conf/simulate.yaml``,
+its keys shared by every setting) in ``meta.yaml``'s :data:`META_KEY`: the programs'
+defaults, over FBK's (:class:`SimulOptions`' own) and under what a user gives.
 """
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 __all__ = [
     "CMVN_MODES",
     "FRAME_UNITS",
+    "META_KEY",
     "MIN_SEGMENT_MS",
     "POLICIES",
     "WAITK_SOURCES",
     "SimulOptions",
     "SimulOptionsError",
+    "packed_settings",
 ]
 
 POLICIES = ("alignatt", "edatt", "la", "waitk")
@@ -25,6 +32,7 @@ FRAME_UNITS = ("position", "time")  # what AlignAtt's f counts
 CMVN_MODES = ("prefix", "global")
 WAITK_SOURCES = ("fixed", "ctc")
 MIN_SEGMENT_MS = 40  # one encoder frame of FBK's 4x subsampling: less could never add a frame
+META_KEY = "simultaneous"  # in a packed model's meta.yaml: the settings its recipe chose
 
 
 class SimulOptionsError(ValueError):
@@ -135,3 +143,18 @@ def _integer(name: str, value: object, lowest: int, unit: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
         raise SimulOptionsError(f"{name} must be an integer >= {lowest}{' ' + unit if unit else ''}, got {value!r}")
 
+
+
+def packed_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a packed model's ``meta.yaml`` carries (:data:`META_KEY`), checked; ``{}``
+    for a model packed without them (older zips, imported FBK models): FBK's defaults apply."""
+    entry = meta.get(META_KEY)
+    if entry is None:
+        return {}
+    if not isinstance(entry, dict):
+        raise SimulOptionsError(f"meta.yaml: {META_KEY} must map simulate's options to values, got {entry!r}")
+    try:
+        SimulOptions.checked(**entry)
+    except SimulOptionsError as err:
+        raise SimulOptionsError(f"meta.yaml: {META_KEY}: {err}") from None
+    return dict(entry)

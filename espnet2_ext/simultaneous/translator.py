@@ -35,18 +35,31 @@ import torch
 from espnet2_ext.inference.audio import as_waveform, check_sample_rate, check_samples, peak_dbfs
 from espnet2_ext.inference.speech2translation import Speech2Translation
 from espnet2_ext.layers.ctc_compression import compressed_run_lengths
-from espnet2_ext.main_funcs.model_archive import open_model
+from espnet2_ext.main_funcs.model_archive import ModelArchiveError, open_model
 from espnet2_ext.simultaneous import policies
 from espnet2_ext.simultaneous.incremental_features import GlobalCMVN, IncrementalFbank, load_global_cmvn
-from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
+from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError, packed_settings
 from espnet2_ext.simultaneous.words import Words, all_words, complete_words, detokenize
 from espnet2_ext.st.beam_search import FairseqBeamSearch
 from espnet2_ext.utils.fbank import SAMPLE_RATE
 from espnet2_ext.utils.resampling import StreamResampler
 
-__all__ = ["CommittedWord", "SimultaneousTranslator"]
+__all__ = ["CommittedWord", "SimultaneousTranslator", "model_settings"]
 
 MS_PER_FRAME = 40  # FBK's unit of time for f and wait-k: one encoder frame of 4x subsampling
+
+
+DEFAULT_OPTIONS = SimulOptions()  # FBK's
+
+
+def model_settings(model: str | Path, cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """The simultaneous settings packed with a model (recipe stage 8 packs stage 9's
+    ``conf/simulate.yaml``): the defaults of every program over it; ``{}`` when it has none."""
+    packed = open_model(model, cache_dir)
+    try:
+        return packed_settings(packed.meta)
+    except SimulOptionsError as err:
+        raise ModelArchiveError(f"{model}: {err}") from None
 
 
 class CommittedWord(NamedTuple):
@@ -95,7 +108,8 @@ class SimultaneousTranslator:
         if options.reads_attention and options.attention_layer >= layers:
             raise SimulOptionsError(
                 f"attention_layer {options.attention_layer}: the decoder of {source} has {layers} layers "
-                f"(0 to {layers - 1})"
+                f"(0 to {layers - 1}); give one of them (FBK's {DEFAULT_OPTIONS.attention_layer} applies where "
+                "neither you nor the settings packed with the model name one)"
             )
         if options.cmvn == "global" and global_cmvn is None:
             raise SimulOptionsError(
@@ -126,8 +140,10 @@ class SimultaneousTranslator:
         **options: Any,
     ) -> SimultaneousTranslator:
         """Load a packed ``model.zip`` (or its unpacked directory) with the setting ``options``
-        (:class:`~espnet2_ext.simultaneous.options.SimulOptions`' fields)."""
-        (translator,) = cls.for_settings(model, [SimulOptions.checked(**options)], cache_dir, device, silence_dbfs)
+        (:class:`~espnet2_ext.simultaneous.options.SimulOptions`' fields); those not given are
+        the model's (:func:`model_settings`), else FBK's."""
+        setting = SimulOptions.checked(**{**model_settings(model, cache_dir), **options})
+        (translator,) = cls.for_settings(model, [setting], cache_dir, device, silence_dbfs)
         return translator
 
     @classmethod

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from espnet2_ext.bin import simulate
+from espnet2_ext.main_funcs.model_archive import open_model
 from espnet2_ext.simultaneous import evaluation
 from espnet2_ext.simultaneous.instances import KEYS, read_instances
 
@@ -200,3 +201,102 @@ def test_unreadable_input_is_named_and_the_others_are_translated(packed_trained,
     assert [line for line in err.splitlines() if line.startswith("ERROR:")][0].startswith(f"ERROR: {broken}")
     assert [r.index for r in read_instances(out / "instances.log").records] == [0, 2]
     assert not (out / "scores.tsv").exists()
+
+
+# --------------------------------------------------------------------------- where each option's value comes from
+
+DEMO_CONF = Path(__file__).resolve().parents[2] / "egs/mustc_conformer_ctc/conf/demo/simulate.yaml"
+
+
+def parsed_settings(*argv: str, packed: dict | None = None) -> list[tuple[str, dict]]:
+    """(directory name, options) of each setting ``simulate argv`` would run."""
+    parser = simulate.get_parser()
+    argv = ["--model", "m.zip", "--output", "out", *argv, "clip.wav"]
+    settings = simulate.settings_of(parser.parse_args(argv), parser.given_on_command_line(argv), packed)
+    return [(directory.name, vars(options)) for directory, options in settings]
+
+
+def test_the_command_line_outranks_the_settings_file_which_outranks_the_model(tmp_path):
+    settings = tmp_path / "set.yaml"
+    settings.write_text(yaml.safe_dump({"frame_num": 2, "segment_ms": 500,
+                                        "settings": [{"policy": "alignatt"}, {"policy": "la"}]}))
+    packed = {"frame_num": 8, "segment_ms": 400, "attention_layer": 1}
+    runs = parsed_settings("--settings", str(settings), "--frame_num", "6", packed=packed)
+    assert [name for name, _ in runs] == ["alignatt_f6", "la"]
+    assert [(o["frame_num"], o["segment_ms"], o["attention_layer"]) for _, o in runs] == [(6, 500, 1)] * 2
+    runs = parsed_settings("--settings", str(settings), packed=packed)  # the file's f, over the model's
+    assert [(name, o["frame_num"]) for name, o in runs] == [("alignatt_f2", 2), ("la", 2)]
+    (name, options), = parsed_settings(packed=packed)  # one setting: the model's, then FBK's
+    assert (name, options["frame_num"], options["segment_ms"], options["policy"]) == ("out", 8, 400, "alignatt")
+    (_, options), = parsed_settings("--segment_ms", "1000", packed=packed)  # FBK's value, given, still wins
+    assert options["segment_ms"] == 1000
+
+
+def test_a_command_line_option_that_makes_settings_the_same_is_named(tmp_path):
+    settings = tmp_path / "set.yaml"
+    settings.write_text(yaml.safe_dump({"settings": [{"frame_num": 2}, {"frame_num": 4}]}))
+    with pytest.raises(simulate.CommandError, match="settings 1 and 2 are the same .*command line's --frame_num"):
+        parsed_settings("--settings", str(settings), "--frame_num", "6")
+
+
+def test_config_holding_settings_runs_them_as_settings_does(packed_trained, cache, test_set, tmp_path, capsys):
+    """conf/demo/simulate.yaml's keys are simulate's options: --config takes it as --settings does
+    (its settings still set their own frame_unit over the shared key)."""
+    assert parsed_settings("--config", str(DEMO_CONF)) == parsed_settings("--settings", str(DEMO_CONF))
+    assert [name for name, _ in parsed_settings("--config", str(DEMO_CONF))] == [
+        "alignatt_f2", "alignatt_f4", "alignatt_f6", "alignatt_f10t"]
+    inputs, references = test_set
+    out = tmp_path / "demo"
+    code, err = cli(capsys, "--config", str(DEMO_CONF), "--model", str(packed_trained), "--cache_dir", str(cache),
+                    "--attention_layer", "1", "--cmvn", "prefix", "--maxlen_b", "10", "--reference",
+                    str(references), "--output", str(out), *inputs)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["alignatt_f10t", "alignatt_f2", "alignatt_f4", "alignatt_f6"]
+    assert yaml.safe_load((out / "alignatt_f10t/setting.yaml").read_text())["frame_unit"] == "time"
+    assert {yaml.safe_load((out / name / "setting.yaml").read_text())["attention_layer"]
+            for name in ("alignatt_f2", "alignatt_f10t")} == {1}
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--output", "{tmp}/no/such/dir"], "--output {tmp}/no/such/dir: directory {tmp}/no/such does not exist"),
+    (["--nj", "2", "--output", "{tmp}/out"], "--nj 2 runs the settings of --settings in parallel"),
+])
+def test_output_and_nj_mistakes_are_one_line_before_the_model(tmp_path, capsys, extra, message):
+    extra = [a.format(tmp=tmp_path) for a in extra]
+    code, err = cli(capsys, "--model", str(tmp_path / "no_model.zip"), *extra, str(tmp_path))
+    assert code == 1 and err.startswith(f"ERROR: {message.format(tmp=tmp_path)}") and err.count("\n") == 1, err
+    assert not (tmp_path / "no").exists()
+
+
+# --------------------------------------------------------------------------- SimulEval's command line, our agent
+
+
+def simuleval(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "simuleval"),
+         "--agent-class", "espnet2_ext.simultaneous.agent.ESPnetSimulSTAgent", *argv, "--no-progress-bar"],
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--policy", "foo", "--source-segment-size", "400"], "ERROR: policy: unknown 'foo', expected one of"),
+    (["--frame_num", "-1", "--source-segment-size", "400"], "ERROR: frame_num must be an integer >= 0, got -1"),
+    (["--model", "MISSING", "--source-segment-size", "400"], "ERROR: model {tmp}/missing.zip not found"),
+    ([], "ERROR: --source-segment-size 1 ms (SimulEval's default when it is left out) is under one encoder "
+         "frame (40 ms): give SimulEval's chunk (FBK's: 1000)"),
+])
+def test_simuleval_with_a_bad_agent_option_or_model_prints_one_error_line(
+    packed_trained, cache, test_set, tmp_path, extra, message
+):
+    """(SimulEval logs at INFO: the zip is extracted into the cache first, which would log it.)"""
+    inputs, references = test_set
+    open_model(packed_trained, cache)
+    source = tmp_path / "source.txt"
+    source.write_text(f"{inputs[0]}\n")
+    extra = [str(tmp_path / "missing.zip") if a == "MISSING" else a for a in extra]
+    result = simuleval("--model", str(packed_trained), "--cache_dir", str(cache), "--cmvn", "prefix",
+                       "--attention_layer", "1", *extra, "--source", str(source), "--target", str(references),
+                       "--output", str(tmp_path / "out"))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.startswith(message.format(tmp=tmp_path)) and result.stderr.count("\n") == 1, result.stderr

@@ -3,10 +3,14 @@
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
+
+from espnet2_ext.bin import pack_model
 
 from espnet2_ext.inference.speech2translation import Speech2Translation, pad_features
 from espnet2_ext.simultaneous.evaluation import simulate_instance
 from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
+from espnet2_ext.simultaneous.live import LiveTranslator
 from espnet2_ext.simultaneous.translator import SimultaneousTranslator
 from espnet2_ext.utils.fbank import compute_fbank
 from espnet2_ext.utils.resampling import StreamResampler
@@ -152,3 +156,41 @@ def test_setting_names_tell_settings_apart():
         SimulOptions(policy="la").describe(),
     }
     assert len(names) == 5
+
+
+# --------------------------------------------------------------------------- settings packed with the model
+
+PACKED_SETTINGS = dict(policy="waitk", waitk=2, segment_factor=3, segment_ms=600, attention_layer=LAYER,
+                       cmvn="prefix", beam_size=2, maxlen_b=30)
+
+
+@pytest.fixture(scope="module")
+def packed_with_settings(trained, tmp_path_factory):
+    """The trained model packed as stage 8 packs it, with a stage-9 conf of its own."""
+    _, exp, _ = trained
+    work = tmp_path_factory.mktemp("packed_settings")
+    conf = work / "simulate.yaml"
+    conf.write_text(yaml.safe_dump({**PACKED_SETTINGS, "settings": [{"waitk": 1}, {"waitk": 3}]}))
+    zip_path = work / "model.zip"
+    assert pack_model.main(["--exp_dir", str(exp), "--model_file", str(exp / "valid.loss.best.pth"),
+                            "--outpath", str(zip_path), "--simulate_conf", str(conf)]) == 0
+    return zip_path
+
+
+def test_the_settings_packed_with_the_model_are_the_defaults_and_given_ones_win(packed_with_settings, cache):
+    translator = SimultaneousTranslator.from_pretrained(packed_with_settings, cache)
+    assert translator.options == SimulOptions.checked(**PACKED_SETTINGS)
+    given = SimultaneousTranslator.from_pretrained(packed_with_settings, cache, segment_ms=400, policy="la")
+    assert given.options == SimulOptions.checked(**{**PACKED_SETTINGS, "segment_ms": 400, "policy": "la"})
+    live = LiveTranslator.from_pretrained(packed_with_settings, cache, waitk=4)
+    assert live.translator.options == SimulOptions.checked(**{**PACKED_SETTINGS, "waitk": 4})
+
+
+def test_a_model_packed_without_settings_gets_fbk_s_and_fbk_s_layer_only_where_it_exists(packed_trained, cache):
+    """The tiny decoder has 2 layers: FBK's layer 3 is refused naming them; a policy that reads no
+    attention runs with FBK's other defaults."""
+    with pytest.raises(SimulOptionsError, match=r"attention_layer 3: the decoder of .* has 2 layers \(0 to 1\)"):
+        SimultaneousTranslator.from_pretrained(packed_trained, cache, cmvn="prefix")
+    translator = SimultaneousTranslator.from_pretrained(packed_trained, cache, cmvn="prefix", policy="la")
+    assert translator.options == SimulOptions(cmvn="prefix", policy="la")
+    assert SimulOptions().attention_layer == 3 and SimulOptions().segment_ms == 1000  # FBK's
