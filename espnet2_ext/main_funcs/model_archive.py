@@ -65,7 +65,8 @@ class PackedModel:
     for a directory used in place (the user's own files, never removed). ``global_cmvn``
     is the global CMVN statistics file (``meta.yaml``'s :data:`GLOBAL_CMVN_KEY`; read it with
     :func:`espnet2_ext.simultaneous.incremental_features.load_global_cmvn`), None for an
-    archive packed without them.
+    archive packed without them. ``digest`` tells models apart (what a run's results depend
+    on): the zip's SHA-256, or for a directory its weights'.
     """
 
     source: Path
@@ -75,6 +76,7 @@ class PackedModel:
     model_member: str
     extraction: Path | None
     global_cmvn: Path | None
+    digest: str
 
     def unreadable_weights(self, reason: str) -> ModelArchiveError:
         """The error for weights torch could not load (``reason``: torch's, on one line),
@@ -148,8 +150,9 @@ def open_model(path: str | Path, cache_dir: str | Path | None = None) -> PackedM
         raise ModelArchiveError(f"model {path} not found")
     with _open_zip(path) as archive:
         checked = _check(path, _ZipMembers(archive), "archive")
-    root = extract(path, Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    return _resolve(root, path, checked, extraction=root)
+    digest = _sha256(path)
+    root = extract(path, Path(cache_dir) if cache_dir is not None else default_cache_dir(), digest)
+    return _resolve(root, path, checked, extraction=root, digest=digest)
 
 
 class _ZipMembers:
@@ -209,10 +212,13 @@ def _check(source: Path, members: _ZipMembers | _DirectoryMembers, kind: str) ->
     return _Checked(meta, config, model_name, global_cmvn_name)
 
 
-def _resolve(root: Path, source: Path, checked: _Checked, extraction: Path | None) -> PackedModel:
+def _resolve(
+    root: Path, source: Path, checked: _Checked, extraction: Path | None, digest: str | None = None
+) -> PackedModel:
     """Point the checked config's file references at the files under ``root``.
 
     The files are checked to be there, because a cached extraction could have lost some since.
+    ``digest``: the zip's; None for a directory (its weights' is taken).
     """
     files = _DirectoryMembers(root)
     config, model_name, global_cmvn_name = checked.config, checked.model_name, checked.global_cmvn_name
@@ -231,17 +237,19 @@ def _resolve(root: Path, source: Path, checked: _Checked, extraction: Path | Non
         model_member=model_name,
         extraction=extraction,
         global_cmvn=files.path(global_cmvn_name) if global_cmvn_name is not None else None,
+        digest=digest if digest is not None else _sha256(files.path(model_name)),
     )
 
 
-def extract(zip_path: Path, cache_dir: Path) -> Path:
-    """Extract ``zip_path`` into ``cache_dir/<sha256 prefix>`` unless already there.
+def extract(zip_path: Path, cache_dir: Path, digest: str | None = None) -> Path:
+    """Extract ``zip_path`` into ``cache_dir/<sha256 prefix>`` unless already there
+    (``digest``: the zip's SHA-256, when known).
 
     A cache that already holds the extraction is only read, so it may be read-only;
     one that cannot take a new extraction (not a directory, not writable, full) is
     a :class:`ModelArchiveError` naming it.
     """
-    target = cache_dir / _sha256(zip_path)[:20]
+    target = cache_dir / (digest or _sha256(zip_path))[:20]
     if target.is_dir():
         return target
     try:

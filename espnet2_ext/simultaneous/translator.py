@@ -94,6 +94,8 @@ class SimultaneousTranslator:
         options: the agent's setting (:class:`~espnet2_ext.simultaneous.options.SimulOptions`).
         global_cmvn: the statistics ``cmvn: global`` normalises with.
         source: what the model was loaded from, for messages.
+        model_id: what tells the model apart from others (the zip's SHA-256: ``from_pretrained``
+            sets it), which ``simulate`` records with a run's instances.
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class SimultaneousTranslator:
         options: SimulOptions,
         global_cmvn: GlobalCMVN | None = None,
         source: str = "the model",
+        model_id: str | None = None,
     ):
         options.check()
         layers = len(translator.model.decoder.decoders)
@@ -120,6 +123,7 @@ class SimultaneousTranslator:
             raise ValueError("simultaneous translation needs the fairseq search (search: fairseq)")
         self.translator = translator
         self.model = translator.model
+        self.model_id = model_id
         self.options = options
         self.global_cmvn = global_cmvn if options.cmvn == "global" else None
         self.tag = list(translator.primer[1:])
@@ -176,7 +180,7 @@ class SimultaneousTranslator:
                     lang_tag=setting.lang_tag,
                     silence_dbfs=silence_dbfs,
                 )
-            translators.append(cls(searches[search], setting, stats, source=str(model)))
+            translators.append(cls(searches[search], setting, stats, source=str(model), model_id=packed.digest))
         return translators
 
     # ------------------------------------------------------------------ the stream

@@ -1,8 +1,12 @@
 """``simulate``: SimulEval's files, resumed runs, one-line errors, and SimulEval's own agent and scorer."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -300,3 +304,109 @@ def test_simuleval_with_a_bad_agent_option_or_model_prints_one_error_line(
                        "--output", str(tmp_path / "out"))
     assert result.returncode == 1, result.stderr[-3000:]
     assert result.stderr.startswith(message.format(tmp=tmp_path)) and result.stderr.count("\n") == 1, result.stderr
+
+
+# --------------------------------------------------------------------------- what a resumed run depends on
+
+
+def test_a_rerun_with_other_inputs_or_another_model_is_refused_and_new_references_rescore(
+    packed_trained, cache, test_set, tmp_path, capsys
+):
+    inputs, references = test_set
+    out = tmp_path / "out"
+    common = ["--cache_dir", str(cache), *AGENT, "--output", str(out)]
+    code, err = cli(capsys, "--model", str(packed_trained), *common, "--reference", str(references), *inputs)
+    assert code == 0, err
+    log = (out / "instances.log").read_text()
+    first_bleu = (out / "scores.tsv").read_text().splitlines()[1].split("\t")[0]
+
+    code, err = cli(capsys, "--model", str(packed_trained), *common, "--reference", str(references),
+                    inputs[0], inputs[2], inputs[1])  # the same files in another order
+    assert code == 1 and err.startswith(f"ERROR: {out} holds a run of other inputs") and err.count("\n") == 1, err
+    other = tmp_path / "other.zip"  # the same model in another zip (a comment added)
+    other.write_bytes(packed_trained.read_bytes())
+    with zipfile.ZipFile(other, "a") as archive:
+        archive.comment = b"another zip"
+    code, err = cli(capsys, "--model", str(other), *common, "--reference", str(references), *inputs)
+    assert code == 1 and err.startswith(f"ERROR: {out} holds a run of another model") and err.count("\n") == 1, err
+    assert (out / "instances.log").read_text() == log
+
+    predictions = [record.prediction for record in read_instances(out / "instances.log").records]
+    assert any(predictions)
+    corrected = tmp_path / "corrected.de"  # the predictions themselves: BLEU 100
+    corrected.write_text("".join(f"{line}\n" for line in predictions))
+    code, err = cli(capsys, "--model", str(packed_trained), *common, "--reference", str(corrected), *inputs)
+    assert code == 0, err
+    records = read_instances(out / "instances.log").records
+    assert [r.reference for r in records] == predictions and [r.prediction for r in records] == predictions
+    assert float((out / "scores.tsv").read_text().splitlines()[1].split("\t")[0]) == 100.0 != float(first_bleu)
+
+
+# --------------------------------------------------------------------------- settings in processes: signals
+
+
+def start_simulate(packed_trained, cache, clips, tmp_path, settings: list) -> tuple[subprocess.Popen, Path]:
+    """simulate --nj 2 over the twelve clips, in the background."""
+    conf = tmp_path / "settings.yaml"
+    conf.write_text(yaml.safe_dump({"segment_ms": 200, "cmvn": "prefix", "beam_size": 2, "maxlen_b": 20,
+                                    "settings": settings}))
+    out = tmp_path / "runs"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "espnet2_ext.bin.simulate", "--model", str(packed_trained), "--cache_dir", str(cache),
+         "--settings", str(conf), "--nj", "2", "--output", str(out), *map(str, sorted(clips.values()))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+    )
+    return process, out
+
+
+def wait_for_instances(process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not (log.is_file() and log.read_text().count("\n") >= 1):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no instance was written"
+        time.sleep(0.05)
+
+
+def workers_of(pid: int) -> list[int]:
+    """The multiprocessing workers process ``pid`` started (not its resource tracker)."""
+    found = [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    return [c for c in found if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def writing(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` open."""
+    fds = Path(f"/proc/{pid}/fd")
+    return any(os.path.realpath(fd) == str(path.resolve()) for fd in fds.iterdir())
+
+
+def test_sigterm_stops_the_workers_at_once_and_starts_no_setting(packed_trained, cache, clips, tmp_path):
+    settings = [{"policy": "waitk", "waitk": k, "segment_factor": 2} for k in (1, 2, 3)]  # 2 processes: 1 & 3, 2
+    process, out = start_simulate(packed_trained, cache, clips, tmp_path, settings)
+    wait_for_instances(process, out / "waitk_k1/instances.log")
+    workers = workers_of(process.pid)
+    assert len(workers) == 2
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 10
+    assert process.returncode == 143
+    assert err.startswith("INTERRUPTED by SIGTERM: ") and err.count("\n") == 1, err
+    assert not (out / "waitk_k3").exists()  # waitk_k1's worker would have run it next
+    assert len(read_instances(out / "waitk_k1/instances.log").records) < len(clips)
+    for pid in workers:  # gone (reaped by simulate, not left running)
+        assert not Path(f"/proc/{pid}").exists()
+
+
+def test_a_worker_killed_as_by_the_oom_killer_is_one_error_line_naming_its_setting(
+    packed_trained, cache, clips, tmp_path
+):
+    settings = [{"policy": "waitk", "waitk": k, "segment_factor": 2} for k in (1, 2)]
+    process, out = start_simulate(packed_trained, cache, clips, tmp_path, settings)
+    log = out / "waitk_k2/instances.log"
+    wait_for_instances(process, log)
+    (victim,) = [pid for pid in workers_of(process.pid) if writing(pid, log)]
+    os.kill(victim, signal.SIGKILL)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert err.startswith("ERROR: setting waitk_k2: its worker process ended (killed by SIGKILL)"), err
+    assert err.count("\n") == 1 and f"{log}: run the same command again to continue" in err
