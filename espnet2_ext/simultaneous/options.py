@@ -11,6 +11,7 @@ its keys shared by every setting) in ``meta.yaml``'s :data:`META_KEY`: the progr
 defaults, over FBK's (:class:`SimulOptions`' own) and under what a user gives.
 """
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -48,7 +49,10 @@ class SimulOptions:
         frame_num: AlignAtt's f, EDAtt's lambda (``--frame-num``); >= 0.
         frame_unit: what AlignAtt's f counts: ``position`` (FBK: encoder positions)
             or ``time`` (ours: 40-ms frames, whatever CTC compression merged).
-        attn_threshold: EDAtt's alpha (``--attn-threshold``).
+        attn_threshold: EDAtt's alpha (``--attn-threshold``); at most sqrt(``frame_num``) for
+            ``frame_num`` >= 1, the most a sum of lambda values of an L2-normalised row can be
+            (Cauchy-Schwarz: sum of u_i <= sqrt(lambda) * ||u||_2 = sqrt(lambda), equal only for
+            a row uniform over those lambda values and 0 elsewhere).
         waitk: wait-k's k (``--waitk``).
         waitk_source: wait-k's source words: ``fixed`` (one per ``segment_factor``
             40-ms frames) or ``ctc`` (the words of the greedy CTC transcript;
@@ -114,6 +118,13 @@ class SimulOptions:
         _integer("maxlen_b", self.maxlen_b, 1)
         if isinstance(self.attn_threshold, bool) or not isinstance(self.attn_threshold, (int, float)):
             raise SimulOptionsError(f"attn_threshold must be a number, got {self.attn_threshold!r}")
+        if self.policy == "edatt" and self.frame_num > 0 and self.attn_threshold > math.sqrt(self.frame_num):
+            raise SimulOptionsError(
+                f"attn_threshold {self.attn_threshold:g} is never reached with frame_num {self.frame_num}: EDAtt "
+                f"sums {self.frame_num} values of an L2-normalised attention row, at most sqrt({self.frame_num}) "
+                f"= {math.sqrt(self.frame_num):.4g} (all the attention on those positions, evenly): "
+                f"give attn_threshold <= {math.sqrt(self.frame_num):.4g}"
+            )
         if self.lang_tag is not None and not isinstance(self.lang_tag, str):
             raise SimulOptionsError(f"lang_tag must be a token such as <lang:de>, got {self.lang_tag!r}")
 

@@ -151,6 +151,8 @@ def test_settings_file_runs_each_setting_into_its_own_directory(packed_trained, 
     (["--attention_layer", "5"], "attention_layer 5: the decoder of"),
     (["--cmvn", "global"], "cmvn: global needs global statistics"),
     (["--reference", "SHORT"], "1 reference lines for 3 inputs"),
+    (["--policy", "edatt", "--frame_num", "2", "--attn_threshold", "2"],
+     "attn_threshold 2 is never reached with frame_num 2"),
 ])
 def test_bad_options_are_one_error_line_and_nothing_written(
     packed_trained, cache, test_set, tmp_path, capsys, monkeypatch, extra, message

@@ -141,10 +141,19 @@ def test_global_cmvn_needs_statistics(packed_trained, cache):
     (dict(segment_ms=39), "segment_ms must be an integer >= 40 ms"),
     (dict(cmvn="utterance"), "cmvn: unknown 'utterance'"),
     (dict(beam=5), "unknown option"),
+    (dict(policy="edatt", frame_num=2, attn_threshold=2), r"attn_threshold 2 is never reached with frame_num 2: "
+     r"EDAtt sums 2 values of an L2-normalised attention row, at most sqrt\(2\) = 1.414 .*<= 1.414$"),
+    (dict(policy="edatt", attn_threshold=2.01), r"attn_threshold 2.01 is never reached with frame_num 4"),
 ])
 def test_options_out_of_range_are_named(values, message):
     with pytest.raises(SimulOptionsError, match=message):
         SimulOptions.checked(**values)
+
+
+def test_edatt_thresholds_up_to_sqrt_lambda_are_taken():
+    assert SimulOptions.checked(policy="edatt", frame_num=4, attn_threshold=2).attn_threshold == 2
+    assert SimulOptions.checked(policy="edatt", frame_num=0, attn_threshold=5).attn_threshold == 5  # all positions
+    assert SimulOptions.checked(policy="alignatt", attn_threshold=5).attn_threshold == 5  # not read
 
 
 def test_setting_names_tell_settings_apart():
