@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from espnet2_ext.fileio.kaldi_table import TableError, read_wav_scp
 from espnet2_ext.inference.audio import HEADERLESS_EXTENSIONS, is_headerless
-from espnet2_ext.utils.progress import progress_bar
+from espnet2_ext.utils.progress import seconds_bar
 
 if TYPE_CHECKING:
     from espnet2_ext.inference.speech2translation import Speech2Translation, TranslationResult
@@ -128,7 +128,7 @@ def translate_inputs(
     rates = [raw_sample_rate if is_headerless(item.path) else None for item in inputs]
     total = sum(duration(item.path, rate) for item, rate in zip(inputs, rates))
     small = len(inputs) <= PROGRESS_MIN_INPUTS and total < PROGRESS_MIN_SECONDS
-    with progress_bar(total=round(total, 1), unit="s", disable=small) as bar:
+    with seconds_bar(total, disable=small) as bar:
         items = (_counted(file_input(item.path, item.key, rate), bar) for item, rate in zip(inputs, rates))
         yield from translator.translate_inputs(items, batch_size)
 
@@ -142,7 +142,7 @@ def _counted(item: "SpeechInput", bar: tqdm) -> "SpeechInput":
 
         def counting() -> Iterator:
             for block in blocks:
-                bar.update(round(len(block) / rate, 2))
+                bar.update(len(block) / rate)
                 yield block
 
         return rate, counting()

@@ -17,8 +17,11 @@ agent all drive. After every ``segment_ms`` of audio (SIMULST_FBK.md §1.4-1.7):
    every later search and written with the time of audio received.
 
 At the end of the input everything the last search finds is written
-(``_emit_remaining_tokens``). Audio too short for the encoder, and silence
-(peak below ``silence_dbfs``) get no words, as SimulEval counts an empty prediction.
+(``_emit_remaining_tokens``). As ``translate`` leaves them untranslated, audio too
+short for the encoder, silence (peak below ``silence_dbfs``) and audio without speech
+get no words, as SimulEval counts an empty prediction: no step runs before Silero
+VAD has found a speech frame (its threshold the model's segmentation's), so a
+click or 100 ms of noise is not turned into invented words.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from espnet2_ext.inference.audio import as_waveform, check_sample_rate, check_sa
 from espnet2_ext.inference.speech2translation import Speech2Translation
 from espnet2_ext.layers.ctc_compression import compressed_run_lengths
 from espnet2_ext.main_funcs.model_archive import ModelArchiveError, open_model
+from espnet2_ext.segmentation.smoothing import MovingAverage
+from espnet2_ext.segmentation.voice_activity import SpeechProbability
 from espnet2_ext.simultaneous import policies
 from espnet2_ext.simultaneous.incremental_features import GlobalCMVN, IncrementalFbank, load_global_cmvn
 from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError, packed_settings
@@ -47,6 +52,8 @@ from espnet2_ext.utils.resampling import StreamResampler
 __all__ = ["CommittedWord", "SimultaneousTranslator", "model_settings"]
 
 MS_PER_FRAME = 40  # FBK's unit of time for f and wait-k: one encoder frame of 4x subsampling
+VAD_BLOCK_FRAMES = 4  # Silero's 32-ms frames judged together: speech is found at most 192 ms late
+# (the block, and the two frames after it that the smoothing waits for)
 
 
 DEFAULT_OPTIONS = SimulOptions()  # FBK's
@@ -132,6 +139,8 @@ class SimultaneousTranslator:
         encoder = self.model.encoder
         self._frame_ms = 10 * 2 ** len(encoder.subsampling.convs)  # one CTC frame
         self._fbank = IncrementalFbank()
+        self._vad = SpeechProbability(VAD_BLOCK_FRAMES)
+        self._smoothing = MovingAverage(translator.segmentation.smoothing_frames // 2)  # as translate's segmenter
         self.reset()
 
     @classmethod
@@ -193,6 +202,9 @@ class SimultaneousTranslator:
         self._received = 0  # input samples at self._rate
         self._next_step = 0  # input samples after which the policy runs next
         self._peak = float("-inf")
+        self._vad.reset()
+        self._smoothing.reset()
+        self._speech_seen = False  # whether a VAD frame of the utterance was speech
         self._computing = 0.0  # seconds spent on this utterance
         self._committed: list[int] = []  # target ids forced after the tag
         self._previous: list[int] | None = None  # local agreement's last hypothesis
@@ -239,7 +251,9 @@ class SimultaneousTranslator:
         if samples is not None:
             self._feed(self._accept(samples, sample_rate))
         if self._resampler is not None:
-            self._fbank.feed(self._resampler.finish())
+            self._feed_16k(self._resampler.finish())
+        if not self._speech_seen:
+            self._judge(np.concatenate([self._smoothing.feed(self._vad.finish()), self._smoothing.finish()]))
         self.finished = True
         committed = self._written(self._step(final=True), started)
         self._computing += time.perf_counter() - started
@@ -263,7 +277,17 @@ class SimultaneousTranslator:
     def _feed(self, waveform: np.ndarray) -> None:
         self._received += len(waveform)
         self._peak = max(self._peak, peak_dbfs(waveform))
-        self._fbank.feed(self._resampler.feed(waveform) if self._resampler is not None else waveform)
+        self._feed_16k(self._resampler.feed(waveform) if self._resampler is not None else waveform)
+
+    def _feed_16k(self, waveform: np.ndarray) -> None:
+        """Features, and the VAD until it has found speech."""
+        self._fbank.feed(waveform)
+        if not self._speech_seen:
+            self._judge(self._smoothing.feed(self._vad.feed(waveform)))
+
+    def _judge(self, probabilities: np.ndarray) -> None:
+        """Speech is found as ``translate``'s segmenter finds it: smoothed probabilities at the threshold."""
+        self._speech_seen = bool(np.any(probabilities >= self.translator.segmentation.threshold))
 
     def _written(self, words: list[str], started: float) -> list[CommittedWord]:
         """``words`` as committed now: at the audio received, after the computation so far."""
@@ -281,7 +305,7 @@ class SimultaneousTranslator:
         features = self._fbank.features
         if self._finished_target or len(features) < self.model.encoder.min_input_length:
             return []
-        if self._peak < self.translator.silence_dbfs:
+        if self._peak < self.translator.silence_dbfs or not self._speech_seen:
             return []
         encoded = self._encode(features)
         source_words = 0  # wait-k's, counted once per step (the CTC transcript's words cost a decoding)

@@ -203,3 +203,16 @@ def test_a_model_packed_without_settings_gets_fbk_s_and_fbk_s_layer_only_where_i
     translator = SimultaneousTranslator.from_pretrained(packed_trained, cache, cmvn="prefix", policy="la")
     assert translator.options == SimulOptions(cmvn="prefix", policy="la")
     assert SimulOptions().attention_layer == 3 and SimulOptions().segment_ms == 1000  # FBK's
+
+
+def test_audio_without_speech_gets_no_words_as_translate_leaves_it(offline, audio):
+    """The first 100 ms of a clip (before its speech) and a second of noise: translate finds no
+    speech there and writes nothing; neither may the simultaneous translator."""
+    noise = (0.01 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    for samples in (audio[0][:1600], noise):
+        assert offline(samples, 16000).text == ""
+        for policy in ("waitk", "alignatt"):
+            translator = simultaneous(offline, policy=policy, waitk=1, segment_factor=2, segment_ms=40)
+            record = simulate_instance(translator, samples, 0, "x", "")
+            assert record.prediction == "" and record.delays == ()
+    assert simulate_instance(translator, audio[0], 0, "clip", "").prediction  # speech still gets words
