@@ -35,7 +35,7 @@ from espnet2_ext.utils.waveform import MIN_SAMPLE_RATE, mix_to_mono
 
 __all__ = [
     "HEADERLESS_EXTENSIONS", "MIN_SAMPLE_RATE", "AudioError", "OpenedAudio", "as_waveform", "check_sample_rate",
-    "check_samples", "is_headerless", "open_audio", "peak_dbfs", "read_audio",
+    "check_samples", "decoder_output_logged", "is_headerless", "open_audio", "peak_dbfs", "read_audio",
 ]
 
 # Float audio is in [-1, 1]; a peak above this is integer PCM stored as floats, or not audio.
@@ -107,7 +107,7 @@ def open_audio(path: str | Path, raw_sample_rate: int | None = None) -> OpenedAu
         raise AudioError(f"{path}: truncated: {cut}")
     options = dict(samplerate=raw_sample_rate, **_HEADERLESS_FORMAT) if headerless else {}
     try:
-        with _decoder_output(path):
+        with decoder_output_logged(path):
             stream = sf.SoundFile(str(path), **options)
     except (sf.SoundFileError, RuntimeError, OSError) as err:  # libsndfile reports decode errors as RuntimeError
         raise AudioError(f"{path}: not readable as audio: {err}") from None
@@ -121,7 +121,7 @@ def _blocks(path: Path, stream: sf.SoundFile) -> Iterator[np.ndarray]:
     with stream:
         while True:
             try:
-                with _decoder_output(path):
+                with decoder_output_logged(path):
                     block = stream.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
             except (sf.SoundFileError, RuntimeError) as err:
                 error = err
@@ -142,7 +142,7 @@ def _blocks(path: Path, stream: sf.SoundFile) -> Iterator[np.ndarray]:
 
 
 @contextmanager
-def _decoder_output(path: Path) -> Iterator[None]:
+def decoder_output_logged(path: Path) -> Iterator[None]:
     """What a decoder prints to stderr itself, logged at debug level instead of shown."""
     with captured_fd(2) as printed:
         yield

@@ -20,7 +20,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from espnet2_ext.fileio.kaldi_table import TableError, read_wav_scp
-from espnet2_ext.inference.audio import HEADERLESS_EXTENSIONS, is_headerless
+from espnet2_ext.inference.audio import HEADERLESS_EXTENSIONS, decoder_output_logged, is_headerless
 from espnet2_ext.utils.progress import seconds_bar
 
 if TYPE_CHECKING:
@@ -106,7 +106,8 @@ def duration(path: str, raw_sample_rate: int | None = None) -> float:
     if is_headerless(path):
         return os.path.getsize(path) / 2 / raw_sample_rate if raw_sample_rate else 0.0
     try:
-        return sf.info(path).duration
+        with decoder_output_logged(Path(path)):  # libmpg123's warnings about a damaged MP3
+            return sf.info(path).duration
     except (sf.SoundFileError, RuntimeError, OSError):
         return 0.0
 

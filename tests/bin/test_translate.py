@@ -358,3 +358,16 @@ def test_source_transcript_comes_from_the_intermediate_ctc(packed_trained, cache
         head.bias[translator.model.src_token_list.index(piece)] = 10.0
     result = translator(sorted(clips.values())[0])
     assert result.source == piece.lstrip("\u2581") and result.segments[0].source == result.source
+
+
+def test_a_damaged_mp3_gives_our_error_line_and_nothing_from_its_decoder(packed_trained, clips, cache, tmp_path,
+                                                                         capfd):
+    """libmpg123 prints its own warnings to the process's stderr (fd 2); they go to the debug log."""
+    mp3, cut = tmp_path / "talk.mp3", tmp_path / "cut.mp3"
+    sf.write(mp3, sf.read(sorted(clips.values())[0])[0], 16000, format="MP3")
+    cut.write_bytes(mp3.read_bytes()[: mp3.stat().st_size // 2])
+    code = translate.main(["--model", str(packed_trained), "--cache_dir", str(cache), *CLI_SEARCH, str(cut)])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert [line.split(":")[0] for line in err.splitlines()] == ["ERROR"] * 2, err
+    assert err.startswith(f"ERROR: {cut}: truncated: its header declares") and "Xing" not in err
