@@ -16,7 +16,9 @@ members. A directory (``unzip model.zip``, or ESPnet's ``unpack``) is used in pl
 Weights are only read when the model is built. Weights torch cannot load (a truncated
 member, or a pickle ``weights_only`` refuses because it would run code) are reported
 by :meth:`PackedModel.unreadable_weights`, naming the zip and the member, not the
-cache, and removing the zip's extraction so a retry extracts it again.
+cache, and removing the zip's extraction so a retry extracts it again; weights damaged
+in the cache after extraction (their CRC is not the member's) are reported as the
+cache's, the zip being intact.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,12 +90,34 @@ class PackedModel:
         """
         if self.extraction is None:
             return ModelArchiveError(f"{self.model_file}: not a readable PyTorch weights file ({reason})")
-        message = f"{self.source}: member {self.model_member}: not a readable PyTorch weights file ({reason})"
+        damaged = self._cached_weights_damaged()
+        if damaged:  # the zip's member is intact: the copy in the cache was damaged since
+            message = (
+                f"{self.model_file}: not a readable PyTorch weights file ({reason}): this copy in the cache is "
+                f"damaged, not {self.source}'s member {self.model_member}, which is intact"
+            )
+        else:
+            message = f"{self.source}: member {self.model_member}: not a readable PyTorch weights file ({reason})"
         try:
             discard_extraction(self.extraction)
         except OSError as err:
             message += f"; remove its extraction {self.extraction} ({err.strerror or err}) before retrying"
+        else:
+            message += "; the extraction was removed: run again to extract the zip afresh" if damaged else ""
         return ModelArchiveError(message)
+
+    def _cached_weights_damaged(self) -> bool:
+        """Whether the extracted weights differ from the zip's member (its CRC-32)."""
+        with _open_zip(self.source) as archive:
+            expected = archive.getinfo(self.model_member).CRC
+        crc = 0
+        try:
+            with self.model_file.open("rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    crc = zlib.crc32(block, crc)
+        except OSError:
+            return True
+        return crc != expected
 
 
 def installed_version() -> str:
