@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Simultaneous translation of a test set with a packed model, scored as SimulEval 1.1.4 scores it.
 
-Each INPUT (audio files, directories, a ``wav.scp``, as ``translate`` takes them;
+Each INPUT (audio files, directories, a ``wav.scp``, ``-`` for stdin, as ``translate`` takes them;
 or the utterances of ``--data_dir``, its ``segments`` being the gold segmentation)
 is sent to FBK's agent in chunks of ``--segment_ms``: after each chunk the encoder
 re-runs on everything received, one beam search forces what was committed, and the
@@ -196,6 +196,7 @@ def run(args: argparse.Namespace, given: set[str]) -> int:
     check_output_dir(args.output, "--output", parents=False)
     import torch
 
+    from espnet2_ext.inference.audio import is_stream
     from espnet2_ext.inference.speech2translation import check_device
     from espnet2_ext.simultaneous.evaluation import run_setting, run_settings_in_processes, summary
     from espnet2_ext.simultaneous.translator import SimultaneousTranslator, model_settings
@@ -205,6 +206,12 @@ def run(args: argparse.Namespace, given: set[str]) -> int:
     for directory, _ in settings:
         check_output_dir(directory, "--output")
     source = instance_source(args)
+    streams = [item.path for item in source.inputs if is_stream(item.path)]
+    if streams and len(settings) > 1:
+        raise CommandError(
+            f"{streams[0]}: a stream can be read once, and each of the {len(settings)} settings reads every input: "
+            "save it to a file first"
+        )
     instances = source.instances()  # checks the references and the data dir before any audio
     check_device(args.device)
     torch.set_num_threads(args.num_threads)

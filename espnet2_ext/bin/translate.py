@@ -4,6 +4,9 @@
 INPUT is an audio file soundfile can read (wav, flac, ogg, mp3, ...), a directory
 (searched recursively for such files) or a Kaldi ``wav.scp``; headerless ``.raw`` and
 ``.pcm`` files are read as 16-bit little-endian mono PCM given ``--raw_sample_rate``.
+``-`` reads standard input (``/dev/stdin`` and bash's ``<(sox ...)`` are pipes too): a
+stream is read whole first, by its WAV/AIFF/Ogg/FLAC/ID3 header, or as headerless PCM
+at ``--raw_sample_rate``.
 Each audio file gives one output line, in input order:
 
 - ``tsv`` (default): ``<id>\\t<translation>``; the id is the path as given or found,
@@ -105,7 +108,7 @@ def get_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EPILOG, formatter_class=HelpFormatter)
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT",
-        help="audio file, directory of them, or wav.scp; each must exist (checked before any work)",
+        help="audio file, directory of them, wav.scp, or - (stdin); each must exist (checked before any work)",
     )
     parser.add_argument("--model", default=None, help="model.zip from recipe stage 8, or its unpacked directory")
     parser.add_argument(

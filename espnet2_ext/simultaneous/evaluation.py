@@ -28,8 +28,8 @@ from espnet2_ext.fileio.data_dir import Recording, Utterance, read_recordings, r
 from espnet2_ext.fileio.kaldi_table import read_text
 from espnet2_ext.fileio.yaml_file import read_yaml_mapping
 from espnet2_ext.inference.audio import AudioError
-from espnet2_ext.inference.file_inputs import Input
-from espnet2_ext.inference.speech_input import chunks_16k, file_input
+from espnet2_ext.inference.file_inputs import Input, input_audio
+from espnet2_ext.inference.speech_input import chunks_16k
 from espnet2_ext.simultaneous.instances import InstanceRecord, InstancesLogWriter, read_instances
 from espnet2_ext.simultaneous.latency import LATENCY_METRICS, SimulScores, corpus_scores, write_scores_tsv
 from espnet2_ext.simultaneous.options import SimulOptions
@@ -96,11 +96,11 @@ def file_instances(
     if references is not None and len(references) != len(inputs):
         raise SimulationError(f"{len(references)} reference lines for {len(inputs)} inputs: one line per input")
 
-    def reader(path: str) -> Callable[[], np.ndarray]:
-        return lambda: _joined(chunks_16k(file_input(path, raw_sample_rate=raw_sample_rate)))
+    def reader(item: Input) -> Callable[[], np.ndarray]:
+        return lambda: _joined(chunks_16k(input_audio(item, raw_sample_rate)))
 
     return [
-        SimulInstance(n, item.path, references[n] if references is not None else "", reader(item.path))
+        SimulInstance(n, item.path, references[n] if references is not None else "", reader(item))
         for n, item in enumerate(inputs)
     ]
 

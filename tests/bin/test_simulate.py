@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 import yaml
 
 from espnet2_ext.bin import simulate
@@ -412,3 +413,31 @@ def test_a_worker_killed_as_by_the_oom_killer_is_one_error_line_naming_its_setti
     assert process.returncode == 1
     assert err.startswith("ERROR: setting waitk_k2: its worker process ended (killed by SIGKILL)"), err
     assert err.count("\n") == 1 and f"{log}: run the same command again to continue" in err
+
+
+def test_raw_sample_rate_reads_headerless_files_and_leaves_wavs_to_their_headers(
+    packed_trained, cache, test_set, tmp_path, capsys
+):
+    """A directory of WAVs beside .raw files, as translate takes it."""
+    inputs, _ = test_set
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    wav = folder / "a.wav"
+    wav.write_bytes(Path(inputs[0]).read_bytes())
+    (folder / "b.raw").write_bytes(sf.read(inputs[0], dtype="int16")[0].astype("<i2").tobytes())
+    out = tmp_path / "out"
+    code, err = cli(capsys, "--model", str(packed_trained), "--cache_dir", str(cache), *AGENT, "--raw_sample_rate",
+                    "16000", "--output", str(out), str(folder))
+    assert code == 0, err
+    records = read_instances(out / "instances.log").records
+    assert [r.source for r in records] == [str(wav), str(folder / "b.raw")]
+    assert records[0].prediction == records[1].prediction and records[0].delays == records[1].delays
+
+
+def test_a_stream_with_several_settings_is_refused(packed_trained, cache, tmp_path, capsys):
+    settings = tmp_path / "set.yaml"
+    settings.write_text(yaml.safe_dump({"cmvn": "prefix", "settings": [{"policy": "la"}, {"policy": "waitk"}]}))
+    code, err = cli(capsys, "--model", str(packed_trained), "--cache_dir", str(cache), "--settings", str(settings),
+                    "--output", str(tmp_path / "out"), "-")
+    assert code == 1 and err == ("ERROR: -: a stream can be read once, and each of the 2 settings reads every input: "
+                                 "save it to a file first\n")

@@ -371,3 +371,29 @@ def test_a_damaged_mp3_gives_our_error_line_and_nothing_from_its_decoder(packed_
     assert code == 2
     assert [line.split(":")[0] for line in err.splitlines()] == ["ERROR"] * 2, err
     assert err.startswith(f"ERROR: {cut}: truncated: its header declares") and "Xing" not in err
+
+
+def test_audio_can_be_piped_in(packed_trained, clips, cache, tmp_path, translator):
+    """``-`` (stdin) and bash's ``<(...)``, ``/dev/stdin``: a stream with a header is read by it,
+    one without is headerless PCM at --raw_sample_rate."""
+    clip = sorted(clips.values())[0]
+    raw = tmp_path / "clip.raw"
+    raw.write_bytes(sf.read(clip, dtype="int16")[0].astype("<i2").tobytes())
+    program = [sys.executable, "-m", "espnet2_ext.bin.translate", "--model", str(packed_trained),
+               "--cache_dir", str(cache), *CLI_SEARCH]
+    root = Path(__file__).resolve().parents[2]
+    command = " ".join(map(str, program))
+    result = subprocess.run(["bash", "-c", f"cat {raw} | {command} --raw_sample_rate 16000 - <(cat {clip})"],
+                            capture_output=True, text=True, cwd=root, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = translator(clip).text
+    assert expected and [line.split("\t") for line in result.stdout.splitlines()] == [
+        ["-", expected], ["/dev/fd/63", expected]]
+    result = subprocess.run(["bash", "-c", f"cat {clip} | {command} /dev/stdin"],
+                            capture_output=True, text=True, cwd=root, timeout=600)
+    assert result.returncode == 0 and result.stdout == f"/dev/stdin\t{expected}\n", result.stderr[-3000:]
+    result = subprocess.run(["bash", "-c", f"cat {raw} | {command} -"], capture_output=True, text=True, cwd=root,
+                            timeout=600)
+    assert result.returncode == 2
+    assert "ERROR: stdin: not readable as audio: " in result.stderr and "give its sample rate, --raw_sample_rate" in \
+        result.stderr
