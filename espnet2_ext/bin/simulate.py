@@ -14,17 +14,22 @@ policy (AlignAtt, EDAtt, local agreement or wait-k) decides what more to write.
 - ``scores.tsv``: BLEU (sacreBLEU, 13a) and LAAL, AL, AP, DAL, ATD, StartOffset,
   EndOffset, and their ``_CA`` variants with ``--computation_aware``, once every
   input is in the log and references were given;
-- ``setting.yaml``: the options, so that a rerun with others is refused.
+- ``setting.yaml``: the options, the model's SHA-256, the inputs and references, so that
+  a rerun with other options, another model or other inputs is refused (other references
+  only: the log is rescored with them).
 
-With ``--settings FILE.yaml`` (the recipe's ``conf/simulate.yaml``: shared options,
-then a ``settings:`` list) every setting runs into ``DIR/<setting>/``, the model
-loaded once (``--nj``: in that many processes, one thread each).
+The agent's options not given are the model's (stage 8 packs ``conf/simulate.yaml``'s
+shared keys), else FBK's. With ``--settings FILE.yaml`` (the recipe's ``conf/simulate.yaml``:
+shared options, then a ``settings:`` list; ``--config FILE.yaml`` takes it too) every
+setting runs into ``DIR/<setting>/``, the model loaded once (``--nj``: in that many
+processes, one thread each; Ctrl-C or SIGTERM stops them all at once); an option on the
+command line beats the file's.
 
 Exit status 1 with one ``ERROR:`` line before any audio is read: bad options (an
 unknown policy, a negative f, a chunk under 40 ms, a decoder layer the model does
 not have, ``cmvn: global`` for a zip without global statistics), a reference file
 whose line count differs from the inputs, a missing input, an output directory
-holding another setting's run. Exit status 2: some inputs could not be read (each
+holding another setting's run, a worker process killed. Exit status 2: some inputs could not be read (each
 gets an ``ERROR:`` line; the others are still translated, no scores written).
 Ctrl-C stops with one line; what is in ``instances.log`` stays, and the same
 command continues.
