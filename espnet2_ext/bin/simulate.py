@@ -83,7 +83,7 @@ def get_parser() -> ArgumentParser:
     parser.add_argument("--silence_dbfs", type=float, default=-60.0, help="quieter audio gets no words")
     parser.add_argument("--log_level", default="WARNING", choices=("ERROR", "WARNING", "INFO", "DEBUG"))
     group = parser.add_argument_group(
-        "The agent (FBK's flag in parentheses); unset: the model's packed settings, else FBK's (given last)"
+        "The agent; each unset: the model's packed settings, else FBK's (named below)"
     )
     agent_option(group, "--policy", choices=POLICIES)
     agent_option(group, "--frame_num", type=int, help="AlignAtt's f, EDAtt's lambda")
