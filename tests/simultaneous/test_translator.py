@@ -216,3 +216,16 @@ def test_audio_without_speech_gets_no_words_as_translate_leaves_it(offline, audi
             record = simulate_instance(translator, samples, 0, "x", "")
             assert record.prediction == "" and record.delays == ()
     assert simulate_instance(translator, audio[0], 0, "clip", "").prediction  # speech still gets words
+
+
+def test_the_simuleval_agent_takes_the_packed_settings_and_simuleval_s_chunk(packed_with_settings, cache):
+    from argparse import Namespace
+    from dataclasses import fields
+
+    from espnet2_ext.simultaneous.agent import ESPnetSimulSTAgent
+
+    unset = {f.name: None for f in fields(SimulOptions)}
+    args = Namespace(model=str(packed_with_settings), cache_dir=str(cache), device="cpu", source_segment_size=400,
+                     **{**unset, "waitk": 4})
+    agent = ESPnetSimulSTAgent(args)
+    assert agent.translator.options == SimulOptions.checked(**{**PACKED_SETTINGS, "waitk": 4, "segment_ms": 400})
