@@ -22,7 +22,7 @@ translation as \\\\, \\t, \\n, \\r, so each input stays one line.
 Any sample rate and channel count is accepted: audio is resampled to 16 kHz and
 mixed down, then gets exactly the training features and the packed CMVN. Inputs
 longer than ``--max_segment_seconds`` (default: the model's, from its training
-utterances) are cut where speech is least likely (Silero VAD, SHAS's
+utterances) are cut where speech is least likely, and any at pauses of ``--pause_seconds`` (Silero VAD, SHAS's
 divide-and-conquer) and translated segment by segment; audio without speech
 (silence, noise) gives an empty translation and a warning.
 

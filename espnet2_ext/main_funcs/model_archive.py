@@ -23,6 +23,7 @@ cache's, the zip being intact.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import logging
@@ -79,7 +80,12 @@ class PackedModel:
     model_member: str
     extraction: Path | None
     global_cmvn: Path | None
-    digest: str
+    zip_digest: str | None = None  # the zip's SHA-256; None for a directory
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """The zip's SHA-256, or the weights' for a directory (hashed when first asked for)."""
+        return self.zip_digest if self.zip_digest is not None else _sha256(self.model_file)
 
     def unreadable_weights(self, reason: str) -> ModelArchiveError:
         """The error for weights torch could not load (``reason``: torch's, on one line),
@@ -243,7 +249,7 @@ def _resolve(
     """Point the checked config's file references at the files under ``root``.
 
     The files are checked to be there, because a cached extraction could have lost some since.
-    ``digest``: the zip's; None for a directory (its weights' is taken).
+    ``digest``: the zip's; None for a directory (its weights' is taken when asked for).
     """
     files = _DirectoryMembers(root)
     config, model_name, global_cmvn_name = checked.config, checked.model_name, checked.global_cmvn_name
@@ -262,7 +268,7 @@ def _resolve(
         model_member=model_name,
         extraction=extraction,
         global_cmvn=files.path(global_cmvn_name) if global_cmvn_name is not None else None,
-        digest=digest if digest is not None else _sha256(files.path(model_name)),
+        zip_digest=digest,
     )
 
 

@@ -320,10 +320,15 @@ def test_long_audio_is_cut_between_sentences_each_segment_with_its_nbest(
     assert result.text == " ".join(s.nbest[0].text for s in result.segments if s.nbest[0].text)
     with pytest.raises(ValueError, match="segments; read each one's n-best from .segments"):
         result.nbest
+    longest = len(audio) / 16000 + 1
     whole = Speech2Translation.from_pretrained(
-        packed_trained, cache_dir=cache, max_segment_seconds=len(audio) / 16000 + 1, **DECODE_SEARCH
+        packed_trained, cache_dir=cache, max_segment_seconds=longest, pause_seconds=0, **DECODE_SEARCH
     )
-    assert len(whole(audio, 16000).segments) == 1, "within the maximum: one piece"
+    assert len(whole(audio, 16000).segments) == 1, "within the maximum, no cut at pauses: one piece, as given"
+    paused = Speech2Translation.from_pretrained(packed_trained, cache_dir=cache, max_segment_seconds=longest,
+                                                **DECODE_SEARCH)
+    assert paused.segmentation.pause_seconds < 0.3
+    assert len(paused(audio, 16000).segments) == len(pieces), "the model's pauses separate, whatever the maximum"
 
     path = tmp_path / "talk.wav"
     sf.write(path, audio, 16000)

@@ -429,3 +429,12 @@ def test_weights_damaged_in_the_cache_are_named_as_the_cache_s_not_the_zip_s(zip
     )
     assert "\n" not in str(error) and [p for p in cache.iterdir()] == []
     assert open_model(zip_path, cache).model_file.read_bytes() == data, "a retry extracts the intact member"
+
+
+def test_digest_tells_models_apart_the_zip_s_or_a_directory_s_weights(zip_path, tmp_path):
+    import hashlib
+
+    packed = open_model(zip_path, tmp_path / "cache")
+    assert packed.digest == hashlib.sha256(zip_path.read_bytes()).hexdigest()
+    in_place = open_model(packed.extraction)
+    assert in_place.digest == hashlib.sha256(in_place.model_file.read_bytes()).hexdigest() != packed.digest
