@@ -214,8 +214,10 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     if [ -f "${stats}/train/feats_stats.npz" ]; then
         cmvn_args=(--global_cmvn "${stats}/train/feats_stats.npz")
     fi
+    # stage 9's shared settings (chunk, attention layer, f) become the zip's simultaneous defaults
     run_step pack "${decode_exp}" "${decode_exp}/.done.average ${stats}/.done.stats" python -m espnet2_ext.bin.pack_model --exp_dir "${decode_exp}" \
-        --model_file "${model}" --outpath "${decode_exp}/packed/model.zip" "${cmvn_args[@]}"
+        --model_file "${model}" --outpath "${decode_exp}/packed/model.zip" "${cmvn_args[@]}" \
+        --simulate_conf "${conf_dir}/simulate.yaml"
 fi
 if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
     zip=${decode_exp}/packed/model.zip
@@ -223,6 +225,7 @@ if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
                          exit 1; }
     simulate_name=simulate_$(basename "${conf_dir}")
     log "Stage 9: simulate: the settings of ${conf_dir}/simulate.yaml on ${test_sets} -> ${decode_exp}/${simulate_name}/"
+    mkdir -p "${decode_exp}/${simulate_name}"   # simulate creates --output, not its parents
     for set in ${test_sets}; do   # gold segmentation; settings in ${nj} processes of one thread each
         run_step "simulate_${set}" "${decode_exp}" "${decode_exp}/.done.pack" python -m espnet2_ext.bin.simulate --model "${zip}" \
             --data_dir "${data}/${set}" --settings "${conf_dir}/simulate.yaml" --computation_aware \

@@ -6,7 +6,7 @@ See :mod:`espnet2_ext.main_funcs.model_packing` for what the archive holds.
 Usage:
     python -m espnet2_ext.bin.pack_model --exp_dir exp/st_train \
         --model_file exp/st_train/valid.loss.ave_5around.pth --outpath exp/st_train/packed/model.zip \
-        --global_cmvn exp/st_stats/train/feats_stats.npz
+        --global_cmvn exp/st_stats/train/feats_stats.npz --simulate_conf conf/simulate.yaml
 """
 
 import sys
@@ -27,6 +27,11 @@ def get_parser() -> ArgumentParser:
         help="global CMVN statistics to pack for simultaneous translation: stage 4's feats_stats.npz "
         "(count, sum, sum_square) or FBK's gcmvn.npz (mean, std)",
     )
+    parser.add_argument(
+        "--simulate_conf", type=Path, default=None,
+        help="stage 9's simulate.yaml: its keys shared by every setting (chunk, attention layer, f, ...) "
+        "become the simultaneous programs' defaults for this model",
+    )
     return parser
 
 
@@ -34,7 +39,7 @@ def get_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
     check_output_file(args.outpath, "--outpath")
-    contents = pack_model(args.exp_dir, args.model_file, args.outpath, args.global_cmvn)
+    contents = pack_model(args.exp_dir, args.model_file, args.outpath, args.global_cmvn, args.simulate_conf)
     cmvn = f" (global CMVN statistics: {contents['global_cmvn']})" if "global_cmvn" in contents else ""
     print(f"packed {contents['st_model_file']} and {contents['st_train_config']} into {args.outpath}{cmvn}")
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Simultaneous translation of a test set with a packed model, scored as SimulEval 1.1.4 scores it.
 
-Each INPUT (audio files, directories, a ``wav.scp``, as ``translate`` takes them;
+Each INPUT (audio files, directories, a ``wav.scp``, ``-`` for stdin, as ``translate`` takes them;
 or the utterances of ``--data_dir``, its ``segments`` being the gold segmentation)
 is sent to FBK's agent in chunks of ``--segment_ms``: after each chunk the encoder
 re-runs on everything received, one beam search forces what was committed, and the
@@ -14,17 +14,22 @@ policy (AlignAtt, EDAtt, local agreement or wait-k) decides what more to write.
 - ``scores.tsv``: BLEU (sacreBLEU, 13a) and LAAL, AL, AP, DAL, ATD, StartOffset,
   EndOffset, and their ``_CA`` variants with ``--computation_aware``, once every
   input is in the log and references were given;
-- ``setting.yaml``: the options, so that a rerun with others is refused.
+- ``setting.yaml``: the options, the model's SHA-256, the inputs and references, so that
+  a rerun with other options, another model or other inputs is refused (other references
+  only: the log is rescored with them).
 
-With ``--settings FILE.yaml`` (the recipe's ``conf/simulate.yaml``: shared options,
-then a ``settings:`` list) every setting runs into ``DIR/<setting>/``, the model
-loaded once (``--nj``: in that many processes, one thread each).
+The agent's options not given are the model's (stage 8 packs ``conf/simulate.yaml``'s
+shared keys), else FBK's. With ``--settings FILE.yaml`` (the recipe's ``conf/simulate.yaml``:
+shared options, then a ``settings:`` list; ``--config FILE.yaml`` takes it too) every
+setting runs into ``DIR/<setting>/``, the model loaded once (``--nj``: in that many
+processes, one thread each; Ctrl-C or SIGTERM stops them all at once); an option on the
+command line beats the file's.
 
 Exit status 1 with one ``ERROR:`` line before any audio is read: bad options (an
 unknown policy, a negative f, a chunk under 40 ms, a decoder layer the model does
 not have, ``cmvn: global`` for a zip without global statistics), a reference file
 whose line count differs from the inputs, a missing input, an output directory
-holding another setting's run. Exit status 2: some inputs could not be read (each
+holding another setting's run, a worker process killed. Exit status 2: some inputs could not be read (each
 gets an ``ERROR:`` line; the others are still translated, no scores written).
 Ctrl-C stops with one line; what is in ``instances.log`` stays, and the same
 command continues.
@@ -58,7 +63,7 @@ DEFAULTS = SimulOptions()
 
 def get_parser() -> ArgumentParser:
     parser = ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="audio file, directory of them, or wav.scp")
     parser.add_argument("--model", required=True, help="model.zip from recipe stage 8, or its unpacked directory")
@@ -77,52 +82,77 @@ def get_parser() -> ArgumentParser:
     parser.add_argument("--cache_dir", type=str_or_none, default=None, help="where zips are extracted")
     parser.add_argument("--silence_dbfs", type=float, default=-60.0, help="quieter audio gets no words")
     parser.add_argument("--log_level", default="WARNING", choices=("ERROR", "WARNING", "INFO", "DEBUG"))
-    group = parser.add_argument_group("The agent (FBK's flag in parentheses)")
-    group.add_argument("--policy", default=DEFAULTS.policy, choices=POLICIES)
-    group.add_argument("--frame_num", type=int, default=DEFAULTS.frame_num, help="AlignAtt's f, EDAtt's lambda")
-    group.add_argument(
-        "--frame_unit", default=DEFAULTS.frame_unit, choices=FRAME_UNITS,
-        help="what f counts: encoder positions (FBK) or 40-ms frames of audio",
+    group = parser.add_argument_group(
+        "The agent; each unset: the model's packed settings, else FBK's (named below)"
     )
-    group.add_argument("--attn_threshold", type=float, default=DEFAULTS.attn_threshold, help="EDAtt's alpha")
-    group.add_argument("--waitk", type=int, default=DEFAULTS.waitk, help="wait-k's k")
-    group.add_argument("--waitk_source", default=DEFAULTS.waitk_source, choices=WAITK_SOURCES)
-    group.add_argument("--segment_factor", type=int, default=DEFAULTS.segment_factor, help="40-ms frames a word")
-    group.add_argument(
-        "--attention_layer", type=int, default=DEFAULTS.attention_layer, help="0-based (--extract-attn-from-layer)"
-    )
-    group.add_argument("--segment_ms", type=int, default=DEFAULTS.segment_ms, help="chunk (--source-segment-size)")
-    group.add_argument("--cmvn", default=DEFAULTS.cmvn, choices=CMVN_MODES, help="global: the zip's statistics")
-    group.add_argument("--beam_size", type=int, default=DEFAULTS.beam_size)
-    group.add_argument("--no_repeat_ngram_size", type=int, default=DEFAULTS.no_repeat_ngram_size)
-    group.add_argument("--maxlen_b", type=int, default=DEFAULTS.maxlen_b, help="tokens, forced prefix included")
-    group.add_argument("--lang_tag", type=str_or_none, default=None)
+    agent_option(group, "--policy", choices=POLICIES)
+    agent_option(group, "--frame_num", type=int, help="AlignAtt's f, EDAtt's lambda")
+    agent_option(group, "--frame_unit", choices=FRAME_UNITS, help="what f counts: encoder positions (FBK) or "
+                 "40-ms frames of audio")
+    agent_option(group, "--attn_threshold", type=float, help="EDAtt's alpha")
+    agent_option(group, "--waitk", type=int, help="wait-k's k")
+    agent_option(group, "--waitk_source", choices=WAITK_SOURCES)
+    agent_option(group, "--segment_factor", type=int, help="40-ms frames a word")
+    agent_option(group, "--attention_layer", type=int, help="0-based (--extract-attn-from-layer)")
+    agent_option(group, "--segment_ms", type=int, help="chunk (--source-segment-size)")
+    agent_option(group, "--cmvn", choices=CMVN_MODES, help="global: the zip's statistics")
+    agent_option(group, "--beam_size", type=int)
+    agent_option(group, "--no_repeat_ngram_size", type=int)
+    agent_option(group, "--maxlen_b", type=int, help="tokens, forced prefix included")
+    agent_option(group, "--lang_tag", type=str_or_none)
     return parser
 
 
-def settings_of(args: argparse.Namespace) -> list[tuple[Path, SimulOptions]]:
-    """(output directory, options) of each setting: the command line's, or each of ``--settings``."""
+def agent_option(group: Any, flag: str, help: str = "", **kwargs: Any) -> None:
+    """An option of the agent: None unless set, FBK's default named in its help."""
+    fbk = getattr(DEFAULTS, flag.lstrip("-"))
+    group.add_argument(flag, default=None, help=f"{help}{'; ' if help else ''}FBK's: {fbk}", **kwargs)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown, but not the agent's None (the model's, else FBK's)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def settings_of(
+    args: argparse.Namespace, given: set[str], packed: dict[str, Any] | None = None
+) -> list[tuple[Path, SimulOptions]]:
+    """(output directory, options) of each setting: one, or each of ``--settings``.
+
+    Each option's value comes from, last winning: FBK's defaults, the model's packed
+    settings (``packed``), ``--config``, the settings file's shared keys, its setting,
+    the command line (``given``: the options written there).
+    """
     names = [f.name for f in fields(SimulOptions)]
-    base = {name: getattr(args, name) for name in names}
+    set_here = {name: getattr(args, name) for name in names if getattr(args, name) is not None or name in given}
+    explicit = {name: value for name, value in set_here.items() if name in given}
+    base = {**(packed or {}), **set_here}
     output = Path(args.output)
     if args.settings is None:
         return [(output, SimulOptions.checked(**base))]
-    path = Path(args.settings)
-    values = read_yaml_mapping(path)
-    listed = values.pop("settings", None)
+    if isinstance(args.settings, list):  # the settings: list of a --config file
+        where, values, listed = f"{args.config}", {}, args.settings
+    else:
+        where = args.settings
+        values = read_yaml_mapping(Path(args.settings))
+        listed = values.pop("settings", None)
     if not isinstance(listed, list) or not listed or not all(isinstance(item, dict) for item in listed):
-        raise CommandError(f"{path}: expected a non-empty 'settings:' list of mappings (policy: ..., frame_num: ...)")
+        raise CommandError(f"{where}: expected a non-empty 'settings:' list of mappings (policy: ..., frame_num: ...)")
     settings = []
     for number, item in enumerate(listed, 1):
         try:
-            options = SimulOptions.checked(**{**base, **values, **item})
+            options = SimulOptions.checked(**{**base, **values, **item, **explicit})
         except ValueError as err:
-            raise CommandError(f"{path}: setting {number}: {err}") from None
+            raise CommandError(f"{where}: setting {number}: {err}") from None
         settings.append((output / options.describe(), options))
     seen: dict[Path, int] = {}
     for number, (directory, _) in enumerate(settings, 1):
         if directory in seen:
-            raise CommandError(f"{path}: settings {seen[directory]} and {number} are the same ({directory.name})")
+            overridden = [f"--{name}" for name in explicit if any(name in item for item in listed)]
+            why = f": the command line's {', '.join(overridden)} sets it in every setting" if overridden else ""
+            raise CommandError(f"{where}: settings {seen[directory]} and {number} are the same ({directory.name}){why}")
         seen[directory] = number
     return settings
 
@@ -157,22 +187,36 @@ def instance_source(args: argparse.Namespace) -> Any:
     return InstanceSource(inputs=tuple(inputs), references=references, raw_sample_rate=args.raw_sample_rate)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Every setting over every instance; the exit status (2: some inputs unreadable)."""
-    settings = settings_of(args)
-    for directory, _ in settings:
-        check_output_dir(directory, "--output")
+def run(args: argparse.Namespace, given: set[str]) -> int:
+    """Every setting over every instance; the exit status (2: some inputs unreadable).
+    ``given``: the options written on the command line, which outrank all others."""
     for option in ("num_threads", "nj"):
         if getattr(args, option) < 1:
             raise CommandError(f"--{option} must be >= 1, got {getattr(args, option)}")
+    if args.nj > 1 and args.settings is None:
+        raise CommandError(
+            f"--nj {args.nj} runs the settings of --settings in parallel, and there is one setting: "
+            "leave it out (--num_threads sets a setting's CPU threads)"
+        )
+    check_output_dir(args.output, "--output", parents=False)
     import torch
 
+    from espnet2_ext.inference.audio import is_stream
     from espnet2_ext.inference.speech2translation import check_device
     from espnet2_ext.simultaneous.evaluation import run_setting, run_settings_in_processes, summary
-    from espnet2_ext.simultaneous.translator import SimultaneousTranslator
+    from espnet2_ext.simultaneous.translator import SimultaneousTranslator, model_settings
     from espnet2_ext.utils.progress import progress_bar
 
+    settings = settings_of(args, given, model_settings(args.model, args.cache_dir))
+    for directory, _ in settings:
+        check_output_dir(directory, "--output")
     source = instance_source(args)
+    streams = [item.path for item in source.inputs if is_stream(item.path)]
+    if streams and len(settings) > 1:
+        raise CommandError(
+            f"{streams[0]}: a stream can be read once, and each of the {len(settings)} settings reads every input: "
+            "save it to a file first"
+        )
     instances = source.instances()  # checks the references and the data dir before any audio
     check_device(args.device)
     torch.set_num_threads(args.num_threads)
@@ -218,9 +262,10 @@ def run(args: argparse.Namespace) -> int:
 )
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit status 0, 1 (one ``ERROR:`` line) or 2 (some inputs could not be read)."""
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s: %(message)s", stream=sys.stderr)
-    return run(args)
+    return run(args, parser.given_on_command_line(argv))
 
 
 if __name__ == "__main__":

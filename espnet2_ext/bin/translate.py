@@ -4,6 +4,9 @@
 INPUT is an audio file soundfile can read (wav, flac, ogg, mp3, ...), a directory
 (searched recursively for such files) or a Kaldi ``wav.scp``; headerless ``.raw`` and
 ``.pcm`` files are read as 16-bit little-endian mono PCM given ``--raw_sample_rate``.
+``-`` reads standard input (``/dev/stdin`` and bash's ``<(sox ...)`` are pipes too): a
+stream is read whole first, by its WAV/AIFF/Ogg/FLAC/ID3 header, or as headerless PCM
+at ``--raw_sample_rate``.
 Each audio file gives one output line, in input order:
 
 - ``tsv`` (default): ``<id>\\t<translation>``; the id is the path as given or found,
@@ -28,7 +31,7 @@ translation as \\\\, \\t, \\n, \\r, so each input stays one line.
 Any sample rate and channel count is accepted: audio is resampled to 16 kHz and
 mixed down, then gets exactly the training features and the packed CMVN. Inputs
 longer than ``--max_segment_seconds`` (default: the model's, from its training
-utterances) are cut where speech is least likely (Silero VAD, SHAS's
+utterances) are cut where speech is least likely, and any at pauses of ``--pause_seconds`` (Silero VAD, SHAS's
 divide-and-conquer) and translated segment by segment; audio without speech
 (silence, noise) gives an empty translation and a warning.
 
@@ -130,7 +133,7 @@ def get_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EPILOG, formatter_class=HelpFormatter)
     parser.add_argument(
         "inputs", nargs="+", metavar="INPUT",
-        help="audio file, directory of them, or wav.scp; each must exist (checked before any work)",
+        help="audio file, directory of them, wav.scp, or - (stdin); each must exist (checked before any work)",
     )
     parser.add_argument("--model", default=None, help="model.zip from recipe stage 8, or its unpacked directory")
     parser.add_argument(

@@ -1,7 +1,9 @@
 """User audio for translation: files of any soundfile format read in blocks, arrays, checks.
 
 Files are read block by block (:func:`open_audio`), so a recording longer than
-memory can be translated as a stream. Arrays and files alike are checked for what
+memory can be translated as a stream; a pipe (``-`` for stdin, ``/dev/stdin``, bash's
+``<(sox ...)``) is read whole first, as decoders seek in their input, its format given
+by its header or, for headerless PCM, by the sample rate the user gives. Arrays and files alike are checked for what
 would silently give a wrong translation: NaN or infinite samples, floats far
 outside [-1, 1], sample rates that are not a whole number of Hz or too low for
 speech (:func:`check_sample_rate`, :func:`check_samples`). Features are not
@@ -18,11 +20,12 @@ without one, from its size, so a short read proves nothing there).
 
 from __future__ import annotations
 
+import io
 import logging
 import numbers
-import os
 import struct
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -34,8 +37,9 @@ from espnet2_ext.utils.native_output import captured_fd
 from espnet2_ext.utils.waveform import MIN_SAMPLE_RATE, mix_to_mono
 
 __all__ = [
-    "HEADERLESS_EXTENSIONS", "MIN_SAMPLE_RATE", "AudioError", "OpenedAudio", "as_waveform", "check_sample_rate",
-    "check_samples", "is_headerless", "open_audio", "peak_dbfs", "read_audio",
+    "HEADERLESS_EXTENSIONS", "MIN_SAMPLE_RATE", "STDIN", "AudioError", "OpenedAudio", "as_waveform",
+    "check_sample_rate", "check_samples", "decoder_output_logged", "is_headerless", "is_stream", "open_audio",
+    "peak_dbfs", "read_audio",
 ]
 
 # Float audio is in [-1, 1]; a peak above this is integer PCM stored as floats, or not audio.
@@ -44,6 +48,9 @@ MAX_FLOAT_PEAK = 2.0
 HEADERLESS_EXTENSIONS = frozenset({"raw", "pcm"})
 _HEADERLESS_FORMAT = dict(format="RAW", subtype="PCM_16", channels=1, endian="LITTLE")
 _READ_BLOCK_FRAMES = 1 << 20
+STDIN = "-"  # the input name that reads standard input
+# How a stream's first bytes name its container (a stream has no file name to say it): WAV, AIFF, Ogg, FLAC, MP3.
+_HEADERS = (b"RIFF", b"FORM", b"OggS", b"fLaC", b"ID3")
 _OGG_END_OF_STREAM = 0x04
 
 
@@ -78,7 +85,9 @@ def open_audio(path: str | Path, raw_sample_rate: int | None = None) -> OpenedAu
 
     Multi-channel audio is averaged to one channel. Headerless ``.raw`` and ``.pcm``
     files are read as 16-bit little-endian mono PCM at ``raw_sample_rate``, which
-    only they take (others have their rate in their header: ``ValueError``). What a
+    only they take (others have their rate in their header: ``ValueError``); so is a
+    stream (:func:`is_stream`) given ``raw_sample_rate``, and without it a stream's
+    header says what it is. What a
     decoder prints itself (libmpg123's warnings) is kept off the terminal and logged
     at debug level, so that our one line is all a bad file gives.
 
@@ -89,6 +98,8 @@ def open_audio(path: str | Path, raw_sample_rate: int | None = None) -> OpenedAu
             than its header declares: reading it raises at its end, so a cut file is
             never translated in part.
     """
+    if is_stream(path):
+        return _open_stream(path, raw_sample_rate)
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
@@ -102,26 +113,63 @@ def open_audio(path: str | Path, raw_sample_rate: int | None = None) -> OpenedAu
         raise AudioError(
             f"{path}: headerless audio: give its sample rate (--raw_sample_rate) to read it as 16-bit mono PCM"
         )
-    cut = _container_cut(path)  # before decoding, which fails on some cut files with vaguer messages
+    with path.open("rb") as raw:
+        cut = _container_cut(raw)  # before decoding, which fails on some cut files with vaguer messages
     if cut is not None:
         raise AudioError(f"{path}: truncated: {cut}")
     options = dict(samplerate=raw_sample_rate, **_HEADERLESS_FORMAT) if headerless else {}
     try:
-        with _decoder_output(path):
+        with decoder_output_logged(path):
             stream = sf.SoundFile(str(path), **options)
     except (sf.SoundFileError, RuntimeError, OSError) as err:  # libsndfile reports decode errors as RuntimeError
         raise AudioError(f"{path}: not readable as audio: {err}") from None
-    return OpenedAudio(int(stream.samplerate), _blocks(path, stream))
+    return OpenedAudio(int(stream.samplerate), _blocks(path, stream, lambda: path.open("rb")))
 
 
-def _blocks(path: Path, stream: sf.SoundFile) -> Iterator[np.ndarray]:
-    """Mono blocks of an open file, then the checks that it was read to its declared end."""
+def is_stream(path: str | Path) -> bool:
+    """Whether ``path`` is audio that can be read only once, front to back: ``-`` (stdin), or a
+    pipe, FIFO or character device (``/dev/stdin``, bash's ``<(sox ...)``)."""
+    if str(path) == STDIN:
+        return True
+    path = Path(path)
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
+def _open_stream(path: str | Path, raw_sample_rate: int | None) -> OpenedAudio:
+    """A stream, read whole into memory (decoders seek in their input; a pipe cannot). It has
+    no file name whose extension would say what it is: one that starts with a WAV, AIFF,
+    Ogg, FLAC or ID3 header is read by it; any other is 16-bit little-endian mono PCM at
+    ``raw_sample_rate`` when that is given, else whatever libsndfile recognises."""
+    name = Path("stdin" if str(path) == STDIN else path)
+    try:
+        data = sys.stdin.buffer.read() if str(path) == STDIN else Path(path).read_bytes()
+    except OSError as err:
+        raise AudioError(f"{name}: cannot be read: {err.strerror or err}") from None
+    if not data:
+        raise AudioError(f"{name}: empty stream (0 bytes)")
+    headerless = raw_sample_rate is not None and not data.startswith(_HEADERS)
+    cut = _container_cut(io.BytesIO(data))
+    if cut is not None:
+        raise AudioError(f"{name}: truncated: {cut}")
+    options = dict(samplerate=raw_sample_rate, **_HEADERLESS_FORMAT) if headerless else {}
+    try:
+        with decoder_output_logged(name):
+            stream = sf.SoundFile(io.BytesIO(data), **options)
+    except (sf.SoundFileError, RuntimeError, OSError) as err:
+        hint = "" if raw_sample_rate is not None else " (headerless PCM: give its sample rate, --raw_sample_rate)"
+        raise AudioError(f"{name}: not readable as audio: {err}{hint}") from None
+    return OpenedAudio(int(stream.samplerate), _blocks(name, stream, lambda: io.BytesIO(data)))
+
+
+def _blocks(path: Path, stream: sf.SoundFile, reopen: Callable[[], BinaryIO]) -> Iterator[np.ndarray]:
+    """Mono blocks of an open file, then the checks that it was read to its declared end
+    (``reopen``: its bytes from the start, for the header that declares it)."""
     declared, sample_rate, fmt, channels = stream.frames, stream.samplerate, stream.format, stream.channels
     done, error = 0, None
     with stream:
         while True:
             try:
-                with _decoder_output(path):
+                with decoder_output_logged(path):
                     block = stream.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
             except (sf.SoundFileError, RuntimeError) as err:
                 error = err
@@ -132,7 +180,7 @@ def _blocks(path: Path, stream: sf.SoundFile) -> Iterator[np.ndarray]:
             yield mix_to_mono(block if channels > 1 else block[:, 0]).astype(np.float32, copy=False)
             if len(block) < _READ_BLOCK_FRAMES:
                 break
-    if done < declared and _declares_exact_length(path, fmt):
+    if done < declared and _declares_exact_length(reopen, fmt):
         raise AudioError(
             f"{path}: truncated: its header declares {declared / sample_rate:.2f} s of audio, "
             f"only {done / sample_rate:.2f} s could be decoded"
@@ -142,7 +190,7 @@ def _blocks(path: Path, stream: sf.SoundFile) -> Iterator[np.ndarray]:
 
 
 @contextmanager
-def _decoder_output(path: Path) -> Iterator[None]:
+def decoder_output_logged(path: Path) -> Iterator[None]:
     """What a decoder prints to stderr itself, logged at debug level instead of shown."""
     with captured_fd(2) as printed:
         yield
@@ -150,12 +198,12 @@ def _decoder_output(path: Path) -> Iterator[None]:
         logging.debug("%s: the decoder printed: %s", path, " | ".join(printed.text.split("\n")).strip(" |"))
 
 
-def _declares_exact_length(path: Path, fmt: str) -> bool:
+def _declares_exact_length(reopen: Callable[[], BinaryIO], fmt: str) -> bool:
     """Whether libsndfile's frame count is the encoder's, so that fewer frames decoded means a cut file."""
     if fmt == "FLAC":  # STREAMINFO's total samples (0: unknown)
         return True
     if fmt == "MP3":  # LAME's Xing/Info or Fraunhofer's VBRI header, in the first frame
-        with path.open("rb") as stream:
+        with reopen() as stream:
             id3 = stream.read(10)
             start = 0
             if len(id3) == 10 and id3[:3] == b"ID3":  # ID3v2 tag: 10-byte header, syncsafe size, optional footer
@@ -167,17 +215,20 @@ def _declares_exact_length(path: Path, fmt: str) -> bool:
     return False  # libsndfile counts what is there: see _container_cut
 
 
-def _container_cut(path: Path) -> str | None:
-    """How a WAV, AIFF or Ogg file shows it was cut short, or None."""
-    with path.open("rb") as stream:
-        head = stream.read(12)
-        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-            return _chunk_cut(stream, b"data", "<")
-        if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-            return _chunk_cut(stream, b"SSND", ">")
-        if head[:4] == b"OggS":
-            return _ogg_cut(stream)
+def _container_cut(stream: BinaryIO) -> str | None:
+    """How a WAV, AIFF or Ogg file (open at its start) shows it was cut short, or None."""
+    head = stream.read(12)
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return _chunk_cut(stream, b"data", "<")
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return _chunk_cut(stream, b"SSND", ">")
+    if head[:4] == b"OggS":
+        return _ogg_cut(stream)
     return None
+
+
+def _size(stream: BinaryIO) -> int:
+    return stream.seek(0, io.SEEK_END)
 
 
 def _chunk_cut(stream: BinaryIO, audio_chunk: bytes, endian: str) -> str | None:
@@ -185,7 +236,7 @@ def _chunk_cut(stream: BinaryIO, audio_chunk: bytes, endian: str) -> str | None:
 
     Sizes 0 and 0xFFFFFFFF mean unknown (written by a program that could not seek back).
     """
-    file_size = os.fstat(stream.fileno()).st_size
+    file_size = _size(stream)
     position = 12
     while True:
         stream.seek(position)
@@ -203,7 +254,7 @@ def _chunk_cut(stream: BinaryIO, audio_chunk: bytes, endian: str) -> str | None:
 
 def _ogg_cut(stream: BinaryIO) -> str | None:
     """Walk an Ogg file's pages: the last one must be whole and end the stream."""
-    file_size = os.fstat(stream.fileno()).st_size
+    file_size = _size(stream)
     position, flags = 0, 0
     while position < file_size:
         stream.seek(position)

@@ -20,8 +20,14 @@ import soundfile as sf
 from tqdm import tqdm
 
 from espnet2_ext.fileio.kaldi_table import TableError, read_wav_scp
-from espnet2_ext.inference.audio import HEADERLESS_EXTENSIONS, is_headerless
-from espnet2_ext.utils.progress import progress_bar
+from espnet2_ext.inference.audio import (
+    HEADERLESS_EXTENSIONS,
+    STDIN,
+    decoder_output_logged,
+    is_headerless,
+    is_stream,
+)
+from espnet2_ext.utils.progress import seconds_bar
 
 if TYPE_CHECKING:
     from espnet2_ext.inference.speech2translation import Speech2Translation, TranslationResult
@@ -53,8 +59,12 @@ def expand_inputs(arguments: Sequence[str], headerless: bool = False) -> list[In
     Every path named must exist, and every directory and ``wav.scp`` must hold audio;
     otherwise :class:`InputListError` names all that is missing. With ``headerless``
     (a sample rate for them is known) directories' ``.raw`` and ``.pcm`` files are audio too.
+    ``-`` is standard input, which can be read once (so named once); pipes, FIFOs and
+    ``/dev/stdin`` are taken as given (:func:`~espnet2_ext.inference.audio.is_stream`).
     """
-    missing = [argument for argument in arguments if not Path(argument).exists()]
+    if arguments.count(STDIN) > 1:
+        raise InputListError(f"'{STDIN}' (standard input) is given {arguments.count(STDIN)} times; it can be read once")
+    missing = [argument for argument in arguments if argument != STDIN and not Path(argument).exists()]
     if missing:
         raise InputListError(
             f"{missing[0]}: no such file or directory" if len(missing) == 1
@@ -64,7 +74,9 @@ def expand_inputs(arguments: Sequence[str], headerless: bool = False) -> list[In
     inputs: list[Input] = []
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir():
+        if is_stream(argument):
+            inputs.append(Input(argument, argument))
+        elif path.is_dir():
             found = sorted(
                 str(f) for f in path.rglob("*") if f.is_file() and f.suffix.lower().lstrip(".") in extensions
             )
@@ -119,13 +131,26 @@ def _listing(items: Sequence[str]) -> str:
     return shown if len(items) <= LISTED_AT_MOST else f"{shown}, ... ({len(items) - LISTED_AT_MOST} more)"
 
 
+def input_audio(item: Input, raw_sample_rate: int | None = None) -> "SpeechInput":
+    """The audio of one listed input, to be read when its turn comes: a headerless file or a
+    stream at ``raw_sample_rate`` (the user's, for them), any other file at its header's rate."""
+    from espnet2_ext.inference.speech_input import file_input  # torch: not needed to check the list
+
+    takes_rate = is_headerless(item.path) or is_stream(item.path)
+    return file_input(item.path, item.key, raw_sample_rate if takes_rate else None)
+
+
 def duration(path: str, raw_sample_rate: int | None = None) -> float:
     """Seconds of audio from the file's header (or size, for headerless audio); 0 where that
-    says nothing (the error, if any, comes on reading)."""
+    says nothing (the error, if any, comes on reading), as for a stream, which cannot be
+    looked at before it is read."""
+    if is_stream(path):
+        return 0.0
     if is_headerless(path):
         return os.path.getsize(path) / 2 / raw_sample_rate if raw_sample_rate else 0.0
     try:
-        return sf.info(path).duration
+        with decoder_output_logged(Path(path)):  # libmpg123's warnings about a damaged MP3
+            return sf.info(path).duration
     except (sf.SoundFileError, RuntimeError, OSError):
         return 0.0
 
@@ -142,13 +167,10 @@ def translate_inputs(
     progress bar counts the seconds of audio read, once there are more than a few
     files or a minute of audio (its total from the files' headers).
     """
-    from espnet2_ext.inference.speech_input import file_input  # torch: not needed to check the list
-
-    rates = [raw_sample_rate if is_headerless(item.path) else None for item in inputs]
-    total = sum(duration(item.path, rate) for item, rate in zip(inputs, rates))
+    total = sum(duration(item.path, raw_sample_rate) for item in inputs)
     small = len(inputs) <= PROGRESS_MIN_INPUTS and total < PROGRESS_MIN_SECONDS
-    with progress_bar(total=round(total, 1), unit="s", disable=small) as bar:
-        items = (_counted(file_input(item.path, item.key, rate), bar) for item, rate in zip(inputs, rates))
+    with seconds_bar(total, disable=small) as bar:
+        items = (_counted(input_audio(item, raw_sample_rate), bar) for item in inputs)
         yield from translator.translate_inputs(items, batch_size)
 
 
@@ -161,7 +183,7 @@ def _counted(item: "SpeechInput", bar: tqdm) -> "SpeechInput":
 
         def counting() -> Iterator:
             for block in blocks:
-                bar.update(round(len(block) / rate, 2))
+                bar.update(len(block) / rate)
                 yield block
 
         return rate, counting()

@@ -88,7 +88,8 @@ class TranslationResult(NamedTuple):
     """Everything translating one input gives.
 
     ``segments`` holds one entry per stretch translated: one for audio within
-    ``max_segment_seconds``, one per speech segment of longer audio, none for
+    ``max_segment_seconds`` without a pause of ``pause_seconds``, one per speech
+    segment of other audio, none for
     silence or audio without speech. ``warnings`` says why an input was left
     (partly) untranslated; ``error``, why it could not be translated at all.
     """
@@ -190,7 +191,8 @@ class Speech2Translation:
 
     Audio longer than ``max_segment_seconds`` is cut where speech is least likely:
     Silero VAD's speech probabilities, split by SHAS's divide-and-conquer
-    (:mod:`espnet2_ext.segmentation`); shorter audio is translated whole. Audio
+    (:mod:`espnet2_ext.segmentation`), and so is any at pauses of ``pause_seconds``;
+    shorter audio without such a pause is translated whole. Audio
     without speech (silence, noise) gets an empty translation and a warning.
 
     Args:

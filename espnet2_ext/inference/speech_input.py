@@ -52,8 +52,17 @@ def file_input(path: str | Path, name: str | None = None, raw_sample_rate: int |
 
 
 def array_input(samples: Any, sample_rate: Any, name: str = "waveform") -> SpeechInput:
-    """A whole waveform: (samples,), (samples, channels) or (channels, samples), float or integer."""
-    return stream_input([samples], sample_rate, name)
+    """A whole waveform: (samples,), (samples, channels) or (channels, samples), float or integer.
+
+    The samples are checked before the sample rate: a file's bytes passed as samples are
+    refused as such, with what to pass instead, rather than for the rate they lack.
+    """
+
+    def opened() -> tuple[int, Iterable[np.ndarray]]:
+        waveform = as_waveform(samples, name)
+        return check_sample_rate(sample_rate, name), iter([waveform])
+
+    return SpeechInput(name, opened)
 
 
 def stream_input(chunks: Iterable[Any], sample_rate: Any, name: str = "stream") -> SpeechInput:

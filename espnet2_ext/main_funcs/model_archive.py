@@ -16,11 +16,14 @@ members. A directory (``unzip model.zip``, or ESPnet's ``unpack``) is used in pl
 Weights are only read when the model is built. Weights torch cannot load (a truncated
 member, or a pickle ``weights_only`` refuses because it would run code) are reported
 by :meth:`PackedModel.unreadable_weights`, naming the zip and the member, not the
-cache, and removing the zip's extraction so a retry extracts it again.
+cache, and removing the zip's extraction so a retry extracts it again; weights damaged
+in the cache after extraction (their CRC is not the member's) are reported as the
+cache's, the zip being intact.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import logging
@@ -28,6 +31,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +69,8 @@ class PackedModel:
     for a directory used in place (the user's own files, never removed). ``global_cmvn``
     is the global CMVN statistics file (``meta.yaml``'s :data:`GLOBAL_CMVN_KEY`; read it with
     :func:`espnet2_ext.simultaneous.incremental_features.load_global_cmvn`), None for an
-    archive packed without them.
+    archive packed without them. ``digest`` tells models apart (what a run's results depend
+    on): the zip's SHA-256, or for a directory its weights'.
     """
 
     source: Path
@@ -75,6 +80,12 @@ class PackedModel:
     model_member: str
     extraction: Path | None
     global_cmvn: Path | None
+    zip_digest: str | None = None  # the zip's SHA-256; None for a directory
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """The zip's SHA-256, or the weights' for a directory (hashed when first asked for)."""
+        return self.zip_digest if self.zip_digest is not None else _sha256(self.model_file)
 
     def unreadable_weights(self, reason: str) -> ModelArchiveError:
         """The error for weights torch could not load (``reason``: torch's, on one line),
@@ -85,12 +96,34 @@ class PackedModel:
         """
         if self.extraction is None:
             return ModelArchiveError(f"{self.model_file}: not a readable PyTorch weights file ({reason})")
-        message = f"{self.source}: member {self.model_member}: not a readable PyTorch weights file ({reason})"
+        damaged = self._cached_weights_damaged()
+        if damaged:  # the zip's member is intact: the copy in the cache was damaged since
+            message = (
+                f"{self.model_file}: not a readable PyTorch weights file ({reason}): this copy in the cache is "
+                f"damaged, not {self.source}'s member {self.model_member}, which is intact"
+            )
+        else:
+            message = f"{self.source}: member {self.model_member}: not a readable PyTorch weights file ({reason})"
         try:
             discard_extraction(self.extraction)
         except OSError as err:
             message += f"; remove its extraction {self.extraction} ({err.strerror or err}) before retrying"
+        else:
+            message += "; the extraction was removed: run again to extract the zip afresh" if damaged else ""
         return ModelArchiveError(message)
+
+    def _cached_weights_damaged(self) -> bool:
+        """Whether the extracted weights differ from the zip's member (its CRC-32)."""
+        with _open_zip(self.source) as archive:
+            expected = archive.getinfo(self.model_member).CRC
+        crc = 0
+        try:
+            with self.model_file.open("rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    crc = zlib.crc32(block, crc)
+        except OSError:
+            return True
+        return crc != expected
 
 
 def installed_version() -> str:
@@ -148,8 +181,9 @@ def open_model(path: str | Path, cache_dir: str | Path | None = None) -> PackedM
         raise ModelArchiveError(f"model {path} not found")
     with _open_zip(path) as archive:
         checked = _check(path, _ZipMembers(archive), "archive")
-    root = extract(path, Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    return _resolve(root, path, checked, extraction=root)
+    digest = _sha256(path)
+    root = extract(path, Path(cache_dir) if cache_dir is not None else default_cache_dir(), digest)
+    return _resolve(root, path, checked, extraction=root, digest=digest)
 
 
 class _ZipMembers:
@@ -209,10 +243,13 @@ def _check(source: Path, members: _ZipMembers | _DirectoryMembers, kind: str) ->
     return _Checked(meta, config, model_name, global_cmvn_name)
 
 
-def _resolve(root: Path, source: Path, checked: _Checked, extraction: Path | None) -> PackedModel:
+def _resolve(
+    root: Path, source: Path, checked: _Checked, extraction: Path | None, digest: str | None = None
+) -> PackedModel:
     """Point the checked config's file references at the files under ``root``.
 
     The files are checked to be there, because a cached extraction could have lost some since.
+    ``digest``: the zip's; None for a directory (its weights' is taken when asked for).
     """
     files = _DirectoryMembers(root)
     config, model_name, global_cmvn_name = checked.config, checked.model_name, checked.global_cmvn_name
@@ -231,17 +268,19 @@ def _resolve(root: Path, source: Path, checked: _Checked, extraction: Path | Non
         model_member=model_name,
         extraction=extraction,
         global_cmvn=files.path(global_cmvn_name) if global_cmvn_name is not None else None,
+        zip_digest=digest,
     )
 
 
-def extract(zip_path: Path, cache_dir: Path) -> Path:
-    """Extract ``zip_path`` into ``cache_dir/<sha256 prefix>`` unless already there.
+def extract(zip_path: Path, cache_dir: Path, digest: str | None = None) -> Path:
+    """Extract ``zip_path`` into ``cache_dir/<sha256 prefix>`` unless already there
+    (``digest``: the zip's SHA-256, when known).
 
     A cache that already holds the extraction is only read, so it may be read-only;
     one that cannot take a new extraction (not a directory, not writable, full) is
     a :class:`ModelArchiveError` naming it.
     """
-    target = cache_dir / _sha256(zip_path)[:20]
+    target = cache_dir / (digest or _sha256(zip_path))[:20]
     if target.is_dir():
         return target
     try:

@@ -7,6 +7,9 @@ The archive holds ESPnet's ``st`` contents (``st_train_config``: ``<exp>/config.
 statistics (stage 4's ``feats_stats.npz``, or FBK's ``gcmvn.npz``), which simultaneous
 translation normalises a growing prefix with, it holds them too, named by ``meta.yaml``'s
 ``global_cmvn``; the config's own ``stats_file``, when it is the same file, is that member.
+Given stage 9's ``conf/simulate.yaml``, ``meta.yaml``'s ``simultaneous`` holds its keys
+shared by every setting (chunk, attention layer, f, ...): what programs running the model
+simultaneously take by default (:func:`espnet2_ext.simultaneous.options.packed_settings`).
 ``espnet2.main_funcs.pack_funcs.unpack(zip, dir)`` gives back the keyword arguments
 of :class:`espnet2_ext.inference.Speech2Translation`;
 :mod:`espnet2_ext.main_funcs.model_archive` opens and checks it.
@@ -19,7 +22,8 @@ Two things ESPnet's ``pack`` does not do are done here, on a copy of its archive
   at the original files, so the packed config's references are set to the member names.
 - ``pack`` has no way to add fields to ``meta.yaml``: our version, what the training
   utterances looked like (:mod:`espnet2_ext.main_funcs.training_utterances`), which sets
-  how ``translate`` cuts long audio, and the global CMVN statistics' member.
+  how ``translate`` cuts long audio, the global CMVN statistics' member and the
+  simultaneous settings.
 
 Members are named relative to the deepest directory holding all packed files
 (ESPnet: the current one), so files outside the recipe dir get relative names too.
@@ -57,6 +61,8 @@ from espnet2_ext.main_funcs.model_archive import (
 from espnet2_ext.main_funcs.training_utterances import META_KEY as TRAINING_KEY
 from espnet2_ext.main_funcs.training_utterances import TrainingUtterances, TrainingUtterancesError
 from espnet2_ext.simultaneous.incremental_features import CMVNStatsError, load_global_cmvn
+from espnet2_ext.simultaneous.options import META_KEY as SIMULTANEOUS_KEY
+from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
 
 
 class PackError(Exception):
@@ -136,9 +142,36 @@ def working_directory(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
-def add_meta(version: str, training: TrainingUtterances | None, global_cmvn: str | None) -> Callable[[bytes], bytes]:
-    """Add our version, what the training utterances looked like and the global CMVN
-    statistics' member name to ESPnet's ``meta.yaml``, which ``pack`` gives no way to extend."""
+def simultaneous_settings(path: Path, config: dict, global_cmvn: Path | None) -> dict:
+    """The keys of stage 9's ``conf/simulate.yaml`` shared by its settings (all but ``settings``),
+    checked as simulate checks them and against the model: a decoder layer it has, global CMVN
+    statistics packed when they say ``cmvn: global``."""
+    try:
+        values = read_yaml_mapping(path)
+    except YamlFileError as err:
+        raise PackError(str(err)) from None
+    values.pop("settings", None)
+    try:
+        options = SimulOptions.checked(**values)
+    except SimulOptionsError as err:
+        raise PackError(f"{path}: {err}") from None
+    layers = lookup(config, ("decoder_conf", "num_blocks"))
+    if options.reads_attention and isinstance(layers, int) and options.attention_layer >= layers:
+        raise PackError(
+            f"{path}: attention_layer {options.attention_layer}: the model's decoder has {layers} layers "
+            f"(0 to {layers - 1}); name one of them"
+        )
+    if options.cmvn == "global" and global_cmvn is None:
+        raise PackError(f"{path}: cmvn: global needs the global CMVN statistics packed too (--global_cmvn)")
+    return values
+
+
+def add_meta(
+    version: str, training: TrainingUtterances | None, global_cmvn: str | None, simultaneous: dict | None = None
+) -> Callable[[bytes], bytes]:
+    """Add our version, what the training utterances looked like, the global CMVN statistics'
+    member name and the simultaneous settings to ESPnet's ``meta.yaml``, which ``pack`` gives
+    no way to extend."""
 
     def edit(meta: bytes) -> bytes:
         data = yaml.safe_load(meta)
@@ -147,6 +180,8 @@ def add_meta(version: str, training: TrainingUtterances | None, global_cmvn: str
             data[TRAINING_KEY] = training.to_meta()
         if global_cmvn is not None:
             data[GLOBAL_CMVN_KEY] = global_cmvn
+        if simultaneous is not None:
+            data[SIMULTANEOUS_KEY] = simultaneous
         return yaml.safe_dump(data).encode()
 
     return edit
@@ -201,12 +236,20 @@ def copy_archive(source: Path, target: Path, edits: dict[str, Callable[[bytes], 
                 shutil.copyfileobj(reader, writer, 1 << 20)
 
 
-def pack_model(exp_dir: Path, model_file: Path, outpath: Path, global_cmvn: Path | None = None) -> dict[str, str]:
+def pack_model(
+    exp_dir: Path,
+    model_file: Path,
+    outpath: Path,
+    global_cmvn: Path | None = None,
+    simulate_conf: Path | None = None,
+) -> dict[str, str]:
     """Write the archive; returns its ``meta.yaml`` ``files`` and ``yaml_files`` member names,
     and with ``global_cmvn`` (statistics checked to be readable) its member, as ``global_cmvn``.
 
     ``global_cmvn`` that is the config's ``normalize_conf.stats_file`` (the same file, as
     with ``normalize: global_mvn``) is packed once: ``meta.yaml`` names that member.
+    ``simulate_conf`` (stage 9's ``conf/simulate.yaml``) gives ``meta.yaml``'s simultaneous
+    settings (:func:`simultaneous_settings`).
     """
     if outpath.suffix != ".zip":
         raise PackError(f"the archive must be a .zip file, got {outpath}")
@@ -216,6 +259,7 @@ def pack_model(exp_dir: Path, model_file: Path, outpath: Path, global_cmvn: Path
         raise PackError(f"model file {model_file} not found")
     if global_cmvn is not None and (problem := global_cmvn_problem(global_cmvn, "global CMVN statistics")):
         raise PackError(problem)
+    simultaneous = simultaneous_settings(simulate_conf, config, global_cmvn) if simulate_conf is not None else None
     references = referenced_files(config, config_path)
     extra = [global_cmvn] if global_cmvn is not None else []
     root = archive_root([config_path, model_file, *references.values(), *extra])
@@ -225,7 +269,7 @@ def pack_model(exp_dir: Path, model_file: Path, outpath: Path, global_cmvn: Path
         contents["global_cmvn"] = member_name(global_cmvn, root)
     edits = {
         "meta.yaml": add_meta(
-            project_version(), training_utterances(config, config_path), contents.get("global_cmvn")
+            project_version(), training_utterances(config, config_path), contents.get("global_cmvn"), simultaneous
         ),
         contents["st_train_config"]: point_config_at(members),
     }

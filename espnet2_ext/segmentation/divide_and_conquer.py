@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["divide_and_conquer"]
+__all__ = ["between_pauses", "divide_and_conquer"]
 
 
 def divide_and_conquer(
@@ -58,7 +58,7 @@ def divide_and_conquer(
     probabilities = np.asarray(probabilities)
     trim = _Trimmer(probabilities >= threshold)
     segments: list[tuple[int, int]] = []
-    pending = _between_pauses(probabilities >= threshold, pause_frames)[::-1]
+    pending = between_pauses(probabilities >= threshold, pause_frames)[::-1]
     while pending:
         piece = pending.pop()
         if piece is None:
@@ -79,7 +79,7 @@ def divide_and_conquer(
     return segments
 
 
-def _between_pauses(speech: np.ndarray, pause_frames: float | None) -> list[tuple[int, int]]:
+def between_pauses(speech: np.ndarray, pause_frames: float | None) -> list[tuple[int, int]]:
     """The recording trimmed to its speech and cut at pauses of at least ``pause_frames``
     (none: one piece, or no piece without speech)."""
     frames = np.flatnonzero(speech)

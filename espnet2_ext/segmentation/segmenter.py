@@ -14,10 +14,12 @@ in it. The windows are fixed in frames, so a stream gives the same segments
 however its audio is chunked, and a file gives the segments its stream gives.
 
 A segment handed out keeps some of the non-speech around its speech (the
-options' margins, never past half-way to the next speech), as the model's
-training utterances do. A recording no longer than the maximum is one segment,
-untrimmed, if any frame is speech: a clip that was cut already (a test set's
-sentence) is translated as given.
+options' margins, never past half-way to the next speech, and shortened where
+they would make it longer than the maximum), as the model's training utterances
+do. A recording no longer than the maximum is one segment, untrimmed, if any
+frame is speech and no pause in it is as long as ``pause_seconds``: a clip that
+was cut already (a test set's sentence) is translated as given; pauses that long
+separate segments whatever the lengths.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from espnet2_ext.segmentation.divide_and_conquer import divide_and_conquer
+from espnet2_ext.segmentation.divide_and_conquer import between_pauses, divide_and_conquer
 from espnet2_ext.segmentation.options import FRAME_SAMPLES, SAMPLE_RATE, SegmentationOptions
 from espnet2_ext.segmentation.smoothing import MovingAverage
 from espnet2_ext.segmentation.voice_activity import SpeechProbability
@@ -66,6 +68,7 @@ class StreamSegmenter:
         self._smoothing = MovingAverage(options.smoothing_frames // 2)
         self._pad_start = int(round(options.pad_start_seconds * SAMPLE_RATE))
         self._pad_end = int(round(options.pad_end_seconds * SAMPLE_RATE))
+        self._max_samples = int(options.max_seconds * SAMPLE_RATE)
         self.reset()
 
     def reset(self) -> None:
@@ -95,9 +98,14 @@ class StreamSegmenter:
         """The remaining segments, once the stream has ended. ``speech_seen`` and
         ``samples_seen`` then describe the whole stream; :meth:`reset` starts another."""
         self._add(np.concatenate([self._smoothing.feed(self.vad.finish()), self._smoothing.finish()]))
-        if self.samples_seen <= self.options.max_seconds * SAMPLE_RATE:  # no window was decided yet
+        if self.samples_seen <= self._max_samples and not self._long_pause():  # no window was decided yet
             return [Segment(0, self.samples_seen, self._audio())] if self.speech_seen else []
         return self._decide(len(self._probabilities), final=True)
+
+    def _long_pause(self) -> bool:
+        """Whether the buffered speech holds a pause of ``pause_seconds`` (which always separates)."""
+        speech = self._probabilities >= self.options.threshold
+        return len(between_pauses(speech, self.options.pause_frames)) > 1
 
     def _add(self, probabilities: np.ndarray) -> None:
         self._probabilities = np.concatenate([self._probabilities, probabilities])
@@ -139,7 +147,8 @@ class StreamSegmenter:
     def _segment(self, audio: np.ndarray, start: int, stop: int, before: int | None, after: int | None) -> Segment:
         """The segment of frames ``[start, stop)`` with its margins: never past half-way to the
         speech before (ending at frame ``before``) and after (starting at frame ``after``), nor
-        past the audio's ends."""
+        past the audio's ends; both shortened in proportion where they would make the segment
+        longer than the maximum (pDAC keeps the speech under it)."""
         first = start * FRAME_SAMPLES - self._pad_start
         if before is not None:
             first = max(first, (before + start) * FRAME_SAMPLES // 2)
@@ -147,4 +156,9 @@ class StreamSegmenter:
         if after is not None:
             last = min(last, (stop + after) * FRAME_SAMPLES // 2)
         first, last = max(first, self._audio_start), min(last, self.samples_seen)
+        excess = last - first - self._max_samples  # less than the margins: pDAC's speech is shorter
+        if excess > 0:
+            lead, tail = start * FRAME_SAMPLES - first, max(last - stop * FRAME_SAMPLES, 0)
+            cut = excess * lead // (lead + tail)
+            first, last = first + cut, last - (excess - cut)
         return Segment(first, last, audio[first - self._audio_start : last - self._audio_start].copy())

@@ -11,12 +11,14 @@ to ``instances.log`` one line at a time, so a killed run resumes where it stoppe
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import yaml
@@ -26,8 +28,8 @@ from espnet2_ext.fileio.data_dir import Recording, Utterance, read_recordings, r
 from espnet2_ext.fileio.kaldi_table import read_text
 from espnet2_ext.fileio.yaml_file import read_yaml_mapping
 from espnet2_ext.inference.audio import AudioError
-from espnet2_ext.inference.file_inputs import Input
-from espnet2_ext.inference.speech_input import chunks_16k, file_input
+from espnet2_ext.inference.file_inputs import Input, input_audio
+from espnet2_ext.inference.speech_input import chunks_16k
 from espnet2_ext.simultaneous.instances import InstanceRecord, InstancesLogWriter, read_instances
 from espnet2_ext.simultaneous.latency import LATENCY_METRICS, SimulScores, corpus_scores, write_scores_tsv
 from espnet2_ext.simultaneous.options import SimulOptions
@@ -50,6 +52,7 @@ __all__ = [
 INSTANCES_LOG = "instances.log"
 SCORES_TSV = "scores.tsv"
 SETTING_YAML = "setting.yaml"  # the options the log was written with: a rerun must match them
+DEPENDS_KEY = "instances"  # setting.yaml's record of the model, inputs and references of its run
 SIMULEVAL_CONFIG = "config.yaml"  # what `simuleval --score-only --output DIR` reads
 SIMULEVAL_TYPES = {"source_type": "speech", "target_type": "text"}
 
@@ -93,11 +96,11 @@ def file_instances(
     if references is not None and len(references) != len(inputs):
         raise SimulationError(f"{len(references)} reference lines for {len(inputs)} inputs: one line per input")
 
-    def reader(path: str) -> Callable[[], np.ndarray]:
-        return lambda: _joined(chunks_16k(file_input(path, raw_sample_rate=raw_sample_rate)))
+    def reader(item: Input) -> Callable[[], np.ndarray]:
+        return lambda: _joined(chunks_16k(input_audio(item, raw_sample_rate)))
 
     return [
-        SimulInstance(n, item.path, references[n] if references is not None else "", reader(item.path))
+        SimulInstance(n, item.path, references[n] if references is not None else "", reader(item))
         for n, item in enumerate(inputs)
     ]
 
@@ -164,13 +167,16 @@ def run_setting(
 ) -> SettingResult:
     """Translate the instances not yet in ``out_dir/instances.log``, then score the whole log.
 
-    ``out_dir/setting.yaml`` records the options (and ``config.yaml`` SimulEval's
-    input and output types, so that ``simuleval --score-only`` reads the directory); a log written with other options
-    is a :class:`SimulationError` (its delays would not be this setting's). An
+    ``out_dir/setting.yaml`` records the options and what the instances depend on (the
+    model, the inputs, the references: :func:`dependencies`); ``config.yaml`` SimulEval's
+    input and output types, so that ``simuleval --score-only`` reads the directory. A log
+    written with other options, another model or other inputs is a :class:`SimulationError`
+    (its records would not be this run's); with other references only, the records keep
+    their translations and get the new references, and the scores are computed anew. An
     instance whose audio cannot be read is reported in ``failed`` and left out;
     scores are written only when every instance is in the log (and ``scored``).
     """
-    check_setting(out_dir, translator.options)
+    check_setting(out_dir, translator.options, dependencies(translator, instances), instances)
     failed: list[str] = []
     with InstancesLogWriter(out_dir / INSTANCES_LOG, resume=True) as writer:
         for instance in _pending(instances, writer.done):
@@ -223,62 +229,177 @@ def run_settings_in_processes(
     scored: bool = True,
 ) -> list[SettingSummary]:
     """:func:`run_setting` for every setting, spread over ``processes`` processes of one thread
-    each (the settings of a process share its model), in the order of ``jobs``."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    each (the settings of a process share its model), in the order of ``jobs``.
 
-    shares = [list(jobs[n::processes]) for n in range(processes)]
+    Each worker says which setting it starts and what each gave. However this function
+    ends (an error, Ctrl-C, SIGTERM raised as :class:`~espnet2_ext.utils.cli.Interrupted`)
+    the workers still running are terminated at once, so no setting starts after it; a
+    worker that dies on its own (the out-of-memory killer's SIGKILL) is a
+    :class:`SimulationError` naming the setting it was running.
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
+
     context = multiprocessing.get_context("spawn")  # no forked torch state
-    with ProcessPoolExecutor(len(shares), mp_context=context) as pool:
-        futures = [
-            pool.submit(_run_share, model, share, source, cache_dir, device, silence_dbfs, computation_aware, scored)
-            for share in shares
-            if share
-        ]
-        done = {item.out_dir: item for future in futures for item in future.result()}
-    return [done[out_dir] for out_dir, _ in jobs]
+    shares = [list(enumerate(jobs))[n::processes] for n in range(processes)]
+    workers: dict[Any, tuple[Any, list[int]]] = {}  # receiving end -> (process, indices it has not finished)
+    done: dict[int, SettingSummary] = {}
+    try:
+        for share in filter(None, shares):
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_run_share,
+                args=(sender, model, share, source, cache_dir, device, silence_dbfs, computation_aware, scored),
+                daemon=True,
+            )
+            process.start()
+            sender.close()
+            workers[receiver] = (process, [index for index, _ in share])
+        while workers:
+            for receiver in wait(list(workers)):
+                process, pending = workers[receiver]
+                try:
+                    message = receiver.recv()
+                except EOFError:  # the worker has gone: all done, or killed
+                    del workers[receiver]
+                    process.join()
+                    if pending:
+                        raise SimulationError(_worker_died(process.exitcode, jobs[pending[0]][0])) from None
+                    continue
+                if message[0] == "error":
+                    raise message[1] from _RemoteTraceback(message[2])
+                index, result = message[1], message[2]
+                done[index] = result
+                pending.remove(index)
+    finally:
+        for process, _ in workers.values():
+            process.terminate()
+        for process, _ in workers.values():
+            process.join()
+    return [done[index] for index in range(len(jobs))]
+
+
+class _RemoteTraceback(Exception):
+    """A worker's traceback, shown as the cause of the exception it sent."""
+
+    def __str__(self) -> str:
+        return f"in the worker process:\n{self.args[0]}"
+
+
+def _worker_died(exitcode: int | None, out_dir: Path) -> str:
+    how = f"killed by {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0 else f"exit status {exitcode}"
+    memory = " (out of memory? fewer --nj use less)" if exitcode == -signal.SIGKILL else ""
+    return (
+        f"setting {out_dir.name}: its worker process ended ({how}){memory}; the instances it finished are in "
+        f"{out_dir / INSTANCES_LOG}: run the same command again to continue"
+    )
 
 
 def _run_share(
+    connection: Any,
     model: str,
-    share: list[tuple[Path, SimulOptions]],
+    share: list[tuple[int, tuple[Path, SimulOptions]]],
     source: InstanceSource,
     cache_dir: str | None,
     device: str,
     silence_dbfs: float,
     computation_aware: bool,
     scored: bool,
-) -> list[SettingSummary]:
+) -> None:
+    """A worker: its settings in turn, each one's :class:`SettingSummary` sent as
+    ``("done", index, summary)``; an exception as ``("error", exception, traceback)``."""
+    import traceback
+
     import torch
 
-    torch.set_num_threads(1)
-    translators = SimultaneousTranslator.for_settings(
-        model, [options for _, options in share], cache_dir, device, silence_dbfs
-    )
-    instances = source.instances()
-    results = []
-    for (out_dir, options), translator in zip(share, translators):
-        result = run_setting(translator, instances, out_dir, computation_aware=computation_aware, scored=scored)
-        results.append(summary(out_dir, options.describe(), result))
-    return results
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
+    try:
+        torch.set_num_threads(1)
+        translators = SimultaneousTranslator.for_settings(
+            model, [options for _, (_, options) in share], cache_dir, device, silence_dbfs
+        )
+        instances = source.instances()
+        for (index, (out_dir, options)), translator in zip(share, translators):
+            result = run_setting(translator, instances, out_dir, computation_aware=computation_aware, scored=scored)
+            connection.send(("done", index, summary(out_dir, options.describe(), result)))
+    except Exception as err:  # sent whole to the parent, which raises it
+        try:
+            connection.send(("error", err, traceback.format_exc()))
+        except Exception:  # one that does not pickle
+            connection.send(("error", RuntimeError(repr(err)), traceback.format_exc()))
+    finally:
+        connection.close()
 
 
-def check_setting(out_dir: Path, options: SimulOptions) -> None:
-    """Record ``options`` in ``out_dir/setting.yaml``, or check they are those already there."""
+def dependencies(translator: SimultaneousTranslator, instances: Sequence[SimulInstance]) -> dict[str, Any]:
+    """What a run's records depend on besides the options: the model (its SHA-256), the
+    inputs (how many, and the SHA-256 of their names in order) and the references (SHA-256)."""
+    return {
+        "model": translator.model_id,
+        "inputs": len(instances),
+        "inputs_sha256": _sha256_lines(instance.source for instance in instances),
+        "references_sha256": _sha256_lines(instance.reference for instance in instances),
+    }
+
+
+def check_setting(
+    out_dir: Path, options: SimulOptions, depends: dict[str, Any], instances: Sequence[SimulInstance]
+) -> None:
+    """Record ``options`` and ``depends`` (:func:`dependencies`) in ``out_dir/setting.yaml``, or
+    check they are those already there; new references only are taken into the log."""
     path = out_dir / SETTING_YAML
-    wanted = asdict(options)
-    if path.exists():
-        found = read_yaml_mapping(path)
-        if found != wanted:
-            changed = sorted(key for key in wanted.keys() | found.keys() if found.get(key) != wanted.get(key))
-            raise SimulationError(
-                f"{out_dir} holds a run with other options ({', '.join(f'{k}: {found.get(k)!r}' for k in changed)}); "
-                "use another --output, or delete it to start again"
-            )
+    wanted = {**asdict(options), DEPENDS_KEY: depends}
+    if not path.exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(out_dir / SIMULEVAL_CONFIG, yaml.safe_dump(SIMULEVAL_TYPES))
+        write_text_atomically(path, yaml.safe_dump(wanted, sort_keys=False))
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(out_dir / SIMULEVAL_CONFIG, yaml.safe_dump(SIMULEVAL_TYPES))
-    write_text_atomically(path, yaml.safe_dump(wanted, sort_keys=False))
+    found = read_yaml_mapping(path)
+    recorded = found.pop(DEPENDS_KEY, None)
+    if found != asdict(options):
+        options_now = asdict(options)
+        changed = sorted(key for key in options_now.keys() | found.keys() if found.get(key) != options_now.get(key))
+        raise SimulationError(
+            f"{out_dir} holds a run with other options ({', '.join(f'{k}: {found.get(k)!r}' for k in changed)}); "
+            "use another --output, or delete it to start again"
+        )
+    if not isinstance(recorded, dict):
+        raise SimulationError(
+            f"{path} does not say which model, inputs and references its run had (written by an older version): "
+            "use another --output, or delete it to start again"
+        )
+    if recorded.get("model") != depends["model"]:
+        raise SimulationError(
+            f"{out_dir} holds a run of another model (SHA-256 {str(recorded.get('model'))[:12]}, this one "
+            f"{str(depends['model'])[:12]}); use another --output, or delete it to start again"
+        )
+    if (recorded.get("inputs"), recorded.get("inputs_sha256")) != (depends["inputs"], depends["inputs_sha256"]):
+        raise SimulationError(
+            f"{out_dir} holds a run of other inputs ({recorded.get('inputs')} then, {depends['inputs']} now, "
+            "or other names); use another --output, or delete it to start again"
+        )
+    if recorded.get("references_sha256") != depends["references_sha256"]:
+        _take_new_references(out_dir, instances)
+        write_text_atomically(path, yaml.safe_dump(wanted, sort_keys=False))
+
+
+def _take_new_references(out_dir: Path, instances: Sequence[SimulInstance]) -> None:
+    """The log's records with the instances' (corrected) references; the old scores removed."""
+    log = out_dir / INSTANCES_LOG
+    if log.exists():
+        references = {instance.index: instance.reference for instance in instances}
+        records = read_instances(log).records  # a torn last line is left out: it is translated again
+        lines = [replace(record, reference=references[record.index]).json_line() + "\n" for record in records]
+        write_text_atomically(log, "".join(lines))
+    (out_dir / SCORES_TSV).unlink(missing_ok=True)
+    logging.warning("%s: the references changed since its run: its instances are scored with the new ones", out_dir)
+
+
+def _sha256_lines(lines: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode("utf-8") + b"\n")
+    return digest.hexdigest()
 
 
 def _warn_if_long(translator: SimultaneousTranslator, source: str, seconds: float) -> None:

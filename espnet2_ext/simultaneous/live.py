@@ -9,15 +9,18 @@ blocks of ``vad_block_frames`` so that it lags the audio by at most that much), 
 
 - an utterance opens at the first speech frame, with up to ``pad_start_seconds`` of
   the audio before it (the lead the training utterances had);
-- while it is open every sample goes to the translator as it comes, so the policy
-  runs on time;
+- while it is open every sample goes to the translator once the VAD has judged its
+  frame (at most ``vad_block_frames`` later), so the policy runs on time and an
+  utterance holds exactly the frames up to where it ends, however the stream was cut
+  into pushes: the same utterances and words from one long push as from many short ones;
 - it ends, and everything left of it is written, after ``pause_seconds`` without
   speech (the model's: longer than any pause inside its training utterances), or once
   it reaches ``max_seconds`` (the model's: its training utterances' 95th percentile),
   when the next one opens at once.
 
 Between utterances nothing is computed but the VAD. Word times are seconds since the
-start of the stream.
+start of the stream. A push that is not audio (NaN or infinite samples, floats far
+outside [-1, 1]) is refused before it changes anything: the stream goes on with the next.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from espnet2_ext.inference.audio import as_waveform, check_sample_rate
+from espnet2_ext.inference.audio import as_waveform, check_sample_rate, check_samples
 from espnet2_ext.segmentation.options import FRAME_SAMPLES
 from espnet2_ext.segmentation.voice_activity import SpeechProbability
 from espnet2_ext.simultaneous.translator import CommittedWord, SimultaneousTranslator
@@ -114,6 +117,7 @@ class LiveTranslator:
         self._rate: int | None = None
         self._audio = np.zeros(0, dtype=np.float32)  # 16 kHz samples from _audio_start on
         self._audio_start = 0  # stream sample of _audio[0]
+        self._received = 0  # input samples pushed (at the stream's rate)
         self._judged = 0  # stream samples whose VAD frames are known
         self._utterance_start: int | None = None  # stream sample where the open utterance starts
         self._fed = 0  # stream samples given to the open utterance's translator
@@ -122,15 +126,21 @@ class LiveTranslator:
         self.spans: list[tuple[float, float]] = []  # (start, end) in stream seconds of each utterance closed
 
     def push(self, samples: Any, sample_rate: int = SAMPLE_RATE) -> list[LiveWord]:
-        """Take the next audio; return the words written because of it."""
+        """Take the next audio; return the words written because of it.
+
+        Raises:
+            AudioError: samples that are not audio; the stream is left as it was before.
+        """
         rate = check_sample_rate(sample_rate, "push")
+        if self._rate is not None and rate != self._rate:
+            raise ValueError(f"push: {rate} Hz, but this stream started at {self._rate} Hz")
+        waveform = as_waveform(samples, "push")
+        check_samples(waveform, "push", rate, self._received)
         if self._rate is None:  # a new stream
             self._rate = rate
             self._resampler = StreamResampler(rate, SAMPLE_RATE) if rate != SAMPLE_RATE else None
             self.spans = []
-        elif rate != self._rate:
-            raise ValueError(f"push: {rate} Hz, but this stream started at {self._rate} Hz")
-        waveform = as_waveform(samples, "push")
+        self._received += len(waveform)
         if self._resampler is not None:
             waveform = self._resampler.feed(waveform)
         return self._take(waveform, self._vad.feed(waveform))
@@ -149,22 +159,23 @@ class LiveTranslator:
     # ------------------------------------------------------------------ the state machine
 
     def _take(self, waveform: np.ndarray, probabilities: np.ndarray) -> list[LiveWord]:
+        """Decide frame by frame; the open utterance gets the audio up to the last frame judged."""
         self._audio = np.concatenate([self._audio, waveform])
-        words = self._feed_open_utterance()
+        words: list[LiveWord] = []
         for probability in probabilities:
             frame_start = self._judged
             self._judged += FRAME_SAMPLES
             if self._utterance_start is None:
                 if probability >= self.threshold:
                     self._open(max(0, frame_start - self.lead_samples))
-                    words += self._feed_open_utterance()
                 continue
             self._quiet_frames = 0 if probability >= self.threshold else self._quiet_frames + 1
             if self._quiet_frames >= self.pause_frames:
-                words += self._close()
+                words += self._feed_open_utterance() + self._close()
             elif self._judged - self._utterance_start >= self.max_samples:
-                words += self._close()
+                words += self._feed_open_utterance() + self._close()
                 self._open(self._judged)
+        words += self._feed_open_utterance()
         if self._utterance_start is None:  # keep only what a lead may need
             keep_from = max(self._audio_start, self._judged - self.lead_samples)
             self._audio = self._audio[keep_from - self._audio_start :]
@@ -178,13 +189,14 @@ class LiveTranslator:
         self.translator.reset()
 
     def _feed_open_utterance(self) -> list[LiveWord]:
-        """Give the open utterance every sample received after what it has."""
+        """Give the open utterance the samples after what it has, up to the last frame judged
+        (all the audio at the stream's end, whose last frame is padded)."""
         if self._utterance_start is None:
             return []
-        end = self._audio_start + len(self._audio)
+        end = min(self._judged, self._audio_start + len(self._audio))
         if end <= self._fed:
             return []
-        committed = self.translator.push(self._audio[self._fed - self._audio_start :])
+        committed = self.translator.push(self._audio[self._fed - self._audio_start : end - self._audio_start])
         self._fed = end
         return self._in_stream_time(committed)
 

@@ -5,19 +5,27 @@ chunk size, attention layer, normalisation); the command line, the recipe's
 ``conf/simulate.yaml`` and :class:`~espnet2_ext.simultaneous.translator.SimultaneousTranslator`
 all go through :meth:`SimulOptions.checked`, so a bad value gets the same message
 everywhere. Numpy-free and torch-free: ``simulate --help`` and option errors stay fast.
+
+A packed model carries the settings its recipe chose (stage 9's ``conf/simulate.yaml``,
+its keys shared by every setting) in ``meta.yaml``'s :data:`META_KEY`: the programs'
+defaults, over FBK's (:class:`SimulOptions`' own) and under what a user gives.
 """
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 __all__ = [
     "CMVN_MODES",
     "FRAME_UNITS",
+    "META_KEY",
     "MIN_SEGMENT_MS",
     "POLICIES",
     "WAITK_SOURCES",
     "SimulOptions",
     "SimulOptionsError",
+    "packed_settings",
 ]
 
 POLICIES = ("alignatt", "edatt", "la", "waitk")
@@ -25,6 +33,7 @@ FRAME_UNITS = ("position", "time")  # what AlignAtt's f counts
 CMVN_MODES = ("prefix", "global")
 WAITK_SOURCES = ("fixed", "ctc")
 MIN_SEGMENT_MS = 40  # one encoder frame of FBK's 4x subsampling: less could never add a frame
+META_KEY = "simultaneous"  # in a packed model's meta.yaml: the settings its recipe chose
 
 
 class SimulOptionsError(ValueError):
@@ -40,7 +49,10 @@ class SimulOptions:
         frame_num: AlignAtt's f, EDAtt's lambda (``--frame-num``); >= 0.
         frame_unit: what AlignAtt's f counts: ``position`` (FBK: encoder positions)
             or ``time`` (ours: 40-ms frames, whatever CTC compression merged).
-        attn_threshold: EDAtt's alpha (``--attn-threshold``).
+        attn_threshold: EDAtt's alpha (``--attn-threshold``); at most sqrt(``frame_num``) for
+            ``frame_num`` >= 1, the most a sum of lambda values of an L2-normalised row can be
+            (Cauchy-Schwarz: sum of u_i <= sqrt(lambda) * ||u||_2 = sqrt(lambda), equal only for
+            a row uniform over those lambda values and 0 elsewhere).
         waitk: wait-k's k (``--waitk``).
         waitk_source: wait-k's source words: ``fixed`` (one per ``segment_factor``
             40-ms frames) or ``ctc`` (the words of the greedy CTC transcript;
@@ -106,6 +118,13 @@ class SimulOptions:
         _integer("maxlen_b", self.maxlen_b, 1)
         if isinstance(self.attn_threshold, bool) or not isinstance(self.attn_threshold, (int, float)):
             raise SimulOptionsError(f"attn_threshold must be a number, got {self.attn_threshold!r}")
+        if self.policy == "edatt" and self.frame_num > 0 and self.attn_threshold > math.sqrt(self.frame_num):
+            raise SimulOptionsError(
+                f"attn_threshold {self.attn_threshold:g} is never reached with frame_num {self.frame_num}: EDAtt "
+                f"sums {self.frame_num} values of an L2-normalised attention row, at most sqrt({self.frame_num}) "
+                f"= {math.sqrt(self.frame_num):.4g} (all the attention on those positions, evenly): "
+                f"give attn_threshold <= {math.sqrt(self.frame_num):.4g}"
+            )
         if self.lang_tag is not None and not isinstance(self.lang_tag, str):
             raise SimulOptionsError(f"lang_tag must be a token such as <lang:de>, got {self.lang_tag!r}")
 
@@ -135,3 +154,18 @@ def _integer(name: str, value: object, lowest: int, unit: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
         raise SimulOptionsError(f"{name} must be an integer >= {lowest}{' ' + unit if unit else ''}, got {value!r}")
 
+
+
+def packed_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a packed model's ``meta.yaml`` carries (:data:`META_KEY`), checked; ``{}``
+    for a model packed without them (older zips, imported FBK models): FBK's defaults apply."""
+    entry = meta.get(META_KEY)
+    if entry is None:
+        return {}
+    if not isinstance(entry, dict):
+        raise SimulOptionsError(f"meta.yaml: {META_KEY} must map simulate's options to values, got {entry!r}")
+    try:
+        SimulOptions.checked(**entry)
+    except SimulOptionsError as err:
+        raise SimulOptionsError(f"meta.yaml: {META_KEY}: {err}") from None
+    return dict(entry)

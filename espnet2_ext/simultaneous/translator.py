@@ -17,8 +17,11 @@ agent all drive. After every ``segment_ms`` of audio (SIMULST_FBK.md §1.4-1.7):
    every later search and written with the time of audio received.
 
 At the end of the input everything the last search finds is written
-(``_emit_remaining_tokens``). Audio too short for the encoder, and silence
-(peak below ``silence_dbfs``) get no words, as SimulEval counts an empty prediction.
+(``_emit_remaining_tokens``). As ``translate`` leaves them untranslated, audio too
+short for the encoder, silence (peak below ``silence_dbfs``) and audio without speech
+get no words, as SimulEval counts an empty prediction: no step runs before Silero
+VAD has found a speech frame (its threshold the model's segmentation's), so a
+click or 100 ms of noise is not turned into invented words.
 """
 
 from __future__ import annotations
@@ -35,18 +38,35 @@ import torch
 from espnet2_ext.inference.audio import as_waveform, check_sample_rate, check_samples, peak_dbfs
 from espnet2_ext.inference.speech2translation import Speech2Translation
 from espnet2_ext.layers.ctc_compression import compressed_run_lengths
-from espnet2_ext.main_funcs.model_archive import PackedModel, open_model
+from espnet2_ext.main_funcs.model_archive import ModelArchiveError, PackedModel, open_model
+from espnet2_ext.segmentation.smoothing import MovingAverage
+from espnet2_ext.segmentation.voice_activity import SpeechProbability
 from espnet2_ext.simultaneous import policies
 from espnet2_ext.simultaneous.incremental_features import GlobalCMVN, IncrementalFbank, load_global_cmvn
-from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
+from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError, packed_settings
 from espnet2_ext.simultaneous.words import Words, all_words, complete_words, detokenize
 from espnet2_ext.st.beam_search import FairseqBeamSearch
 from espnet2_ext.utils.fbank import SAMPLE_RATE
 from espnet2_ext.utils.resampling import StreamResampler
 
-__all__ = ["CommittedWord", "SimultaneousTranslator"]
+__all__ = ["CommittedWord", "SimultaneousTranslator", "model_settings"]
 
 MS_PER_FRAME = 40  # FBK's unit of time for f and wait-k: one encoder frame of 4x subsampling
+VAD_BLOCK_FRAMES = 4  # Silero's 32-ms frames judged together: speech is found at most 192 ms late
+# (the block, and the two frames after it that the smoothing waits for)
+
+
+DEFAULT_OPTIONS = SimulOptions()  # FBK's
+
+
+def model_settings(model: str | Path, cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """The simultaneous settings packed with a model (recipe stage 8 packs stage 9's
+    ``conf/simulate.yaml``): the defaults of every program over it; ``{}`` when it has none."""
+    packed = open_model(model, cache_dir)
+    try:
+        return packed_settings(packed.meta)
+    except SimulOptionsError as err:
+        raise ModelArchiveError(f"{model}: {err}") from None
 
 
 class CommittedWord(NamedTuple):
@@ -81,6 +101,8 @@ class SimultaneousTranslator:
         options: the agent's setting (:class:`~espnet2_ext.simultaneous.options.SimulOptions`).
         global_cmvn: the statistics ``cmvn: global`` normalises with.
         source: what the model was loaded from, for messages.
+        model_id: what tells the model apart from others (the zip's SHA-256: ``from_pretrained``
+            sets it), which ``simulate`` records with a run's instances.
     """
 
     def __init__(
@@ -89,13 +111,15 @@ class SimultaneousTranslator:
         options: SimulOptions,
         global_cmvn: GlobalCMVN | None = None,
         source: str = "the model",
+        model_id: str | None = None,
     ):
         options.check()
         layers = len(translator.model.decoder.decoders)
         if options.reads_attention and options.attention_layer >= layers:
             raise SimulOptionsError(
                 f"attention_layer {options.attention_layer}: the decoder of {source} has {layers} layers "
-                f"(0 to {layers - 1})"
+                f"(0 to {layers - 1}); give one of them (FBK's {DEFAULT_OPTIONS.attention_layer} applies where "
+                "neither you nor the settings packed with the model name one)"
             )
         if options.cmvn == "global" and global_cmvn is None:
             raise SimulOptionsError(
@@ -106,6 +130,7 @@ class SimultaneousTranslator:
             raise ValueError("simultaneous translation needs the fairseq search (search: fairseq)")
         self.translator = translator
         self.model = translator.model
+        self.model_id = model_id
         self.options = options
         self.global_cmvn = global_cmvn if options.cmvn == "global" else None
         self.tag = list(translator.primer[1:])
@@ -114,6 +139,8 @@ class SimultaneousTranslator:
         encoder = self.model.encoder
         self._frame_ms = 10 * encoder.subsampling.factor  # one CTC frame (10-ms features)
         self._fbank = IncrementalFbank()
+        self._vad = SpeechProbability(VAD_BLOCK_FRAMES)
+        self._smoothing = MovingAverage(translator.segmentation.smoothing_frames // 2)  # as translate's segmenter
         self.reset()
 
     @classmethod
@@ -126,8 +153,10 @@ class SimultaneousTranslator:
         **options: Any,
     ) -> SimultaneousTranslator:
         """Load a packed ``model.zip`` (or its unpacked directory) with the setting ``options``
-        (:class:`~espnet2_ext.simultaneous.options.SimulOptions`' fields)."""
-        (translator,) = cls.for_settings(model, [SimulOptions.checked(**options)], cache_dir, device, silence_dbfs)
+        (:class:`~espnet2_ext.simultaneous.options.SimulOptions`' fields); those not given are
+        the model's (:func:`model_settings`), else FBK's."""
+        setting = SimulOptions.checked(**{**model_settings(model, cache_dir), **options})
+        (translator,) = cls.for_settings(model, [setting], cache_dir, device, silence_dbfs)
         return translator
 
     @classmethod
@@ -161,7 +190,7 @@ class SimultaneousTranslator:
                     lang_tag=setting.lang_tag,
                     silence_dbfs=silence_dbfs,
                 )
-            translators.append(cls(searches[search], setting, stats, source=str(model)))
+            translators.append(cls(searches[search], setting, stats, source=str(model), model_id=packed.digest))
         return translators
 
     @classmethod
@@ -179,6 +208,9 @@ class SimultaneousTranslator:
         self._received = 0  # input samples at self._rate
         self._next_step = 0  # input samples after which the policy runs next
         self._peak = float("-inf")
+        self._vad.reset()
+        self._smoothing.reset()
+        self._speech_seen = False  # whether a VAD frame of the utterance was speech
         self._computing = 0.0  # seconds spent on this utterance
         self._committed: list[int] = []  # target ids forced after the tag
         self._previous: list[int] | None = None  # local agreement's last hypothesis
@@ -225,7 +257,9 @@ class SimultaneousTranslator:
         if samples is not None:
             self._feed(self._accept(samples, sample_rate))
         if self._resampler is not None:
-            self._fbank.feed(self._resampler.finish())
+            self._feed_16k(self._resampler.finish())
+        if not self._speech_seen:
+            self._judge(np.concatenate([self._smoothing.feed(self._vad.finish()), self._smoothing.finish()]))
         self.finished = True
         committed = self._written(self._step(final=True), started)
         self._computing += time.perf_counter() - started
@@ -249,7 +283,17 @@ class SimultaneousTranslator:
     def _feed(self, waveform: np.ndarray) -> None:
         self._received += len(waveform)
         self._peak = max(self._peak, peak_dbfs(waveform))
-        self._fbank.feed(self._resampler.feed(waveform) if self._resampler is not None else waveform)
+        self._feed_16k(self._resampler.feed(waveform) if self._resampler is not None else waveform)
+
+    def _feed_16k(self, waveform: np.ndarray) -> None:
+        """Features, and the VAD until it has found speech."""
+        self._fbank.feed(waveform)
+        if not self._speech_seen:
+            self._judge(self._smoothing.feed(self._vad.feed(waveform)))
+
+    def _judge(self, probabilities: np.ndarray) -> None:
+        """Speech is found as ``translate``'s segmenter finds it: smoothed probabilities at the threshold."""
+        self._speech_seen = bool(np.any(probabilities >= self.translator.segmentation.threshold))
 
     def _written(self, words: list[str], started: float) -> list[CommittedWord]:
         """``words`` as committed now: at the audio received, after the computation so far."""
@@ -298,8 +342,8 @@ class SimultaneousTranslator:
     # ------------------------------------------------------------------ what a step conditions on
 
     def _silent(self) -> bool:
-        """No search while everything received is quieter than ``silence_dbfs``."""
-        return self._peak < self.translator.silence_dbfs
+        """No search while everything received is quieter than ``silence_dbfs`` or has no speech."""
+        return self._peak < self.translator.silence_dbfs or not self._speech_seen
 
     def _bound_audio(self) -> None:
         """Before a step: the features it encodes are the whole utterance, kept as they are."""

@@ -82,6 +82,16 @@ class ArgumentParser(config_argparse.ArgumentParser):
             self.set_defaults(**values)
         return super().parse_known_args(args, namespace)
 
+    def given_on_command_line(self, args: Sequence[str] | None = None) -> set[str]:
+        """The options (their ``dest``) that ``args`` writes out, as opposed to those left at
+        their defaults or taken from ``--config``: what outranks any other source of values
+        (a program's settings file, a model's packed defaults)."""
+        unset = object()
+        dests = [a.dest for a in self._actions if a.dest not in (argparse.SUPPRESS, "config")]  # ESPnet reads config
+        namespace = argparse.Namespace(**{dest: unset for dest in dests})
+        parsed, _ = self.parse_known_args(args, namespace)  # argparse fills in defaults only where absent
+        return {dest for dest in dests if getattr(parsed, dest) is not unset}
+
     def _read_config(self, path: Path) -> dict[str, Any]:
         """The config's options, each checked and typed as on the command line."""
         if not path.is_file():
@@ -144,12 +154,17 @@ def output_file_problem(path: Path, *, parents: bool = True) -> str | None:
     return _creatable_problem(path.parent, path, parents)
 
 
-def check_output_dir(path: str | Path, option: str) -> Path:
-    """``path`` as a Path, or :class:`CommandError` when it could not be a writable directory."""
+def check_output_dir(path: str | Path, option: str, *, parents: bool = True) -> Path:
+    """``path`` as a Path, or :class:`CommandError` when it could not be a writable directory;
+    ``parents=False`` refuses one whose parent directory is missing (a typo there should
+    not grow a tree)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise CommandError(f"{option} {path} exists and is not a directory")
-    problem = _creatable_problem(path, path, parents=True)
+    if not parents and not path.exists():
+        problem = _creatable_problem(path.parent, path, parents=False)
+    else:
+        problem = _creatable_problem(path, path, parents=True)
     if problem is not None:
         raise CommandError(f"{option} {problem}")
     return path

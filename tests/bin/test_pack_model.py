@@ -20,6 +20,8 @@ from espnet2_ext.inference.speech2translation import Speech2Translation
 from espnet2_ext.main_funcs import model_packing
 from espnet2_ext.main_funcs.model_archive import GLOBAL_CMVN_KEY, open_model
 from espnet2_ext.simultaneous.incremental_features import load_global_cmvn
+from espnet2_ext.simultaneous.options import META_KEY as SIMULTANEOUS_KEY
+from espnet2_ext.simultaneous.options import packed_settings
 
 SEARCH = dict(beam_size=2, no_repeat_ngram_size=0, maxlen_b=8)
 RECIPE = Path(__file__).resolve().parents[2] / "egs" / "mustc_conformer_ctc"
@@ -272,12 +274,20 @@ def test_run_sh_stage_8_packs_stage_4_statistics_when_there(tiny_exps, tmp_path,
     if with_stats:
         stats.parent.mkdir(parents=True)
         np.savez(stats, count=np.array(50), sum=np.full(80, 100.0), sum_square=np.full(80, 1000.0))
+    conf = tmp_path / "conf"  # stage 9's settings, for the tiny model's one decoder layer
+    conf.mkdir()
+    simulate = yaml.safe_load((RECIPE / "conf/simulate.yaml").read_text())
+    simulate.update(attention_layer=0, cmvn="global" if with_stats else "prefix")
+    (conf / "simulate.yaml").write_text(yaml.safe_dump(simulate))
     result = subprocess.run(
-        ["./run.sh", "--stage", "8", "--stop-stage", "8", "--exp", str(exp), "--tag", "t", "--finetune", "false"],
+        ["./run.sh", "--stage", "8", "--stop-stage", "8", "--exp", str(exp), "--tag", "t", "--finetune", "false",
+         "--conf-dir", str(conf)],
         cwd=RECIPE, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     packed = open_model(exp / "t/packed/model.zip", tmp_path / "cache")
+    del simulate["settings"]
+    assert packed.meta[SIMULTANEOUS_KEY] == simulate  # the shared keys: the zip's simultaneous defaults
     if not with_stats:
         assert packed.global_cmvn is None and "--global_cmvn" not in (exp / "t/run.cmd").read_text()
         return
@@ -285,3 +295,49 @@ def test_run_sh_stage_8_packs_stage_4_statistics_when_there(tiny_exps, tmp_path,
     loaded = load_global_cmvn(packed.global_cmvn)
     np.testing.assert_allclose(loaded.mean, 2.0)  # sum / count
     np.testing.assert_allclose(loaded.std, 4.0)  # sqrt(sum_square / count - mean^2)
+
+
+# --------------------------------------------------------------------------- simultaneous settings
+
+
+def pack_with_simulate_conf(capsys, tmp_path: Path, exp: Path, conf: dict, *extra: str) -> tuple:
+    path = tmp_path / "simulate.yaml"
+    path.write_text(yaml.safe_dump(conf))
+    zip_path = tmp_path / "packed/model.zip"
+    return (*run(capsys, "--exp_dir", str(exp), "--model_file", str(exp / "1epoch.pth"), "--outpath", str(zip_path),
+                 "--simulate_conf", str(path), *extra), zip_path, path)
+
+
+def test_simulate_conf_s_shared_keys_are_the_zip_s_simultaneous_settings(tiny_exps, tmp_path, capsys):
+    conf = {"policy": "alignatt", "frame_num": 3, "segment_ms": 400, "attention_layer": 0, "cmvn": "global",
+            "settings": [{"frame_num": 2}, {"frame_num": 6}]}
+    code, _, err, zip_path, _ = pack_with_simulate_conf(
+        capsys, tmp_path, tiny_exps / "exp_abs", conf, "--global_cmvn", str(tiny_exps / "stats/train/feats_stats.npz")
+    )
+    assert code == 0, err
+    meta = open_model(zip_path, tmp_path / "cache").meta
+    assert packed_settings(meta) == {"policy": "alignatt", "frame_num": 3, "segment_ms": 400, "attention_layer": 0,
+                                     "cmvn": "global"}
+    plain = tmp_path / "plain.zip"  # packed without: no settings, FBK's apply
+    code, _, err = run(capsys, "--exp_dir", str(tiny_exps / "exp_abs"), "--model_file",
+                       str(tiny_exps / "exp_abs/1epoch.pth"), "--outpath", str(plain))
+    assert code == 0, err
+    assert SIMULTANEOUS_KEY not in open_model(plain, tmp_path / "cache").meta
+    assert packed_settings(open_model(plain, tmp_path / "cache").meta) == {}
+
+
+@pytest.mark.parametrize("conf, message", [
+    ({"attention_layer": 1}, "attention_layer 1: the model's decoder has 1 layers (0 to 0)"),
+    ({"policy": "alignatt"}, "attention_layer 3: the model's decoder has 1 layers"),  # FBK's default layer
+    ({"attention_layer": 0, "cmvn": "global"}, "cmvn: global needs the global CMVN statistics packed too"),
+    ({"attention_layer": 0, "beam": 5}, "unknown option(s) beam"),
+    ({"attention_layer": 0, "frame_num": -2}, "frame_num must be an integer >= 0, got -2"),
+])
+def test_simulate_conf_that_does_not_fit_the_model_is_one_error_line_and_no_zip(
+    tiny_exps, tmp_path, capsys, conf, message
+):
+    code, out, err, zip_path, path = pack_with_simulate_conf(capsys, tmp_path, tiny_exps / "exp_abs",
+                                                             {"cmvn": "prefix", **conf})
+    assert code == 1 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"ERROR: {path}: ") and message in err
+    assert not zip_path.exists()

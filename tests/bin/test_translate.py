@@ -320,10 +320,15 @@ def test_long_audio_is_cut_between_sentences_each_segment_with_its_nbest(
     assert result.text == " ".join(s.nbest[0].text for s in result.segments if s.nbest[0].text)
     with pytest.raises(ValueError, match="segments; read each one's n-best from .segments"):
         result.nbest
+    longest = len(audio) / 16000 + 1
     whole = Speech2Translation.from_pretrained(
-        packed_trained, cache_dir=cache, max_segment_seconds=len(audio) / 16000 + 1, **DECODE_SEARCH
+        packed_trained, cache_dir=cache, max_segment_seconds=longest, pause_seconds=0, **DECODE_SEARCH
     )
-    assert len(whole(audio, 16000).segments) == 1, "within the maximum: one piece"
+    assert len(whole(audio, 16000).segments) == 1, "within the maximum, no cut at pauses: one piece, as given"
+    paused = Speech2Translation.from_pretrained(packed_trained, cache_dir=cache, max_segment_seconds=longest,
+                                                **DECODE_SEARCH)
+    assert paused.segmentation.pause_seconds < 0.3
+    assert len(paused(audio, 16000).segments) == len(pieces), "the model's pauses separate, whatever the maximum"
 
     path = tmp_path / "talk.wav"
     sf.write(path, audio, 16000)
@@ -358,3 +363,42 @@ def test_source_transcript_comes_from_the_intermediate_ctc(packed_trained, cache
         head.bias[translator.model.src_token_list.index(piece)] = 10.0
     result = translator(sorted(clips.values())[0])
     assert result.source == piece.lstrip("\u2581") and result.segments[0].source == result.source
+
+
+def test_a_damaged_mp3_gives_our_error_line_and_nothing_from_its_decoder(packed_trained, clips, cache, tmp_path,
+                                                                         capfd):
+    """libmpg123 prints its own warnings to the process's stderr (fd 2); they go to the debug log."""
+    mp3, cut = tmp_path / "talk.mp3", tmp_path / "cut.mp3"
+    sf.write(mp3, sf.read(sorted(clips.values())[0])[0], 16000, format="MP3")
+    cut.write_bytes(mp3.read_bytes()[: mp3.stat().st_size // 2])
+    code = translate.main(["--model", str(packed_trained), "--cache_dir", str(cache), *CLI_SEARCH, str(cut)])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert [line.split(":")[0] for line in err.splitlines()] == ["ERROR"] * 2, err
+    assert err.startswith(f"ERROR: {cut}: truncated: its header declares") and "Xing" not in err
+
+
+def test_audio_can_be_piped_in(packed_trained, clips, cache, tmp_path, translator):
+    """``-`` (stdin) and bash's ``<(...)``, ``/dev/stdin``: a stream with a header is read by it,
+    one without is headerless PCM at --raw_sample_rate."""
+    clip = sorted(clips.values())[0]
+    raw = tmp_path / "clip.raw"
+    raw.write_bytes(sf.read(clip, dtype="int16")[0].astype("<i2").tobytes())
+    program = [sys.executable, "-m", "espnet2_ext.bin.translate", "--model", str(packed_trained),
+               "--cache_dir", str(cache), *CLI_SEARCH]
+    root = Path(__file__).resolve().parents[2]
+    command = " ".join(map(str, program))
+    result = subprocess.run(["bash", "-c", f"cat {raw} | {command} --raw_sample_rate 16000 - <(cat {clip})"],
+                            capture_output=True, text=True, cwd=root, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = translator(clip).text
+    assert expected and [line.split("\t") for line in result.stdout.splitlines()] == [
+        ["-", expected], ["/dev/fd/63", expected]]
+    result = subprocess.run(["bash", "-c", f"cat {clip} | {command} /dev/stdin"],
+                            capture_output=True, text=True, cwd=root, timeout=600)
+    assert result.returncode == 0 and result.stdout == f"/dev/stdin\t{expected}\n", result.stderr[-3000:]
+    result = subprocess.run(["bash", "-c", f"cat {raw} | {command} -"], capture_output=True, text=True, cwd=root,
+                            timeout=600)
+    assert result.returncode == 2
+    assert "ERROR: stdin: not readable as audio: " in result.stderr and "give its sample rate, --raw_sample_rate" in \
+        result.stderr

@@ -111,7 +111,11 @@ def test_every_stage_in_turn(recipe):
     stage(run, 8)
     with zipfile.ZipFile(finetune_exp / "packed/model.zip") as archive:
         names = archive.namelist()
+        meta = yaml.safe_load(archive.read("meta.yaml"))
     assert "meta.yaml" in names and any(n.endswith("tgt.model") for n in names)
+    shared = yaml.safe_load((root / "conf_tiny/simulate.yaml").read_text())
+    del shared["settings"]
+    assert meta["simultaneous"] == shared  # stage 9's shared keys: the zip's simultaneous defaults
     log = stage(run, 9)
     simulated = finetune_exp / "simulate_conf_tiny/tst-COMMON"
     assert sorted(p.name for p in simulated.iterdir() if p.is_dir()) == ["alignatt_f2", "alignatt_f4"]

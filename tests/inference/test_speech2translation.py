@@ -96,6 +96,7 @@ def test_silence_is_reported_as_silence(translator):
         ("clip", 1, r"waveform: a sample rate of 1 Hz is below 8000 Hz"),
         ("clip", None, r"waveform: the sample rate must be a number of Hz, got None"),
         ("bytes", 16000, r"waveform: got \d+ bytes, not samples"),
+        ("bytes", None, r"waveform: got \d+ bytes, not samples: pass the file's path, or decode it first"),
         ("int16 as float", 16000, r"waveform: samples reach \d+, far outside \[-1, 1\]"),
     ],
 )

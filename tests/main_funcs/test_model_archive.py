@@ -414,3 +414,27 @@ def test_global_cmvn_entry_that_names_no_member_is_refused(zip_with_gcmvn, tmp_p
     with pytest.raises(ModelArchiveError) as caught:
         open_model(bad, tmp_path / "cache")
     assert str(caught.value) == f"{bad}: meta.yaml's global_cmvn must name a member, got {value!r}"
+
+
+def test_weights_damaged_in_the_cache_are_named_as_the_cache_s_not_the_zip_s(zip_path, tmp_path):
+    cache = tmp_path / "cache"
+    packed = open_model(zip_path, cache)
+    data = packed.model_file.read_bytes()
+    packed.model_file.write_bytes(data[: len(data) // 2])  # the disk, not the zip
+    error = packed.unreadable_weights(_load_error(packed).reason)
+    assert str(error).startswith(f"{packed.model_file}: not a readable PyTorch weights file (RuntimeError: ")
+    assert str(error).endswith(
+        f": this copy in the cache is damaged, not {zip_path}'s member {WEIGHTS}, which is intact; "
+        "the extraction was removed: run again to extract the zip afresh"
+    )
+    assert "\n" not in str(error) and [p for p in cache.iterdir()] == []
+    assert open_model(zip_path, cache).model_file.read_bytes() == data, "a retry extracts the intact member"
+
+
+def test_digest_tells_models_apart_the_zip_s_or_a_directory_s_weights(zip_path, tmp_path):
+    import hashlib
+
+    packed = open_model(zip_path, tmp_path / "cache")
+    assert packed.digest == hashlib.sha256(zip_path.read_bytes()).hexdigest()
+    in_place = open_model(packed.extraction)
+    assert in_place.digest == hashlib.sha256(in_place.model_file.read_bytes()).hexdigest() != packed.digest

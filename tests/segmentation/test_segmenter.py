@@ -131,3 +131,27 @@ def test_no_speech_gives_no_segments():
 def test_options_are_checked(options, message):
     with pytest.raises(ValueError, match=message):
         SegmentationOptions(**options)
+
+
+@pytest.mark.parametrize("max_seconds", [6.0, 300.0])
+def test_pauses_of_pause_seconds_separate_segments_whatever_the_maximum(sentences, max_seconds):
+    """Three sentences with pauses of 0.8 s: three segments under a 0.5-s pause rule, even where
+    the whole recording is shorter than the maximum (SHAS's rule alone gives one piece then)."""
+    audio, spans = talk(sentences[:3], [0.3, 0.8, 0.8], noise=0.001)
+    options = SegmentationOptions(max_seconds=max_seconds, pause_seconds=0.5)
+    segments = run(StreamSegmenter(options), audio)
+    assert len(segments) == 3
+    for segment, (start, stop) in zip(segments, spans):
+        assert segment.start <= start + 1600 and stop - 1600 <= segment.stop
+    shas = run(StreamSegmenter(SegmentationOptions(max_seconds=300.0)), audio)  # no pause rule: one clip, as given
+    assert [(s.start, s.stop) for s in shas] == [(0, len(audio))]
+
+
+def test_margins_never_make_a_segment_longer_than_the_maximum(long_talk):
+    audio, _ = long_talk
+    options = SegmentationOptions(max_seconds=4.0, pad_start_seconds=1.0, pad_end_seconds=1.0)
+    segments = run(StreamSegmenter(options), audio)
+    assert max(s.stop - s.start for s in segments) == 4 * 16000  # margins cut to fit, no more
+    assert all(np.array_equal(s.samples, audio[s.start : s.stop]) for s in segments)
+    narrow = run(StreamSegmenter(SegmentationOptions(max_seconds=4.0)), audio)  # the same speech, inside
+    assert [(a.start <= b.start, b.stop <= a.stop) for a, b in zip(segments, narrow)] == [(True, True)] * len(narrow)

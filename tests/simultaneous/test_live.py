@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from espnet2_ext.inference.audio import AudioError
 from espnet2_ext.inference.speech2translation import Speech2Translation
 from espnet2_ext.simultaneous.live import LiveTranslator
 from espnet2_ext.simultaneous.options import SimulOptions
@@ -83,3 +84,39 @@ def test_a_long_utterance_is_cut_at_the_maximum(utterance_translator, stream):
 def test_silence_opens_no_utterance(utterance_translator):
     live = LiveTranslator(utterance_translator)
     assert run(live, np.zeros(3 * RATE, dtype=np.float32), 1600) == [] and live.spans == []
+
+
+@pytest.fixture(scope="module")
+def long_stream(clips) -> np.ndarray:
+    """The twelve test sentences with 0.8 s of faint noise between them: about 40 s."""
+    rng = np.random.default_rng(1)
+    parts = []
+    for path in sorted(clips.values()):
+        parts += [(1e-4 * rng.standard_normal(int(0.8 * RATE))).astype(np.float32), sf.read(path, dtype="float32")[0]]
+    return np.concatenate(parts)
+
+
+def test_one_push_of_the_whole_stream_gives_what_100_ms_pushes_give(utterance_translator, long_stream):
+    """Each utterance gets the frames up to where the VAD ends it, not the rest of the push it
+    came in: the words do not depend on how the stream is cut."""
+    live = LiveTranslator(utterance_translator, pause_seconds=0.5, max_seconds=12.0, pad_start_seconds=0.1)
+    pieces = run(live, long_stream, 1600)
+    spans = live.spans
+    assert len(spans) >= 10 and len(pieces) >= 10
+    assert run(live, long_stream, len(long_stream)) == pieces
+    assert live.spans == spans
+
+
+def test_a_push_that_is_not_audio_is_refused_and_the_stream_goes_on(utterance_translator, stream):
+    samples, _ = stream
+    live = LiveTranslator(utterance_translator, pause_seconds=0.5, max_seconds=12.0, pad_start_seconds=0.1)
+    expected = run(live, samples, 4000)
+    broken = np.full(4000, 0.1, dtype=np.float32)
+    broken[7] = np.nan
+    words = []
+    for start in range(0, len(samples), 4000):
+        if start == 8000:
+            with pytest.raises(AudioError, match="push: 1 samples are NaN or infinite"):
+                live.push(broken, RATE)
+        words += live.push(samples[start : start + 4000], RATE)
+    assert words + live.finish() == expected

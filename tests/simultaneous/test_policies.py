@@ -281,6 +281,25 @@ def test_edatt_with_a_language_tag_scores_each_token_with_the_next_ones_attentio
     assert edatt(tokens, late_i, 1, 2, 0.5, has_lang_tag=True) == [I, AM, EOS]  # "I"'s own row unread
 
 
+@pytest.mark.parametrize("frame_num", [1, 2, 4, 9])
+def test_edatt_scores_reach_sqrt_lambda_only_for_a_row_uniform_over_the_last_lambda(frame_num):
+    """Cauchy-Schwarz: lambda values of a unit-L2 row sum to at most sqrt(lambda), reached by a
+    row uniform over them and 0 elsewhere; no softmax row goes past it (float32 rounding of a
+    nearly one-hot row reaches it for lambda 1), so options.py refuses attn_threshold > sqrt(lambda)."""
+    bound = frame_num**0.5
+    positions = frame_num + 6  # the last one is dropped
+    uniform = torch.zeros(positions, 2)
+    uniform[positions - 1 - frame_num : positions - 1, 0] = 0.3
+    assert edatt([I, EOS], uniform, 0, frame_num, bound - 1e-5) == []  # reached: READ
+    assert edatt([I, EOS], uniform, 0, frame_num, bound + 1e-5) == [I, EOS]
+    generator = torch.Generator().manual_seed(0)
+    for scale in (1.0, 10.0, 100.0):  # softmax of ever sharper logits
+        logits = scale * torch.randn(2000, positions, generator=generator)
+        logits[:, positions - 1 - frame_num : positions - 1] += scale  # attention drawn to the end
+        for row in torch.softmax(logits, dim=1):
+            assert edatt([I, EOS], torch.stack([row, row], dim=1), 0, frame_num, bound + 1e-5) == [I, EOS]
+
+
 def test_edatt_language_tag_must_be_in_the_prefix():
     with pytest.raises(ValueError, match="has_lang_tag"):
         edatt([TAG, I, EOS], torch.rand(5, 3), 0, 2, 0.2, has_lang_tag=True)

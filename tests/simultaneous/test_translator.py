@@ -3,10 +3,14 @@
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
+
+from espnet2_ext.bin import pack_model
 
 from espnet2_ext.inference.speech2translation import Speech2Translation, pad_features
 from espnet2_ext.simultaneous.evaluation import simulate_instance
 from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
+from espnet2_ext.simultaneous.live import LiveTranslator
 from espnet2_ext.simultaneous.translator import SimultaneousTranslator
 from espnet2_ext.utils.fbank import compute_fbank
 from espnet2_ext.utils.resampling import StreamResampler
@@ -137,10 +141,19 @@ def test_global_cmvn_needs_statistics(packed_trained, cache):
     (dict(segment_ms=39), "segment_ms must be an integer >= 40 ms"),
     (dict(cmvn="utterance"), "cmvn: unknown 'utterance'"),
     (dict(beam=5), "unknown option"),
+    (dict(policy="edatt", frame_num=2, attn_threshold=2), r"attn_threshold 2 is never reached with frame_num 2: "
+     r"EDAtt sums 2 values of an L2-normalised attention row, at most sqrt\(2\) = 1.414 .*<= 1.414$"),
+    (dict(policy="edatt", attn_threshold=2.01), r"attn_threshold 2.01 is never reached with frame_num 4"),
 ])
 def test_options_out_of_range_are_named(values, message):
     with pytest.raises(SimulOptionsError, match=message):
         SimulOptions.checked(**values)
+
+
+def test_edatt_thresholds_up_to_sqrt_lambda_are_taken():
+    assert SimulOptions.checked(policy="edatt", frame_num=4, attn_threshold=2).attn_threshold == 2
+    assert SimulOptions.checked(policy="edatt", frame_num=0, attn_threshold=5).attn_threshold == 5  # all positions
+    assert SimulOptions.checked(policy="alignatt", attn_threshold=5).attn_threshold == 5  # not read
 
 
 def test_setting_names_tell_settings_apart():
@@ -152,3 +165,67 @@ def test_setting_names_tell_settings_apart():
         SimulOptions(policy="la").describe(),
     }
     assert len(names) == 5
+
+
+# --------------------------------------------------------------------------- settings packed with the model
+
+PACKED_SETTINGS = dict(policy="waitk", waitk=2, segment_factor=3, segment_ms=600, attention_layer=LAYER,
+                       cmvn="prefix", beam_size=2, maxlen_b=30)
+
+
+@pytest.fixture(scope="module")
+def packed_with_settings(trained, tmp_path_factory):
+    """The trained model packed as stage 8 packs it, with a stage-9 conf of its own."""
+    _, exp, _ = trained
+    work = tmp_path_factory.mktemp("packed_settings")
+    conf = work / "simulate.yaml"
+    conf.write_text(yaml.safe_dump({**PACKED_SETTINGS, "settings": [{"waitk": 1}, {"waitk": 3}]}))
+    zip_path = work / "model.zip"
+    assert pack_model.main(["--exp_dir", str(exp), "--model_file", str(exp / "valid.loss.best.pth"),
+                            "--outpath", str(zip_path), "--simulate_conf", str(conf)]) == 0
+    return zip_path
+
+
+def test_the_settings_packed_with_the_model_are_the_defaults_and_given_ones_win(packed_with_settings, cache):
+    translator = SimultaneousTranslator.from_pretrained(packed_with_settings, cache)
+    assert translator.options == SimulOptions.checked(**PACKED_SETTINGS)
+    given = SimultaneousTranslator.from_pretrained(packed_with_settings, cache, segment_ms=400, policy="la")
+    assert given.options == SimulOptions.checked(**{**PACKED_SETTINGS, "segment_ms": 400, "policy": "la"})
+    live = LiveTranslator.from_pretrained(packed_with_settings, cache, waitk=4)
+    assert live.translator.options == SimulOptions.checked(**{**PACKED_SETTINGS, "waitk": 4})
+
+
+def test_a_model_packed_without_settings_gets_fbk_s_and_fbk_s_layer_only_where_it_exists(packed_trained, cache):
+    """The tiny decoder has 2 layers: FBK's layer 3 is refused naming them; a policy that reads no
+    attention runs with FBK's other defaults."""
+    with pytest.raises(SimulOptionsError, match=r"attention_layer 3: the decoder of .* has 2 layers \(0 to 1\)"):
+        SimultaneousTranslator.from_pretrained(packed_trained, cache, cmvn="prefix")
+    translator = SimultaneousTranslator.from_pretrained(packed_trained, cache, cmvn="prefix", policy="la")
+    assert translator.options == SimulOptions(cmvn="prefix", policy="la")
+    assert SimulOptions().attention_layer == 3 and SimulOptions().segment_ms == 1000  # FBK's
+
+
+def test_audio_without_speech_gets_no_words_as_translate_leaves_it(offline, audio):
+    """The first 100 ms of a clip (before its speech) and a second of noise: translate finds no
+    speech there and writes nothing; neither may the simultaneous translator."""
+    noise = (0.01 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    for samples in (audio[0][:1600], noise):
+        assert offline(samples, 16000).text == ""
+        for policy in ("waitk", "alignatt"):
+            translator = simultaneous(offline, policy=policy, waitk=1, segment_factor=2, segment_ms=40)
+            record = simulate_instance(translator, samples, 0, "x", "")
+            assert record.prediction == "" and record.delays == ()
+    assert simulate_instance(translator, audio[0], 0, "clip", "").prediction  # speech still gets words
+
+
+def test_the_simuleval_agent_takes_the_packed_settings_and_simuleval_s_chunk(packed_with_settings, cache):
+    from argparse import Namespace
+    from dataclasses import fields
+
+    from espnet2_ext.simultaneous.agent import ESPnetSimulSTAgent
+
+    unset = {f.name: None for f in fields(SimulOptions)}
+    args = Namespace(model=str(packed_with_settings), cache_dir=str(cache), device="cpu", source_segment_size=400,
+                     **{**unset, "waitk": 4})
+    agent = ESPnetSimulSTAgent(args)
+    assert agent.translator.options == SimulOptions.checked(**{**PACKED_SETTINGS, "waitk": 4, "segment_ms": 400})

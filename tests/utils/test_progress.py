@@ -20,18 +20,27 @@ print("done")
 """
 
 
-def run(stderr: int, caller_disables: bool = False) -> subprocess.CompletedProcess:
+COUNT_SECONDS = """
+from espnet2_ext.utils.progress import seconds_bar
+with seconds_bar(813.3) as bar:
+    for _ in range(3277):
+        bar.update(0.1)
+print("done")
+"""
+
+
+def run(stderr: int, caller_disables: bool = False, code: str = COUNT_TO_5) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", COUNT_TO_5, "disabled" if caller_disables else "enabled"],
+        [sys.executable, "-c", code, "disabled" if caller_disables else "enabled"],
         stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT, timeout=60,
     )
 
 
-def read_terminal(caller_disables: bool = False) -> str:
+def read_terminal(caller_disables: bool = False, code: str = COUNT_TO_5) -> str:
     """What the program draws on stderr when stderr is a terminal (a pty's slave end)."""
     master, slave = pty.openpty()
     try:
-        result = run(slave, caller_disables)
+        result = run(slave, caller_disables, code)
     finally:
         os.close(slave)
     assert result.returncode == 0 and result.stdout == "done\n"
@@ -69,3 +78,8 @@ def test_caller_s_own_reason_not_to_draw_is_kept(tmp_path, where):
         with (tmp_path / "log").open("w") as stream:
             run(stream.fileno(), caller_disables=True)
         assert (tmp_path / "log").read_text() == ""
+
+
+def test_seconds_are_shown_to_the_tenth():
+    drawn = read_terminal(code=COUNT_SECONDS)
+    assert "327.7/813.3" in drawn and "00000" not in drawn, drawn
