@@ -30,12 +30,16 @@ class StreamOptions(SimulOptions):
         history_max_tokens: most tokens ``punctuation`` keeps (``--history-max-len``, 100).
         max_history_seconds: most audio the encoder re-reads; ``None``: the model's
             longest training utterance (30 s when the model does not say).
+        pause_flush_seconds: after this long without speech the hypothesis is written
+            whole, as at the end of a talk, and the history restarts (``None``: never; FBK's
+            agent has no such rule and decodes its history through any pause).
     """
 
     history: str = "none"
     history_words: int = 20
     history_max_tokens: int = 100
     max_history_seconds: float | None = None
+    pause_flush_seconds: float | None = 2.0
 
     def check(self) -> None:
         super().check()
@@ -45,9 +49,12 @@ class StreamOptions(SimulOptions):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise SimulOptionsError(f"{name} must be an integer >= 1, got {value!r}")
-        seconds = self.max_history_seconds
-        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0):
-            raise SimulOptionsError(f"max_history_seconds must be a number of seconds > 0, got {seconds!r}")
+        for name in ("max_history_seconds", "pause_flush_seconds"):
+            seconds = getattr(self, name)
+            if seconds is not None and (
+                isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0
+            ):
+                raise SimulOptionsError(f"{name} must be a number of seconds > 0 (or null), got {seconds!r}")
         if self.streams and not self.reads_attention:
             raise SimulOptionsError(
                 f"history {self.history} needs a policy that reads the cross-attention (alignatt or edatt), "

@@ -91,7 +91,7 @@ class StreamAttProcessor(SpeechProcessor):
 
         loaded = self._loaded[_key(config)]
         self.translator = StreamingTranslator(
-            loaded.translator, loaded.options, loaded.global_cmvn, source=config.model
+            loaded.translator, loaded.options, loaded.global_cmvn, source=config.model, model_id=loaded.model_id
         )
 
     @property

@@ -15,8 +15,14 @@ growing (STREAMATT_FBK.md §1):
   it grow while no text leaves: silence, music, a hypothesis that keeps reading the
   newest audio), and a talk of any length runs as one stream (FBK's agent restarts
   after ``--max-len`` writes);
-- no search runs while the audio history is quieter than ``silence_dbfs``, as
-  :class:`SimultaneousTranslator` skips a silent utterance.
+- after ``pause_flush_seconds`` without speech (Silero VAD, judged as
+  :class:`SimultaneousTranslator` judges an utterance before its first step, and as
+  ``translate``'s segmenter does) the last search's tokens are all written, as at the
+  end of a talk, and the history restarts: no search runs while the audio history holds
+  no speech, and such a history is cut to the lead the model's training utterances had
+  before their speech. Silence, music or noise between talks writes nothing and costs no
+  search, and the next speech starts afresh. FBK's agent decodes through any pause and
+  keeps all the audio while no text leaves.
 
 Words carry the seconds of stream received when they were written. At the end of
 the stream everything the last search finds is written, as FBK's agent does.
@@ -24,20 +30,24 @@ the stream everything the last search finds is written, as FBK's agent does.
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from espnet2_ext.inference.audio import peak_dbfs
 from espnet2_ext.inference.speech2translation import Speech2Translation
 from espnet2_ext.main_funcs.model_archive import PackedModel
 from espnet2_ext.main_funcs.training_utterances import TrainingUtterances
 from espnet2_ext.simultaneous.incremental_features import GlobalCMVN
 from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
-from espnet2_ext.simultaneous.translator import CommittedWord, SimultaneousTranslator
+from espnet2_ext.segmentation.options import FRAME_SECONDS
+from espnet2_ext.simultaneous.translator import (
+    VAD_BLOCK_FRAMES,
+    CommittedWord,
+    SimultaneousTranslator,
+    model_settings,
+)
 from espnet2_ext.streaming import history
 from espnet2_ext.streaming.options import StreamOptions
 from espnet2_ext.utils.fbank import FRAME_SHIFT_MS
@@ -67,6 +77,7 @@ class StreamingTranslator(SimultaneousTranslator):
             ``history`` not ``none``; ``max_history_seconds`` resolved).
         global_cmvn: the statistics ``cmvn: global`` normalises with.
         source: what the model was loaded from, for messages.
+        model_id: what tells the model apart (the zip's SHA-256), recorded by ``simulate``.
     """
 
     options: StreamOptions
@@ -77,14 +88,18 @@ class StreamingTranslator(SimultaneousTranslator):
         options: StreamOptions,
         global_cmvn: GlobalCMVN | None = None,
         source: str = "the model",
+        model_id: str | None = None,
     ):
         if not isinstance(options, StreamOptions) or not options.streams:
             raise SimulOptionsError("a stream needs a history: words, punctuation or audio")
         if options.max_history_seconds is None:
             raise ValueError("max_history_seconds must be resolved (from_pretrained takes it from the model)")
-        super().__init__(translator, options, global_cmvn, source)
+        super().__init__(translator, options, global_cmvn, source, model_id)
         self._subsampling = int(self._frame_ms // FRAME_SHIFT_MS)  # feature frames per encoder frame
         self._max_frames = int(options.max_history_seconds * 1000 / FRAME_SHIFT_MS)
+        vad_lag = (VAD_BLOCK_FRAMES + translator.segmentation.smoothing_frames // 2) * FRAME_SECONDS
+        lead = translator.segmentation.pad_start_seconds + vad_lag  # kept of a history without speech
+        self._lead_frames = int(lead * 1000 / FRAME_SHIFT_MS)
 
     @classmethod
     def from_pretrained(
@@ -96,9 +111,10 @@ class StreamingTranslator(SimultaneousTranslator):
         **options: Any,
     ) -> StreamingTranslator:
         """Load a packed ``model.zip`` (or its directory) with the setting ``options``
-        (:class:`~espnet2_ext.streaming.options.StreamOptions`' fields; ``history`` defaults to ``words``)."""
-        options.setdefault("history", "words")
-        (translator,) = cls.for_settings(model, [StreamOptions.checked(**options)], cache_dir, device, silence_dbfs)
+        (:class:`~espnet2_ext.streaming.options.StreamOptions`' fields; ``history`` defaults to
+        ``words``); those not given are the model's packed simultaneous settings, else FBK's."""
+        setting = StreamOptions.checked(**{"history": "words", **model_settings(model, cache_dir), **options})
+        (translator,) = cls.for_settings(model, [setting], cache_dir, device, silence_dbfs)
         return translator
 
     @classmethod
@@ -113,7 +129,8 @@ class StreamingTranslator(SimultaneousTranslator):
     def reset(self) -> None:
         """Forget the talk, to start another."""
         super().reset()
-        self._chunk_peaks: deque[tuple[float, float]] = deque()  # (stream seconds at its end, dBFS)
+        self._vad_frames = 0  # Silero frames judged so far
+        self._speech_until = float("-inf")  # stream seconds where the last speech frame judged ends
 
     @property
     def history_seconds(self) -> float:
@@ -127,19 +144,46 @@ class StreamingTranslator(SimultaneousTranslator):
 
     # ------------------------------------------------------------------ hooks of the step
 
-    def _feed(self, waveform: np.ndarray) -> None:
-        super()._feed(waveform)
-        self._chunk_peaks.append((self.seconds_received, peak_dbfs(waveform)))
+    def _feed_16k(self, waveform: np.ndarray) -> None:
+        """Features, and the VAD all along the talk (the base class stops it at the first speech)."""
+        self._fbank.feed(waveform)
+        self._judge(self._smoothing.feed(self._vad.feed(waveform)))
+
+    def _judge(self, probabilities: np.ndarray) -> None:
+        """Where the last speech frame judged ends, in stream seconds."""
+        speech = np.flatnonzero(probabilities >= self.translator.segmentation.threshold)
+        if len(speech):
+            self._speech_until = (self._vad_frames + int(speech[-1]) + 1) * FRAME_SECONDS
+            self._speech_seen = True
+        self._vad_frames += len(probabilities)
 
     def _silent(self) -> bool:
-        """The audio history is quieter than ``silence_dbfs`` (chunks before it forgotten)."""
-        start = self._fbank.discarded_frames * FRAME_SHIFT_MS / 1000
-        while self._chunk_peaks and self._chunk_peaks[0][0] <= start:
-            self._chunk_peaks.popleft()
-        return not any(peak >= self.translator.silence_dbfs for _, peak in self._chunk_peaks)
+        """No speech judged in the audio history (the frames before it dropped)."""
+        return self._speech_until <= self._fbank.discarded_frames * FRAME_SHIFT_MS / 1000
+
+    def _step(self, final: bool) -> list[str]:
+        """A policy step; after a long pause, the flush of everything the hypothesis holds."""
+        if final or not self._paused():
+            return super()._step(final)
+        words = super()._step(final=True)
+        self._committed = []
+        self._fbank.discard(max(0, len(self._fbank.features) - self._lead_frames))
+        return words
+
+    def _paused(self) -> bool:
+        """The history holds speech, but none was judged for ``pause_flush_seconds``."""
+        pause = self.options.pause_flush_seconds
+        if pause is None or self._silent():
+            return False
+        return self._speech_until + pause <= self._vad_frames * FRAME_SECONDS
 
     def _bound_audio(self) -> None:
-        """The oldest frames beyond ``max_history_seconds`` go before the encoder sees them."""
+        """Before the encoder sees them: a history without speech goes, but for its lead (the
+        text history with it); the oldest frames beyond ``max_history_seconds`` go."""
+        frames = len(self._fbank.features)
+        if self._silent() and frames > self._lead_frames:
+            self._fbank.discard(frames - self._lead_frames)
+            self._committed = []
         excess = len(self._fbank.features) - self._max_frames
         if excess > 0:
             self._fbank.discard(excess)
