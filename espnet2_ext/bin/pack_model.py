@@ -32,6 +32,11 @@ def get_parser() -> ArgumentParser:
         help="stage 9's simulate.yaml: its keys shared by every setting (chunk, attention layer, f, ...) "
         "become the simultaneous programs' defaults for this model",
     )
+    parser.add_argument(
+        "--stream_conf", type=Path, default=None,
+        help="stage 10's stream.yaml: its shared keys (history, audio cut, f, ...) become the defaults of "
+        "whole-talk streaming (StreamingTranslator, serve, simulstream) for this model",
+    )
     return parser
 
 
@@ -39,7 +44,9 @@ def get_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
     check_output_file(args.outpath, "--outpath")
-    contents = pack_model(args.exp_dir, args.model_file, args.outpath, args.global_cmvn, args.simulate_conf)
+    contents = pack_model(
+        args.exp_dir, args.model_file, args.outpath, args.global_cmvn, args.simulate_conf, args.stream_conf
+    )
     cmvn = f" (global CMVN statistics: {contents['global_cmvn']})" if "global_cmvn" in contents else ""
     print(f"packed {contents['st_model_file']} and {contents['st_train_config']} into {args.outpath}{cmvn}")
 

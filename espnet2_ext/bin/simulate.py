@@ -7,6 +7,15 @@ is sent to FBK's agent in chunks of ``--segment_ms``: after each chunk the encod
 re-runs on everything received, one beam search forces what was committed, and the
 policy (AlignAtt, EDAtt, local agreement or wait-k) decides what more to write.
 
+With ``--history words|punctuation|audio`` (FBK's StreamAtt) or ``vad`` (the talk cut at
+pauses), each INPUT, or each recording of ``--data_dir``'s ``wav.scp``, is one whole talk,
+streamed at once; ``scores.tsv`` then has BLEU and chrF after re-segmenting each talk
+onto its reference sentences, LongYAAL (OmniSTEval, the IWSLT 2026 track's scorer) and
+StreamLAAL (FBK's, v2.0), ``aligned.txt`` the re-segmented translation. References:
+``--data_dir``'s ``segments`` and ``text.tgt`` (written to ``DIR/reference.yaml`` and
+``.txt``), or with INPUTs ``--reference REF.txt --segmentation SEG.yaml`` (MuST-C's:
+``wav``, ``offset``, ``duration`` per reference line).
+
 ``--output DIR`` gets SimulEval's files:
 
 - ``instances.log``: one JSON line per input (prediction, delays, elapsed, reference,
@@ -55,10 +64,11 @@ from espnet2_ext.fileio.kaldi_table import TableError
 from espnet2_ext.fileio.text_position import not_utf8
 from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping
 from espnet2_ext.main_funcs.model_archive import ModelArchiveError
-from espnet2_ext.simultaneous.options import CMVN_MODES, FRAME_UNITS, POLICIES, WAITK_SOURCES, SimulOptions
+from espnet2_ext.simultaneous.options import CMVN_MODES, FRAME_UNITS, POLICIES, WAITK_SOURCES
+from espnet2_ext.streaming.options import AUDIO_CUTS, HISTORIES, StreamOptions
 from espnet2_ext.utils.cli import ArgumentParser, CommandError, check_output_dir, command
 
-DEFAULTS = SimulOptions()
+DEFAULTS = StreamOptions()
 
 
 def get_parser() -> ArgumentParser:
@@ -70,7 +80,18 @@ def get_parser() -> ArgumentParser:
     parser.add_argument("--output", required=True, help="directory for instances.log and scores.tsv")
     parser.add_argument("--data_dir", type=str_or_none, default=None, help="instead of INPUTs: a Kaldi data dir")
     parser.add_argument("--reference_name", default="text.tgt", help="the --data_dir file holding the references")
-    parser.add_argument("--reference", type=str_or_none, default=None, help="with INPUTs: one reference line each")
+    parser.add_argument(
+        "--reference", type=str_or_none, default=None,
+        help="with INPUTs: one reference line each (with --history: each line of --segmentation)",
+    )
+    parser.add_argument(
+        "--segmentation", type=str_or_none, default=None,
+        help="with --history and INPUTs: MuST-C's yaml placing each --reference line in its talk",
+    )
+    parser.add_argument(
+        "--tgt_lang", type=str_or_none, default=None,
+        help="with --history: the language OmniSTEval tokenises (default: the model's language tag's)",
+    )
     parser.add_argument("--settings", type=str_or_none, default=None, help="YAML of several settings (see above)")
     parser.add_argument("--computation_aware", action="store_true", help="also the _CA latency columns")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -100,13 +121,24 @@ def get_parser() -> ArgumentParser:
     agent_option(group, "--no_repeat_ngram_size", type=int)
     agent_option(group, "--maxlen_b", type=int, help="tokens, forced prefix included")
     agent_option(group, "--lang_tag", type=str_or_none)
+    group = parser.add_argument_group("Whole talks as one stream (StreamAtt); each unset: the default named")
+    agent_option(group, "--history", choices=HISTORIES, help="none: each input one utterance")
+    agent_option(group, "--history_words", type=int, help="words of text kept (words, audio)")
+    agent_option(group, "--history_max_tokens", type=int, help="most tokens punctuation keeps")
+    agent_option(group, "--audio_cut", choices=AUDIO_CUTS,
+                 help="where the audio history starts once text left it (past_discarded: ours)")
+    agent_option(group, "--max_history_seconds", type=float, whose="ours",
+                 help="most audio re-encoded (None: the model's longest training utterance, else 30; FBK: no limit)")
+    agent_option(group, "--pause_flush_seconds", type=float, whose="ours",
+                 help="a pause this long writes the hypothesis whole and restarts the history (FBK: never)")
     return parser
 
 
-def agent_option(group: Any, flag: str, help: str = "", **kwargs: Any) -> None:
-    """An option of the agent: None unless set, FBK's default named in its help."""
-    fbk = getattr(DEFAULTS, flag.lstrip("-"))
-    group.add_argument(flag, default=None, help=f"{help}{'; ' if help else ''}FBK's: {fbk}", **kwargs)
+def agent_option(group: Any, flag: str, help: str = "", whose: str = "FBK's", **kwargs: Any) -> None:
+    """An option of the agent: None unless set, its default (``whose``: FBK's, or ours where
+    FBK's agent has no such thing) named in its help."""
+    default = getattr(DEFAULTS, flag.lstrip("-"))
+    group.add_argument(flag, default=None, help=f"{help}{'; ' if help else ''}{whose}: {default}", **kwargs)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -117,21 +149,32 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def settings_of(
-    args: argparse.Namespace, given: set[str], packed: dict[str, Any] | None = None
-) -> list[tuple[Path, SimulOptions]]:
+    args: argparse.Namespace, given: set[str], packed: dict[str, Any] | None = None,
+    packed_stream: dict[str, Any] | None = None,
+) -> list[tuple[Path, StreamOptions]]:
     """(output directory, options) of each setting: one, or each of ``--settings``.
 
     Each option's value comes from, last winning: FBK's defaults, the model's packed
-    settings (``packed``), ``--config``, the settings file's shared keys, its setting,
-    the command line (``given``: the options written there).
+    settings (``packed``; for a setting that streams whole talks also ``packed_stream``,
+    but its ``history``, which the caller chooses), ``--config``, the settings file's shared
+    keys, its setting, the command line (``given``: the options written there).
     """
-    names = [f.name for f in fields(SimulOptions)]
+    names = [f.name for f in fields(StreamOptions)]
     set_here = {name: getattr(args, name) for name in names if getattr(args, name) is not None or name in given}
     explicit = {name: value for name, value in set_here.items() if name in given}
-    base = {**(packed or {}), **set_here}
+    stream_defaults = {k: v for k, v in (packed_stream or {}).items() if k != "history"}
+
+    def checked(*layers: dict[str, Any]) -> StreamOptions:
+        options = StreamOptions.checked(**{**(packed or {}), **set_here, **{k: v for layer in layers for k, v in layer.items()}})
+        if not options.streams or not stream_defaults:
+            return options
+        return StreamOptions.checked(
+            **{**(packed or {}), **stream_defaults, **set_here, **{k: v for layer in layers for k, v in layer.items()}}
+        )
+
     output = Path(args.output)
     if args.settings is None:
-        return [(output, SimulOptions.checked(**base))]
+        return [(output, checked())]
     if isinstance(args.settings, list):  # the settings: list of a --config file
         where, values, listed = f"{args.config}", {}, args.settings
     else:
@@ -143,7 +186,7 @@ def settings_of(
     settings = []
     for number, item in enumerate(listed, 1):
         try:
-            options = SimulOptions.checked(**{**base, **values, **item, **explicit})
+            options = checked(values, item, explicit)
         except ValueError as err:
             raise CommandError(f"{where}: setting {number}: {err}") from None
         settings.append((output / options.describe(), options))
@@ -157,6 +200,17 @@ def settings_of(
     return settings
 
 
+def packed_streaming(args: argparse.Namespace) -> dict[str, Any]:
+    """The streaming settings packed with the model (stage 10's conf/stream.yaml shared keys)."""
+    from espnet2_ext.main_funcs.model_archive import open_model
+    from espnet2_ext.streaming.options import packed_stream_settings
+
+    try:
+        return packed_stream_settings(open_model(args.model, args.cache_dir).meta)
+    except ValueError as err:
+        raise ModelArchiveError(f"{args.model}: {err}") from None
+
+
 def read_references(path: str) -> list[str]:
     try:
         data = Path(path).read_bytes()
@@ -168,21 +222,41 @@ def read_references(path: str) -> list[str]:
         raise CommandError(not_utf8(Path(path), data)) from None
 
 
-def instance_source(args: argparse.Namespace) -> Any:
-    """What to translate: the data dir's utterances or the INPUTs, with their references."""
+def instance_source(args: argparse.Namespace, streams: bool) -> Any:
+    """What to translate: the data dir's utterances (or recordings, when ``streams``) or the
+    INPUTs, with their references."""
     from espnet2_ext.inference.file_inputs import InputListError, expand_inputs
     from espnet2_ext.simultaneous.evaluation import InstanceSource
+    from espnet2_ext.streaming.evaluation import TalkSource
 
     if (args.data_dir is None) == (not args.inputs):
         raise CommandError("give either INPUTs or --data_dir")
+    if args.segmentation is not None and not streams:
+        raise CommandError("--segmentation places the references of whole talks: it goes with --history")
     if args.data_dir is not None:
-        if args.reference is not None:
-            raise CommandError(f"--reference goes with INPUTs; --data_dir has its references in {args.reference_name}")
+        if args.reference is not None or args.segmentation is not None:
+            given = "--reference" if args.reference is not None else "--segmentation"
+            raise CommandError(f"{given} goes with INPUTs; --data_dir has its references in {args.reference_name}")
+        if streams:
+            return TalkSource(data_dir=Path(args.data_dir), reference_name=args.reference_name)
         return InstanceSource(data_dir=Path(args.data_dir), reference_name=args.reference_name)
     try:
         inputs = expand_inputs(args.inputs, headerless=args.raw_sample_rate is not None)
     except InputListError as err:
         raise CommandError(str(err)) from None
+    if streams:
+        if (args.segmentation is None) != (args.reference is None):
+            missing, given = ("--segmentation", "--reference") if args.segmentation is None else (
+                "--reference", "--segmentation")
+            raise CommandError(
+                f"{given} without {missing}: a talk is scored against its sentences, placed by --segmentation "
+                "(MuST-C's yaml) and read from --reference, one line each"
+            )
+        return TalkSource(
+            inputs=tuple(inputs), raw_sample_rate=args.raw_sample_rate,
+            segmentation=None if args.segmentation is None else Path(args.segmentation),
+            reference=None if args.reference is None else Path(args.reference),
+        )
     references = tuple(read_references(args.reference)) if args.reference is not None else None
     return InstanceSource(inputs=tuple(inputs), references=references, raw_sample_rate=args.raw_sample_rate)
 
@@ -203,40 +277,50 @@ def run(args: argparse.Namespace, given: set[str]) -> int:
 
     from espnet2_ext.inference.audio import is_stream
     from espnet2_ext.inference.speech2translation import check_device
-    from espnet2_ext.simultaneous.evaluation import run_setting, run_settings_in_processes, summary
-    from espnet2_ext.simultaneous.translator import SimultaneousTranslator, model_settings
+    from espnet2_ext.simultaneous.evaluation import UtteranceRuns, run_settings_in_processes, summary
+    from espnet2_ext.simultaneous.translator import model_settings
+    from espnet2_ext.streaming.evaluation import StreamRuns
     from espnet2_ext.utils.progress import progress_bar
 
-    settings = settings_of(args, given, model_settings(args.model, args.cache_dir))
+    settings = settings_of(args, given, model_settings(args.model, args.cache_dir), packed_streaming(args))
     for directory, _ in settings:
         check_output_dir(directory, "--output")
-    source = instance_source(args)
-    streams = [item.path for item in source.inputs if is_stream(item.path)]
-    if streams and len(settings) > 1:
+    streams = {options.streams for _, options in settings}
+    if len(streams) > 1:
         raise CommandError(
-            f"{streams[0]}: a stream can be read once, and each of the {len(settings)} settings reads every input: "
+            "the settings mix utterances (history: none) and whole talks (a history): each reads other "
+            "instances, so run them apart"
+        )
+    whole_talks = streams.pop()
+    source = instance_source(args, whole_talks)
+    piped = [item.path for item in source.inputs if is_stream(item.path)]
+    if piped and len(settings) > 1:
+        raise CommandError(
+            f"{piped[0]}: a stream can be read once, and each of the {len(settings)} settings reads every input: "
             "save it to a file first"
         )
     instances = source.instances()  # checks the references and the data dir before any audio
     check_device(args.device)
     torch.set_num_threads(args.num_threads)
-    translators = SimultaneousTranslator.for_settings(
+    runs = StreamRuns(source, args.tgt_lang) if whole_talks else UtteranceRuns()
+    translators = runs.translators(  # which checks each setting against the model
         args.model, [options for _, options in settings], args.cache_dir, args.device, args.silence_dbfs
-    )  # which checks each setting against the model
+    )
     scored = any(instance.reference for instance in instances)
     processes = min(args.nj, len(settings))
     if processes > 1:
         del translators
         summaries = run_settings_in_processes(
             args.model, settings, source, processes, cache_dir=args.cache_dir, device=args.device,
-            silence_dbfs=args.silence_dbfs, computation_aware=args.computation_aware, scored=scored,
+            silence_dbfs=args.silence_dbfs, computation_aware=args.computation_aware, scored=scored, runs=runs,
         )
     else:
         summaries = []
+        unit = "talk" if whole_talks else "utt"
         for (directory, options), translator in zip(settings, translators):
             name = options.describe()
-            with progress_bar(total=len(instances), unit="utt", desc=name, disable=len(instances) < 5) as bar:
-                result = run_setting(
+            with progress_bar(total=len(instances), unit=unit, desc=name, disable=len(instances) < 5) as bar:
+                result = runs.run(
                     translator, instances, directory, computation_aware=args.computation_aware, scored=scored,
                     on_record=lambda _: bar.update(1),
                 )
@@ -247,7 +331,7 @@ def run(args: argparse.Namespace, given: set[str]) -> int:
             print(f"ERROR: {error}", file=sys.stderr)
         failed += len(item.failed)
         if item.columns is not None:
-            keys = [key for key in ("BLEU", "LAAL", "AL", "LAAL_CA") if key in item.columns]
+            keys = [k for k in ("BLEU", "LAAL", "AL", "LAAL_CA", "LongYAAL", "StreamLAAL") if k in item.columns]
             shown = ", ".join(f"{key} {item.columns[key]:.2f}" for key in keys)
             print(f"{item.name}: {shown} -> {item.out_dir}", file=sys.stderr)
         elif not item.failed:

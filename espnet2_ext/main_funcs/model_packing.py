@@ -63,6 +63,8 @@ from espnet2_ext.main_funcs.training_utterances import TrainingUtterances, Train
 from espnet2_ext.simultaneous.incremental_features import CMVNStatsError, load_global_cmvn
 from espnet2_ext.simultaneous.options import META_KEY as SIMULTANEOUS_KEY
 from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
+from espnet2_ext.streaming.options import META_KEY as STREAMING_KEY
+from espnet2_ext.streaming.options import StreamOptions
 
 
 class PackError(Exception):
@@ -142,17 +144,18 @@ def working_directory(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
-def simultaneous_settings(path: Path, config: dict, global_cmvn: Path | None) -> dict:
-    """The keys of stage 9's ``conf/simulate.yaml`` shared by its settings (all but ``settings``),
-    checked as simulate checks them and against the model: a decoder layer it has, global CMVN
-    statistics packed when they say ``cmvn: global``."""
+def simultaneous_settings(path: Path, config: dict, global_cmvn: Path | None, kind: type = SimulOptions) -> dict:
+    """The keys of stage 9's ``conf/simulate.yaml`` (or, ``kind=StreamOptions``, stage 10's
+    ``conf/stream.yaml``) shared by its settings (all but ``settings``), checked as simulate
+    checks them and against the model: a decoder layer it has, global CMVN statistics packed
+    when they say ``cmvn: global``."""
     try:
         values = read_yaml_mapping(path)
     except YamlFileError as err:
         raise PackError(str(err)) from None
     values.pop("settings", None)
     try:
-        options = SimulOptions.checked(**values)
+        options = kind.checked(**values)
     except SimulOptionsError as err:
         raise PackError(f"{path}: {err}") from None
     layers = lookup(config, ("decoder_conf", "num_blocks"))
@@ -167,11 +170,15 @@ def simultaneous_settings(path: Path, config: dict, global_cmvn: Path | None) ->
 
 
 def add_meta(
-    version: str, training: TrainingUtterances | None, global_cmvn: str | None, simultaneous: dict | None = None
+    version: str,
+    training: TrainingUtterances | None,
+    global_cmvn: str | None,
+    simultaneous: dict | None = None,
+    streaming: dict | None = None,
 ) -> Callable[[bytes], bytes]:
     """Add our version, what the training utterances looked like, the global CMVN statistics'
-    member name and the simultaneous settings to ESPnet's ``meta.yaml``, which ``pack`` gives
-    no way to extend."""
+    member name and the simultaneous and streaming settings to ESPnet's ``meta.yaml``, which
+    ``pack`` gives no way to extend."""
 
     def edit(meta: bytes) -> bytes:
         data = yaml.safe_load(meta)
@@ -182,6 +189,8 @@ def add_meta(
             data[GLOBAL_CMVN_KEY] = global_cmvn
         if simultaneous is not None:
             data[SIMULTANEOUS_KEY] = simultaneous
+        if streaming is not None:
+            data[STREAMING_KEY] = streaming
         return yaml.safe_dump(data).encode()
 
     return edit
@@ -242,6 +251,7 @@ def pack_model(
     outpath: Path,
     global_cmvn: Path | None = None,
     simulate_conf: Path | None = None,
+    stream_conf: Path | None = None,
 ) -> dict[str, str]:
     """Write the archive; returns its ``meta.yaml`` ``files`` and ``yaml_files`` member names,
     and with ``global_cmvn`` (statistics checked to be readable) its member, as ``global_cmvn``.
@@ -249,7 +259,8 @@ def pack_model(
     ``global_cmvn`` that is the config's ``normalize_conf.stats_file`` (the same file, as
     with ``normalize: global_mvn``) is packed once: ``meta.yaml`` names that member.
     ``simulate_conf`` (stage 9's ``conf/simulate.yaml``) gives ``meta.yaml``'s simultaneous
-    settings (:func:`simultaneous_settings`).
+    settings, ``stream_conf`` (stage 10's ``conf/stream.yaml``) its streaming ones
+    (:func:`simultaneous_settings`).
     """
     if outpath.suffix != ".zip":
         raise PackError(f"the archive must be a .zip file, got {outpath}")
@@ -260,6 +271,9 @@ def pack_model(
     if global_cmvn is not None and (problem := global_cmvn_problem(global_cmvn, "global CMVN statistics")):
         raise PackError(problem)
     simultaneous = simultaneous_settings(simulate_conf, config, global_cmvn) if simulate_conf is not None else None
+    streaming = (
+        simultaneous_settings(stream_conf, config, global_cmvn, StreamOptions) if stream_conf is not None else None
+    )
     references = referenced_files(config, config_path)
     extra = [global_cmvn] if global_cmvn is not None else []
     root = archive_root([config_path, model_file, *references.values(), *extra])
@@ -269,7 +283,8 @@ def pack_model(
         contents["global_cmvn"] = member_name(global_cmvn, root)
     edits = {
         "meta.yaml": add_meta(
-            project_version(), training_utterances(config, config_path), contents.get("global_cmvn"), simultaneous
+            project_version(), training_utterances(config, config_path), contents.get("global_cmvn"), simultaneous,
+            streaming,
         ),
         contents["st_train_config"]: point_config_at(members),
     }

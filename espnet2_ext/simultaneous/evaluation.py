@@ -43,10 +43,14 @@ __all__ = [
     "SETTING_YAML",
     "SimulInstance",
     "SimulationError",
+    "UtteranceRuns",
+    "check_setting",
     "data_dir_instances",
+    "dependencies",
     "file_instances",
     "run_setting",
     "simulate_instance",
+    "translate_pending",
 ]
 
 INSTANCES_LOG = "instances.log"
@@ -149,11 +153,12 @@ def simulate_instance(
 
 
 class SettingResult(NamedTuple):
-    """What one setting's run left: the records in its log, how many instances failed, its scores."""
+    """What one setting's run left: the records in its log, how many instances failed, its
+    scores (anything whose ``columns()`` are ``scores.tsv``'s)."""
 
     records: list[InstanceRecord]
     failed: list[str]
-    scores: SimulScores | None
+    scores: Any | None
 
 
 def run_setting(
@@ -177,20 +182,12 @@ def run_setting(
     scores are written only when every instance is in the log (and ``scored``).
     """
     check_setting(out_dir, translator.options, dependencies(translator, instances), instances)
-    failed: list[str] = []
-    with InstancesLogWriter(out_dir / INSTANCES_LOG, resume=True) as writer:
-        for instance in _pending(instances, writer.done):
-            try:
-                samples = instance.samples()
-                _warn_if_long(translator, instance.source, len(samples) / SAMPLE_RATE)
-                record = simulate_instance(translator, samples, instance.index, instance.source, instance.reference)
-            except AudioError as err:
-                failed.append(str(err))
-                continue
-            writer.write(record)
-            if on_record is not None:
-                on_record(record)
-    records = sorted(read_instances(out_dir / INSTANCES_LOG).records, key=lambda r: r.index)
+
+    def record(instance: SimulInstance, samples: np.ndarray) -> InstanceRecord:
+        _warn_if_long(translator, instance.source, len(samples) / SAMPLE_RATE)
+        return simulate_instance(translator, samples, instance.index, instance.source, instance.reference)
+
+    records, failed = translate_pending(instances, out_dir, record, on_record)
     scores = None
     if scored and not failed and len(records) == len(instances):
         scores = corpus_scores(
@@ -201,6 +198,46 @@ def run_setting(
         )
         write_scores_tsv(out_dir / SCORES_TSV, scores)
     return SettingResult(records, failed, scores)
+
+
+def translate_pending(
+    instances: Sequence[SimulInstance],
+    out_dir: Path,
+    record: Callable[[SimulInstance, np.ndarray], InstanceRecord],
+    on_record: Callable[[InstanceRecord], None] | None = None,
+) -> tuple[list[InstanceRecord], list[str]]:
+    """``record`` every instance not yet in ``out_dir/instances.log``, appending each as it ends;
+    the log's records by index, and the errors of the instances whose audio could not be read."""
+    failed: list[str] = []
+    with InstancesLogWriter(out_dir / INSTANCES_LOG, resume=True) as writer:
+        for instance in _pending(instances, writer.done):
+            try:
+                result = record(instance, instance.samples())
+            except AudioError as err:
+                failed.append(str(err))
+                continue
+            writer.write(result)
+            if on_record is not None:
+                on_record(result)
+    return sorted(read_instances(out_dir / INSTANCES_LOG).records, key=lambda r: r.index), failed
+
+
+class UtteranceRuns:
+    """How a worker process builds a run's translators and runs a setting: one utterance at a
+    time (:func:`run_setting`). ``streaming.evaluation`` has whole talks' counterpart."""
+
+    def translators(
+        self, model: str, settings: Sequence[SimulOptions], cache_dir: str | None, device: str, silence_dbfs: float
+    ) -> list[SimultaneousTranslator]:
+        return SimultaneousTranslator.for_settings(model, settings, cache_dir, device, silence_dbfs)
+
+    def run(
+        self, translator: Any, instances: Sequence[SimulInstance], out_dir: Path, *, computation_aware: bool,
+        scored: bool, on_record: Callable[[InstanceRecord], None] | None = None,
+    ) -> SettingResult:
+        return run_setting(
+            translator, instances, out_dir, computation_aware=computation_aware, scored=scored, on_record=on_record
+        )
 
 
 class SettingSummary(NamedTuple):
@@ -219,7 +256,7 @@ def summary(out_dir: Path, name: str, result: SettingResult) -> SettingSummary:
 def run_settings_in_processes(
     model: str,
     jobs: Sequence[tuple[Path, SimulOptions]],
-    source: InstanceSource,
+    source: Any,
     processes: int,
     *,
     cache_dir: str | None = None,
@@ -227,9 +264,10 @@ def run_settings_in_processes(
     silence_dbfs: float = -60.0,
     computation_aware: bool = False,
     scored: bool = True,
+    runs: Any = None,
 ) -> list[SettingSummary]:
-    """:func:`run_setting` for every setting, spread over ``processes`` processes of one thread
-    each (the settings of a process share its model), in the order of ``jobs``.
+    """Every setting run (``runs``: :class:`UtteranceRuns` unless given), spread over ``processes``
+    processes of one thread each (the settings of a process share its model), in the order of ``jobs``.
 
     Each worker says which setting it starts and what each gave. However this function
     ends (an error, Ctrl-C, SIGTERM raised as :class:`~espnet2_ext.utils.cli.Interrupted`)
@@ -249,7 +287,10 @@ def run_settings_in_processes(
             receiver, sender = context.Pipe(duplex=False)
             process = context.Process(
                 target=_run_share,
-                args=(sender, model, share, source, cache_dir, device, silence_dbfs, computation_aware, scored),
+                args=(
+                    sender, model, share, source, cache_dir, device, silence_dbfs, computation_aware, scored,
+                    runs or UtteranceRuns(),
+                ),
                 daemon=True,
             )
             process.start()
@@ -299,12 +340,13 @@ def _run_share(
     connection: Any,
     model: str,
     share: list[tuple[int, tuple[Path, SimulOptions]]],
-    source: InstanceSource,
+    source: Any,
     cache_dir: str | None,
     device: str,
     silence_dbfs: float,
     computation_aware: bool,
     scored: bool,
+    runs: Any,
 ) -> None:
     """A worker: its settings in turn, each one's :class:`SettingSummary` sent as
     ``("done", index, summary)``; an exception as ``("error", exception, traceback)``."""
@@ -315,12 +357,10 @@ def _run_share(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
     try:
         torch.set_num_threads(1)
-        translators = SimultaneousTranslator.for_settings(
-            model, [options for _, (_, options) in share], cache_dir, device, silence_dbfs
-        )
+        translators = runs.translators(model, [options for _, (_, options) in share], cache_dir, device, silence_dbfs)
         instances = source.instances()
         for (index, (out_dir, options)), translator in zip(share, translators):
-            result = run_setting(translator, instances, out_dir, computation_aware=computation_aware, scored=scored)
+            result = runs.run(translator, instances, out_dir, computation_aware=computation_aware, scored=scored)
             connection.send(("done", index, summary(out_dir, options.describe(), result)))
     except Exception as err:  # sent whole to the parent, which raises it
         try:

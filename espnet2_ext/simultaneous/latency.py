@@ -213,9 +213,13 @@ def corpus_scores(
 
 
 def write_scores_tsv(path: str | Path, scores: SimulScores) -> None:
-    """SimulEval's ``scores.tsv`` (``evaluator/evaluator.py``, ``dump_results``), atomically:
-    the column names, then each value rounded to 3 decimals as pandas writes it
-    (Python's ``repr``); the plain columns stay plain with ``_CA`` ones (module docstring)."""
-    columns = scores.columns()
+    """SimulEval's ``scores.tsv`` (``evaluator/evaluator.py``, ``dump_results``), atomically;
+    the plain columns stay plain with ``_CA`` ones (module docstring)."""
+    write_columns_tsv(path, scores.columns())
+
+
+def write_columns_tsv(path: str | Path, columns: dict[str, float]) -> None:
+    """A ``scores.tsv`` as SimulEval writes one: the column names, then each value rounded to
+    3 decimals as pandas writes it (Python's ``repr``)."""
     values = (repr(round(value, 3)) for value in columns.values())
     write_text_atomically(path, "\t".join(columns) + "\n" + "\t".join(values) + "\n")

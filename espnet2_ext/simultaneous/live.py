@@ -99,7 +99,11 @@ class LiveTranslator:
     ) -> LiveTranslator:
         """A packed model with the setting ``options``; the pauses, lengths and lead the
         model's training utterances had (as ``translate`` segments long audio)."""
-        translator = SimultaneousTranslator.from_pretrained(model, cache_dir, device, **options)
+        return cls.around(SimultaneousTranslator.from_pretrained(model, cache_dir, device, **options))
+
+    @classmethod
+    def around(cls, translator: SimultaneousTranslator) -> LiveTranslator:
+        """``translator``'s utterances cut as its model's training utterances were."""
         cut = translator.translator.segmentation
         return cls(
             translator,
@@ -108,6 +112,15 @@ class LiveTranslator:
             pad_start_seconds=cut.pad_start_seconds,
             threshold=cut.threshold,
         )
+
+    @property
+    def options(self) -> Any:
+        """The setting each utterance is translated with."""
+        return self.translator.options
+
+    @property
+    def model_id(self) -> str | None:
+        return self.translator.model_id
 
     def reset(self) -> None:
         """Forget the stream, to start another."""
@@ -145,10 +158,12 @@ class LiveTranslator:
             waveform = self._resampler.feed(waveform)
         return self._take(waveform, self._vad.feed(waveform))
 
-    def finish(self) -> list[LiveWord]:
-        """The end of the stream: the rest of the open utterance; then :meth:`reset`."""
+    def finish(self, samples: Any = None, sample_rate: int = SAMPLE_RATE) -> list[LiveWord]:
+        """The end of the stream, after its last ``samples`` if given (pushed as any others):
+        the rest of the open utterance; then :meth:`reset`."""
+        words = self.push(samples, sample_rate) if samples is not None and len(samples) else []
         tail = self._resampler.finish() if self._resampler is not None else np.zeros(0, dtype=np.float32)
-        words = self._take(tail, self._vad.finish())
+        words += self._take(tail, self._vad.finish())
         if self._utterance_start is not None:
             words += self._close()
         spans = self.spans

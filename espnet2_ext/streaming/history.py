@@ -11,7 +11,11 @@ keep, then drops the audio that no kept token still needs:
 - :func:`punctuation_history` (``punctuation``): what follows the last token holding
   one of ``. ! ? : ;``, at most ``max_tokens`` of it;
 - :func:`attended_frames_to_cut` (both): the feature frames before the earliest
-  encoder position that the kept text and the tokens not yet written attend to most;
+  encoder position that the kept text and the tokens not yet written attend to most
+  (FBK's rule), or, ``past_discarded`` (ours), at least those up to the last position
+  the discarded text attended to most: when a sentence ends, FBK's rule reads where
+  the next, barely begun one attends, and a model that attends back to the old
+  sentence's audio keeps it, then translates it again;
 - :func:`fixed_audio_frames_to_cut` (``audio``, FBK's ``FixedAudioHistorySelection``,
   the paper's baseline): 280 ms per word of text discarded.
 
@@ -26,12 +30,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from espnet2_ext.simultaneous.words import WORD_START
-from espnet2_ext.streaming.options import HISTORIES
+from espnet2_ext.streaming.options import AUDIO_CUTS, HISTORIES
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "AUDIO_CUTS",
     "FIXED_WORD_MS",
     "STRONG_PUNCTUATION",
     "attended_frames_to_cut",
@@ -95,6 +100,7 @@ def attended_frames_to_cut(
     discarded: int,
     run_lengths: Sequence[int] | None,
     subsampling: int,
+    rule: str = "fbk",
 ) -> int:
     """Feature frames no token of the next step attends to, once ``discarded`` tokens left the text.
 
@@ -104,20 +110,27 @@ def attended_frames_to_cut(
     ``audio_history``: the tag's and the discarded tokens' columns go, then the last
     encoder position and the ``</s>`` column; the rows left are the kept text and the
     tokens not written yet. The earliest of their most attended positions, k, is
-    where the audio the next step needs begins: mapped back through the CTC
-    compression's runs (``run_lengths[p]``: the CTC frames position p merged; None
-    when nothing was merged) to CTC frames, then times the model's subsampling
-    (FBK hard-codes 4) to feature frames.
+    where the audio the next step needs begins. With ``rule="past_discarded"`` k is
+    at least one past the latest position a discarded token attends to most. k is
+    mapped back through the CTC compression's runs (``run_lengths[p]``: the CTC frames
+    position p merged; None when nothing was merged) to CTC frames, then times the
+    model's subsampling (FBK hard-codes 4) to feature frames.
 
     Example: positions aligned ``[1, 1, 3]``, runs ``[2, 3, 1, 1]``, 4x subsampling:
     k = 1, one run of 2 CTC frames before it, 8 feature frames cut.
     """
+    if rule not in AUDIO_CUTS:
+        raise ValueError(f"rule must be one of {', '.join(AUDIO_CUTS)}, got {rule!r}")
     if discarded == 0:
         return 0
-    scores = attention[:-1, tag_len + discarded : -1]
+    scores = attention[:-1, :-1].float()
     if scores.numel() == 0:
         return 0
-    earliest = int(scores.float().argmax(dim=0).min())
+    aligned = scores.argmax(dim=0)  # each token's most attended position
+    kept = aligned[tag_len + discarded :]
+    earliest = int(kept.min()) if kept.numel() else 0
+    if rule == "past_discarded":
+        earliest = max(earliest, int(aligned[tag_len : tag_len + discarded].max()) + 1)
     frames = sum(run_lengths[:earliest]) if run_lengths is not None else earliest
     return frames * subsampling
 

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import NamedTuple
@@ -44,8 +47,12 @@ __all__ = [
     "REFERENCE_YAML",
     "LongformError",
     "LongformScores",
+    "ReferenceSentence",
     "StreamReferences",
+    "check_talks",
+    "data_dir_sentences",
     "score_longform",
+    "talks_of",
     "talk_name",
 ]
 
@@ -73,6 +80,41 @@ def talk_name(source: str | Sequence[str]) -> str:
     return PurePath(first).name
 
 
+def data_dir_sentences(data_dir: Path, reference_name: str = "text.tgt") -> list[ReferenceSentence]:
+    """A data dir's reference sentences: its ``segments`` (recordings sorted by id, sentences in
+    time order) with their references; each recording's talk is named ``<recording id>.wav``."""
+    texts = read_text(data_dir / reference_name)
+    sentences = []
+    for recording in read_recordings(data_dir):
+        for utt in recording.utterances:
+            if utt.end is None:
+                raise LongformError(f"{data_dir}: recording {recording.recording_id} has no segments to score against")
+            if utt.utt_id not in texts:
+                raise LongformError(f"{data_dir / reference_name}: no reference for utterance {utt.utt_id}")
+            text = " ".join(texts[utt.utt_id].split())
+            sentences.append(ReferenceSentence(f"{recording.recording_id}.wav", utt.start, utt.end - utt.start, text))
+    return sentences
+
+
+def talks_of(sentences: Sequence[ReferenceSentence]) -> dict[str, list[ReferenceSentence]]:
+    """Each talk's sentences in order, talks in order of first appearance, by their wav's file name."""
+    talks: dict[str, list[ReferenceSentence]] = {}
+    for sentence in sentences:
+        talks.setdefault(PurePath(sentence.wav).name, []).append(sentence)
+    return talks
+
+
+def check_talks(sentences: Sequence[ReferenceSentence], names: Sequence[str], where: str, what: str) -> None:
+    """Every talk of the references (from ``where``) is among ``names``, and every name is one of theirs."""
+    talks = talks_of(sentences)
+    unknown = [name for name in names if name not in talks]
+    missing = [name for name in talks if name not in names]
+    if unknown:
+        raise LongformError(f"{where} names no segment of {', '.join(unknown[:3])} ({what})")
+    if missing:
+        raise LongformError(f"{where} names {', '.join(missing[:3])}, which {what} do not hold")
+
+
 @dataclass(frozen=True)
 class StreamReferences:
     """The reference sentences of a test set in file order, and the two files that hold them."""
@@ -98,43 +140,24 @@ class StreamReferences:
         return cls(yaml, text, tuple(ReferenceSentence(*d, line.strip()) for d, line in zip(definitions, lines)))
 
     @classmethod
-    def from_data_dir(cls, data_dir: Path, reference_name: str, out_dir: Path) -> StreamReferences:
-        """A data dir's ``segments`` (recordings sorted by id, sentences in time order) and
-        references, written to ``out_dir`` as MuST-C's files; each recording's talk is
-        named ``<recording id>.wav``."""
-        texts = read_text(data_dir / reference_name)
-        sentences = []
-        for recording in read_recordings(data_dir):
-            for utt in recording.utterances:
-                if utt.end is None:
-                    raise LongformError(f"{data_dir}: recording {recording.recording_id} has no segments to score against")
-                if utt.utt_id not in texts:
-                    raise LongformError(f"{data_dir / reference_name}: no reference for utterance {utt.utt_id}")
-                sentences.append(ReferenceSentence(
-                    f"{recording.recording_id}.wav", utt.start, utt.end - utt.start, " ".join(texts[utt.utt_id].split())
-                ))
+    def written(cls, out_dir: Path, sentences: Sequence[ReferenceSentence]) -> StreamReferences:
+        """``sentences`` written to ``out_dir`` as MuST-C's files (what ``omnisteval`` reads)."""
         out_dir.mkdir(parents=True, exist_ok=True)
         yaml, text = out_dir / REFERENCE_YAML, out_dir / REFERENCE_TXT
         write_text_atomically(yaml, segment_list_text([SegmentDefinition(s.wav, s.offset, s.duration) for s in sentences]))
         write_text_atomically(text, "".join(s.text + "\n" for s in sentences))
         return cls.from_files(yaml, text)
 
+    @classmethod
+    def from_data_dir(cls, data_dir: Path, reference_name: str, out_dir: Path) -> StreamReferences:
+        """A data dir's reference sentences (:func:`data_dir_sentences`), written to ``out_dir``."""
+        return cls.written(out_dir, data_dir_sentences(data_dir, reference_name))
+
     def talks(self) -> dict[str, list[ReferenceSentence]]:
-        """Each talk's sentences in file order, talks in order of first appearance."""
-        talks: dict[str, list[ReferenceSentence]] = {}
-        for sentence in self.sentences:
-            talks.setdefault(PurePath(sentence.wav).name, []).append(sentence)
-        return talks
+        return talks_of(self.sentences)
 
     def check_talks(self, names: Sequence[str], what: str) -> None:
-        """Every talk of the references is among ``names`` and every name is a talk of theirs."""
-        talks = self.talks()
-        missing = [name for name in talks if name not in names]
-        unknown = [name for name in names if name not in talks]
-        if unknown:
-            raise LongformError(f"{self.yaml} names no segment of {', '.join(unknown[:3])} ({what})")
-        if missing:
-            raise LongformError(f"{self.yaml} names {', '.join(missing[:3])}, which {what} do not hold")
+        check_talks(self.sentences, names, str(self.yaml), what)
 
 
 @dataclass(frozen=True)
@@ -196,7 +219,8 @@ def _omnisteval(log: Path, references: StreamReferences, lang: str | None) -> tu
         str(references.yaml), None, str(references.text), str(log), hypothesis_format="jsonl",
         char_level=False, offset_delays=False, fix_emission_ca_flag=True,
     )
-    instances, _ = resegment(ref_words, hyp_words, segmentation, ref_sentences, char_level=False, lang=lang)
+    with _default_sigterm():  # its alignment forks a pool, which ends its workers with SIGTERM
+        instances, _ = resegment(ref_words, hyp_words, segmentation, ref_sentences, char_level=False, lang=lang)
     quiet = logging.getLogger("omnisteval")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # its notes on empty segments and Unicode are for its own report
@@ -211,6 +235,20 @@ def _omnisteval(log: Path, references: StreamReferences, lang: str | None) -> tu
         _finite(scores.get("long_yaal")),
         _finite(scores.get("ca_long_yaal")),
     )
+
+
+@contextmanager
+def _default_sigterm() -> Iterator[None]:
+    """SIGTERM's default action meanwhile (in the main thread), so that processes forked now die
+    of it quietly rather than run the command line's handler (which reports an interruption)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _finite(value: float | None) -> float | None:

@@ -32,7 +32,7 @@ import numpy as np
 from simulstream.server.speech_processors import SpeechProcessor
 from simulstream.server.speech_processors.incremental_output import IncrementalOutput
 
-from espnet2_ext.streaming.options import StreamOptions
+from espnet2_ext.streaming.options import ATTENTION_HISTORIES, StreamOptions
 
 __all__ = ["StreamAttProcessor", "processor_options"]
 
@@ -59,9 +59,12 @@ def processor_options(config: SimpleNamespace) -> tuple[dict[str, Any], dict[str
         raise ProcessorConfigError(f"model: {model!r} is not a model zip or directory (the first key, model: PATH)")
     loading = {key: values[key] for key in LOADING_KEYS if key in values}
     options = {name: values[name] for name in (f.name for f in fields(StreamOptions)) if name in values}
-    options.setdefault("history", "words")
-    if not StreamOptions.checked(**options).streams:  # checked before the model loads
-        raise ProcessorConfigError("history: none translates utterances; a stream needs words, punctuation or audio")
+    history = StreamOptions.checked(**{"history": "words", **options}).history  # checked before the model loads
+    if history not in ATTENTION_HISTORIES:
+        raise ProcessorConfigError(
+            f"history: {history}: the processor streams with StreamAtt, whose history is one of "
+            f"{', '.join(ATTENTION_HISTORIES)}"
+        )
     return loading, options
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from espnet2_ext.inference.speech2translation import Speech2Translation
-from espnet2_ext.main_funcs.model_archive import PackedModel
+from espnet2_ext.main_funcs.model_archive import ModelArchiveError, PackedModel, open_model
 from espnet2_ext.main_funcs.training_utterances import TrainingUtterances
 from espnet2_ext.simultaneous.incremental_features import GlobalCMVN
 from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
@@ -49,14 +49,24 @@ from espnet2_ext.simultaneous.translator import (
     model_settings,
 )
 from espnet2_ext.streaming import history
-from espnet2_ext.streaming.options import StreamOptions
+from espnet2_ext.streaming.options import ATTENTION_HISTORIES, StreamOptions, packed_stream_settings
 from espnet2_ext.utils.fbank import FRAME_SHIFT_MS
 
-__all__ = ["DEFAULT_MAX_HISTORY_SECONDS", "StreamingTranslator", "StreamedWord"]
+__all__ = ["DEFAULT_MAX_HISTORY_SECONDS", "StreamedWord", "StreamingTranslator", "stream_settings"]
 
 DEFAULT_MAX_HISTORY_SECONDS = 30.0  # for a model that does not say how long its utterances were
 
 StreamedWord = CommittedWord  # text, seconds of stream received when written, and with the computing
+
+
+def stream_settings(model: str | Path, cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """The settings packed with a model for streams: stage 9's simultaneous ones, then stage 10's
+    streaming ones over them (``{}`` when it has neither)."""
+    packed = open_model(model, cache_dir)
+    try:
+        return {**model_settings(model, cache_dir), **packed_stream_settings(packed.meta)}
+    except SimulOptionsError as err:
+        raise ModelArchiveError(f"{model}: {err}") from None
 
 
 class StreamingTranslator(SimultaneousTranslator):
@@ -90,8 +100,8 @@ class StreamingTranslator(SimultaneousTranslator):
         source: str = "the model",
         model_id: str | None = None,
     ):
-        if not isinstance(options, StreamOptions) or not options.streams:
-            raise SimulOptionsError("a stream needs a history: words, punctuation or audio")
+        if not isinstance(options, StreamOptions) or options.history not in ATTENTION_HISTORIES:
+            raise SimulOptionsError(f"StreamAtt needs a history: {', '.join(ATTENTION_HISTORIES)}")
         if options.max_history_seconds is None:
             raise ValueError("max_history_seconds must be resolved (from_pretrained takes it from the model)")
         super().__init__(translator, options, global_cmvn, source, model_id)
@@ -112,8 +122,9 @@ class StreamingTranslator(SimultaneousTranslator):
     ) -> StreamingTranslator:
         """Load a packed ``model.zip`` (or its directory) with the setting ``options``
         (:class:`~espnet2_ext.streaming.options.StreamOptions`' fields; ``history`` defaults to
-        ``words``); those not given are the model's packed simultaneous settings, else FBK's."""
-        setting = StreamOptions.checked(**{"history": "words", **model_settings(model, cache_dir), **options})
+        ``words``); those not given are the model's packed streaming, then simultaneous settings
+        (:func:`stream_settings`), else FBK's."""
+        setting = StreamOptions.checked(**{"history": "words", **stream_settings(model, cache_dir), **options})
         (translator,) = cls.for_settings(model, [setting], cache_dir, device, silence_dbfs)
         return translator
 
@@ -201,7 +212,8 @@ class StreamingTranslator(SimultaneousTranslator):
             frames = history.fixed_audio_frames_to_cut(old[:discarded], self.pieces)
         else:
             frames = history.attended_frames_to_cut(
-                attention, len(self.tag), discarded, self._position_runs(encoded), self._subsampling
+                attention, len(self.tag), discarded, self._position_runs(encoded), self._subsampling,
+                options.audio_cut,
             )
         self._committed = kept
         self._fbank.discard(min(frames, len(self._fbank.features)))

@@ -154,6 +154,23 @@ def test_attended_cut_skips_the_tag_and_the_discarded_columns_and_maps_runs_to_f
     assert attended_frames_to_cut(attention, 0, 4, None, 4) == 1 * 4  # no tag: 4 discarded, rows 1, 2 left
 
 
+def test_past_discarded_cuts_at_least_past_what_the_discarded_text_attended_to():
+    """A token still to come that looks back at the old sentence keeps FBK's cut early;
+    ours cuts past the discarded text's last position."""
+    aligned = [0, 2, 3, 1, 4, 4]  # tag; discarded: 2, 3; kept: 1; unwritten: 4; </s>
+    attention = torch.zeros(6, len(aligned))
+    attention[aligned, range(len(aligned))] = 1.0
+    assert attended_frames_to_cut(attention, 1, 2, None, 4) == 1 * 4
+    assert attended_frames_to_cut(attention, 1, 2, None, 4, "past_discarded") == 4 * 4
+    assert attended_frames_to_cut(attention, 1, 2, [1, 2, 1, 3, 1, 1], 4, "past_discarded") == (1 + 2 + 1 + 3) * 4
+    aligned[3] = 5  # a kept token past them all: the earliest kept one decides, as FBK's
+    attention = torch.zeros(7, len(aligned))
+    attention[aligned, range(len(aligned))] = 1.0
+    assert attended_frames_to_cut(attention, 1, 2, None, 4, "past_discarded") == 4 * 4
+    with pytest.raises(ValueError, match="rule must be one of fbk, past_discarded"):
+        attended_frames_to_cut(attention, 1, 2, None, 4, "latest")
+
+
 def test_fixed_audio_counts_words_as_fbk_does():
     assert fixed_audio_frames_to_cut([2, 3], SP) == 2 * 28
     assert fixed_audio_frames_to_cut([5, 6, 7], SP) == 28  # ▁Qu okka . : one word

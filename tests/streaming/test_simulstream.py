@@ -80,7 +80,7 @@ def test_simulstream_inference_writes_simulates_words(packed_trained, trained, c
 @pytest.mark.parametrize("change, message", [
     (dict(beam=5), "unknown key(s) beam"),
     (dict(model="no/such/model.zip"), "is not a model zip"),
-    (dict(history="none"), "a stream needs words"),
+    (dict(history="none"), "the processor streams with StreamAtt"),
     (dict(policy="waitk"), "needs a policy that reads the cross-attention"),
 ])
 def test_processor_yaml_errors_name_the_key(packed_trained, tmp_path, change, message):
