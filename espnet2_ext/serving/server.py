@@ -135,7 +135,10 @@ class LiveServer:
         try:
             reason = await self._converse(websocket, session)
         finally:
-            session.close()
+            try:
+                session.close()
+            except Exception:  # the translator may be broken: the next client will say so
+                LOGGER.exception("resetting the translator failed")
             self._free.append(session.translator)
         LOGGER.info("%s closed: %s", name, reason)
 
