@@ -146,7 +146,8 @@ class Session {
     this.line.append(span);
     view.words.push({ text, time, arrival });
     showReadout();
-    span.scrollIntoView({ block: 'nearest' });
+    const box = $('translation');
+    box.scrollTop = box.scrollHeight; // the newest line in view
   }
 
   closed(event) {
