@@ -43,7 +43,7 @@ def translator_factory(
         raise ValueError(f"unknown translator {kind!r}; expected one of {', '.join(TRANSLATORS)}")
     module, name = TRANSLATORS[kind].rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
-    return lambda: cls.from_pretrained(model, cache_dir, device, **options)
+    return lambda: cls.from_pretrained(model, cache_dir=cache_dir, device=device, **options)
 
 
 class TimedRun(NamedTuple):
