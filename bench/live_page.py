@@ -13,7 +13,8 @@ torch's threads are far slower in the main thread): its computation-aware delays
 word arrives no later than its computation-aware delay + 0.5 s.
 
 Reported: the talk, the machine's load, the share of the talk found intact in what the
-server received (a loaded browser's audio clock can insert silence), the words, and
+server received (a loaded browser's audio clock can insert silence), the words (and
+whether they are those of the wav itself, when the browser inserted nothing), and
 per word (mean / max): delay, computation-aware delay, arrival, arrival after the delay
 (what the page's latency readout shows), arrival after the computation-aware delay.
 ``--screenshot PNG`` saves the page while it translates.
@@ -28,6 +29,7 @@ import argparse
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from difflib import SequenceMatcher
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +93,7 @@ def main() -> None:
     share, lags = find_talk(received, talk)
     with ThreadPoolExecutor(1) as thread:  # where the server computes: torch's threads behave otherwise there
         python = thread.submit(translate_timed, served.translator, received, RATE, 1600).result()
+        on_wav = thread.submit(translate_timed, served.translator, talk, RATE, 1600).result()
     shown = state["words"]
     same = [w["text"] for w in shown] == [w.text for w in python] and all(
         abs(w["time"] - p.time) < 1e-3 for w, p in zip(shown, python))
@@ -102,7 +105,10 @@ def main() -> None:
           f"{args.threads} thread(s); {options}")
     print(f"microphone {device_rate} Hz; talk found intact in what the server received: {share:.0%} of its "
           f"100-ms windows, {min(lags) / RATE:+.3f} to {max(lags) / RATE:+.3f} s from their place")
-    print(f"{len(shown)} words in {len(lines)} lines; the same words at the same delays as in Python: {same}")
+    matcher = SequenceMatcher(None, [w["text"] for w in shown], [w.text for w in on_wav], autojunk=False)
+    common = sum(block.size for block in matcher.get_matching_blocks())
+    print(f"{len(shown)} words in {len(lines)} lines; the same words at the same delays as in Python: {same}; "
+          f"in Python on the wav itself: {len(on_wav)} words, {common} of them in common (in order)")
     print("per word, mean / max (s):")
     print(f"  delay (audio received when committed)      {stats([w.time for w in python])}")
     print(f"  computation-aware delay (Python, as fast)  {stats([w.elapsed for w in python])}")
