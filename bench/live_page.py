@@ -87,7 +87,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as profile, running(server, listen("127.0.0.1", 0)) as url:
         with chromium(Path(profile), *fake_microphone(Path(args.wav)), size=(1000, 1000)) as page:
             shot = None if args.screenshot is None else (args.screenshot_at * seconds, args.screenshot)
-            state, lines, device_rate = translate_in_page(page, url + "/", seconds + 1.5, screenshot=shot)
+            state, lines, device_rate = translate_in_page(
+                page, url + "/", lambda state: state["audioSeconds"] >= seconds + 1.5, seconds + 120, screenshot=shot
+            )
     server.close()
     received = np.concatenate(served.audio)
     share, lags = find_talk(received, talk)

@@ -9,7 +9,7 @@ those this project's machines need as root with no network beyond loopback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -70,18 +70,19 @@ class PageRun(NamedTuple):
 
 
 def translate_in_page(
-    page: webdriver.Chrome, url: str, seconds: float, timeout: float = 120.0,
+    page: webdriver.Chrome, url: str, until: Callable[[dict[str, Any]], bool], timeout: float = 120.0,
     screenshot: tuple[float, Path] | None = None,
 ) -> PageRun:
-    """Open the page at ``url``, press the button, let ``seconds`` of audio go, press it again and
-    wait for the last words; ``screenshot``: (seconds of audio, PNG) taken while it translates."""
+    """Open the page at ``url``, press the button, let the audio go ``until`` the page's state
+    says (e.g. ``lambda state: state["audioSeconds"] >= 60``), press it again and wait for the
+    last words; ``screenshot``: (seconds of audio, PNG) taken while it translates."""
     page.get(url)
     page.find_element(By.ID, "mic").click()
     started = _wait(page, lambda state: state["state"] == "recording", timeout)
     if screenshot is not None:
-        _wait(page, lambda state: state["audioSeconds"] >= screenshot[0], seconds + timeout)
+        _wait(page, lambda state: state["audioSeconds"] >= screenshot[0], screenshot[0] + timeout)
         page.save_screenshot(str(screenshot[1]))
-    _wait(page, lambda state: state["audioSeconds"] >= seconds, seconds + timeout)
+    _wait(page, until, timeout)
     page.find_element(By.ID, "mic").click()
     done = _wait(page, lambda state: state["state"] == "idle", timeout)
     lines = [line.get_attribute("textContent") for line in page.find_elements(By.CSS_SELECTOR, "#translation p")]
