@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SYSTEM_TOOLS := espeak-ng sox
+# command:Debian package
+SYSTEM_TOOLS := espeak-ng:espeak-ng sox:sox chromium:chromium chromedriver:chromium-driver
 
 DEMO_ZIP := egs/mustc_conformer_ctc/exp/st_demo_finetune/packed/model.zip
 
@@ -11,9 +12,9 @@ DEMO_ZIP := egs/mustc_conformer_ctc/exp/st_demo_finetune/packed/model.zip
 
 venv: sysdeps $(STAMP)
 
-# Debian packages for synthesising test and demo speech.
+# Debian packages for synthesising test and demo speech, and the browser that tests `serve`'s page.
 sysdeps:
-	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
