@@ -4,8 +4,9 @@
 Open the page, press the button and speak: the words appear as the translator commits
 them. Any simulstream client works too (``simulstream_wavs_client --uri
 ws://HOST:PORT/ws --wav-list-file LIST``). Each client gets a translator of its own
-(``--translator live``: the stream cut at the speaker's pauses, each utterance
-translated simultaneously); up to ``--max_clients`` at once, each computing with
+(``--translator stream``: the whole stream translated with a bounded history, FBK's
+StreamAtt; ``live``: the stream cut at the speaker's pauses, each utterance translated
+simultaneously); up to ``--max_clients`` at once, each computing with
 ``--num_threads`` threads. A client past the limit, one that sends malformed JSON,
 an odd number of bytes, audio before its configuration, or nothing for
 ``--idle_seconds``, gets one error message and is closed; the others go on.
@@ -14,8 +15,11 @@ Binds to 127.0.0.1 (this machine only) unless ``--host`` says otherwise. Exit st
 1 with one ``ERROR:`` line: the port in use, bad options, a model that cannot be
 loaded. Ctrl-C stops it.
 
+The translator's options not given are the model's packed settings (stage 8 packs the
+recipe's ``conf/simulate.yaml`` and ``conf/stream.yaml`` shared keys), else FBK's.
+
 Usage:
-    python -m espnet2_ext.bin.serve --model model.zip --segment_ms 400 --attention_layer 2
+    python -m espnet2_ext.bin.serve --model model.zip
     python -m espnet2_ext.bin.serve --model model.zip --host 0.0.0.0 --port 8000 --max_clients 4
 """
 
@@ -34,9 +38,10 @@ from espnet2.utils.types import str_or_none
 from espnet2_ext.main_funcs.model_archive import ModelArchiveError
 from espnet2_ext.serving.translators import TRANSLATORS
 from espnet2_ext.simultaneous.options import CMVN_MODES, FRAME_UNITS, POLICIES, WAITK_SOURCES, SimulOptions
+from espnet2_ext.streaming.options import ATTENTION_HISTORIES, AUDIO_CUTS, StreamOptions
 from espnet2_ext.utils.cli import ArgumentParser, CommandError, command
 
-DEFAULTS = SimulOptions()
+STREAM_ONLY = tuple(f.name for f in fields(StreamOptions) if f.name not in {g.name for g in fields(SimulOptions)})
 
 
 def cores() -> int:
@@ -44,13 +49,11 @@ def cores() -> int:
 
 
 def get_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--model", required=True, help="model.zip from recipe stage 8, or its unpacked directory")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8080, help="0: any free port")
-    parser.add_argument("--translator", default="live", choices=tuple(TRANSLATORS), help="what translates a stream")
+    parser.add_argument("--translator", default="stream", choices=tuple(TRANSLATORS), help="what translates a stream")
     parser.add_argument(
         "--max_clients", type=int, default=None, help="clients at once (default: the cores / --num_threads)"
     )
@@ -61,26 +64,40 @@ def get_parser() -> ArgumentParser:
     parser.add_argument(
         "--log_level", default="INFO", choices=("ERROR", "WARNING", "INFO", "DEBUG"), help="of the clients' log"
     )
-    group = parser.add_argument_group("The translator's policy (as simulate's options)")
-    group.add_argument("--policy", default=DEFAULTS.policy, choices=POLICIES)
-    group.add_argument("--frame_num", type=int, default=DEFAULTS.frame_num, help="AlignAtt's f, EDAtt's lambda")
-    group.add_argument("--frame_unit", default=DEFAULTS.frame_unit, choices=FRAME_UNITS)
-    group.add_argument("--attn_threshold", type=float, default=DEFAULTS.attn_threshold, help="EDAtt's alpha")
-    group.add_argument("--waitk", type=int, default=DEFAULTS.waitk, help="wait-k's k")
-    group.add_argument("--waitk_source", default=DEFAULTS.waitk_source, choices=WAITK_SOURCES)
-    group.add_argument("--segment_factor", type=int, default=DEFAULTS.segment_factor, help="40-ms frames a word")
-    group.add_argument("--attention_layer", type=int, default=DEFAULTS.attention_layer, help="0-based")
-    group.add_argument("--segment_ms", type=int, default=DEFAULTS.segment_ms, help="the policy runs once a chunk")
-    group.add_argument("--cmvn", default=DEFAULTS.cmvn, choices=CMVN_MODES, help="global: the zip's statistics")
-    group.add_argument("--beam_size", type=int, default=DEFAULTS.beam_size)
-    group.add_argument("--no_repeat_ngram_size", type=int, default=DEFAULTS.no_repeat_ngram_size)
-    group.add_argument("--maxlen_b", type=int, default=DEFAULTS.maxlen_b, help="tokens of an utterance at most")
-    group.add_argument("--lang_tag", type=str_or_none, default=None)
+    group = parser.add_argument_group("The translator (as simulate's options); each unset: the model's, else FBK's")
+    group.add_argument("--policy", choices=POLICIES)
+    group.add_argument("--frame_num", type=int, help="AlignAtt's f, EDAtt's lambda")
+    group.add_argument("--frame_unit", choices=FRAME_UNITS)
+    group.add_argument("--attn_threshold", type=float, help="EDAtt's alpha")
+    group.add_argument("--waitk", type=int, help="wait-k's k")
+    group.add_argument("--waitk_source", choices=WAITK_SOURCES)
+    group.add_argument("--segment_factor", type=int, help="40-ms frames a word")
+    group.add_argument("--attention_layer", type=int, help="0-based")
+    group.add_argument("--segment_ms", type=int, help="the policy runs once a chunk")
+    group.add_argument("--cmvn", choices=CMVN_MODES, help="global: the zip's statistics")
+    group.add_argument("--beam_size", type=int)
+    group.add_argument("--no_repeat_ngram_size", type=int)
+    group.add_argument("--maxlen_b", type=int, help="tokens of an utterance at most")
+    group.add_argument("--lang_tag", type=str_or_none)
+    group.add_argument("--history", choices=ATTENTION_HISTORIES, help="--translator stream's text history")
+    group.add_argument("--history_words", type=int, help="words of text kept (words, audio)")
+    group.add_argument("--history_max_tokens", type=int, help="most tokens punctuation keeps")
+    group.add_argument("--audio_cut", choices=AUDIO_CUTS, help="where the audio history starts once text left it")
+    group.add_argument("--max_history_seconds", type=float, help="most audio re-encoded")
+    group.add_argument("--pause_flush_seconds", type=float, help="a pause this long writes the hypothesis whole")
     return parser
 
 
-def checked(args: argparse.Namespace) -> SimulOptions:
-    """The policy's options; CommandError for the server's own that are out of range."""
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown, but not the translator's None (the model's, else FBK's)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def checked(args: argparse.Namespace) -> dict:
+    """The translator's options given (checked as the translator checks them, the rest coming
+    from the model); CommandError for the server's own that are out of range."""
     for option, lowest in (("num_threads", 1), ("max_clients", 1)):
         value = getattr(args, option)
         if value is not None and value < lowest:
@@ -91,7 +108,15 @@ def checked(args: argparse.Namespace) -> SimulOptions:
         raise CommandError(f"--port must be in 0..65535, got {args.port}")
     if not Path(args.model).exists():
         raise CommandError(f"--model {args.model}: no such file or directory")
-    return SimulOptions.checked(**{field.name: getattr(args, field.name) for field in fields(SimulOptions)})
+    given = {f.name: getattr(args, f.name) for f in fields(StreamOptions) if getattr(args, f.name) is not None}
+    if args.translator != "stream":
+        stream_only = [f"--{name}" for name in STREAM_ONLY if name in given]
+        if stream_only:
+            raise CommandError(f"{', '.join(stream_only)}: for --translator stream, not {args.translator}")
+        SimulOptions.checked(**given)
+    else:
+        StreamOptions.checked(**{"history": "words", **given})
+    return given
 
 
 @command(ModelArchiveError, ValueError, on_interrupt="the server stopped")
@@ -118,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         check_device(args.device)
         torch.set_num_threads(args.num_threads)
-        make = translator_factory(args.translator, args.model, args.cache_dir, args.device, **vars(options))
+        make = translator_factory(args.translator, args.model, args.cache_dir, args.device, **options)
         server = LiveServer(make, max_clients, args.idle_seconds)
         host, port = sock.getsockname()[:2]
         url = f"{'[' + host + ']' if ':' in host else host}:{port}"

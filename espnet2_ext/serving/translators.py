@@ -22,6 +22,7 @@ from espnet2_ext.serving.protocol import TimedWord
 __all__ = ["TRANSLATORS", "StreamTranslator", "TimedRun", "translator_factory", "translate_timed"]
 
 TRANSLATORS = {
+    "stream": "espnet2_ext.streaming.translator.StreamingTranslator",  # the whole stream, a bounded history
     "live": "espnet2_ext.simultaneous.live.LiveTranslator",  # cut at pauses, each utterance simultaneously
 }
 

@@ -16,7 +16,7 @@ from websockets.sync.client import connect
 from espnet2_ext.bin import serve
 
 ROOT = Path(__file__).resolve().parents[2]
-POLICY = ["--policy", "waitk", "--waitk", "1", "--segment_factor", "2", "--segment_ms", "300", "--cmvn", "prefix",
+POLICY = ["--translator", "live", "--policy", "waitk", "--waitk", "1", "--segment_factor", "2", "--segment_ms", "300", "--cmvn", "prefix",
           "--beam_size", "2", "--maxlen_b", "20", "--attention_layer", "1"]
 
 
@@ -43,6 +43,8 @@ def test_a_port_in_use_is_one_error_naming_it(packed_trained, capsys):
     (["--translator", "magic"], "argument --translator: invalid choice: 'magic'"),
     (["--host", "256.0.0.1"], "--host 256.0.0.1 --port 0: cannot listen there"),
     (["--policy", "alignatt", "--attention_layer", "7"], "attention_layer 7: the decoder of"),
+    (["--history_words", "5"], "--history_words: for --translator stream, not live"),
+    (["--translator", "stream"], "history words needs a policy that reads the cross-attention"),
 ])
 def test_bad_options_are_one_error(packed_trained, cache, capsys, argv, says):
     base = ["--model", str(packed_trained), "--cache_dir", str(cache), "--port", "0", *POLICY]
