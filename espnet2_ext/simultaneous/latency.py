@@ -190,10 +190,12 @@ def corpus_scores(
     use_ref_len: bool = True,
     tokenize: str = "13a",
     log: str = "instances.log",
+    yaal: bool = True,
 ) -> SimulScores:
     """What SimulEval 1.1.4 reports for ``records`` with ``--latency-metrics``,
     ``--computation-aware``, ``--no-use-ref-len`` (``use_ref_len=False``) and
-    ``--sacrebleu-tokenizer``; ``log`` names the records' file in the BLEU result."""
+    ``--sacrebleu-tokenizer``; ``log`` names the records' file in the BLEU result. With
+    ``yaal`` (and LAAL among the metrics) OmniSTEval's YAAL follows LAAL's columns."""
     if not records:
         raise LatencyError(f"{log}: no instances to score")
     bleu = score_lines(
@@ -209,7 +211,27 @@ def corpus_scores(
         for aware in (False, True) if computation_aware else (False,):
             value = corpus_latency(records, metric, computation_aware=aware, use_ref_len=use_ref_len)
             latency[f"{metric}_CA" if aware else metric] = value
+        if metric == "LAAL" and yaal:
+            for aware in (False, True) if computation_aware else (False,):
+                latency["YAAL_CA" if aware else "YAAL"] = yet_another_average_lagging(records, aware)
     return SimulScores(bleu, latency)
+
+
+def yet_another_average_lagging(records: Sequence[InstanceRecord], computation_aware: bool = False) -> float:
+    """YAAL (Polák et al., 2025; the IWSLT 2026 track's latency) of utterances, as OmniSTEval's
+    shortform scorer computes it: its ``YAALScorer`` on the records (NaN if none has words
+    before its end)."""
+    from omnisteval.data import Instance
+    from omnisteval.scoring import YAALScorer
+
+    instances = [
+        Instance.from_dict({
+            "prediction": record.prediction, "reference": record.reference, "source_length": record.source_length,
+            "emission_cu": list(record.delays), "emission_ca": list(record.elapsed),
+        })
+        for record in records
+    ]
+    return float(YAALScorer(computation_aware=computation_aware, is_longform=False)(instances))
 
 
 def write_scores_tsv(path: str | Path, scores: SimulScores) -> None:

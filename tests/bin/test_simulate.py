@@ -20,7 +20,7 @@ from espnet2_ext.simultaneous.instances import KEYS, read_instances
 
 AGENT = ["--policy", "waitk", "--waitk", "1", "--segment_factor", "2", "--segment_ms", "300", "--cmvn", "prefix",
          "--beam_size", "3", "--maxlen_b", "30", "--attention_layer", "1"]
-COLUMNS = ["BLEU"] + [f"{m}{ca}" for m in ("LAAL", "AL", "AP", "DAL", "ATD", "StartOffset", "EndOffset")
+COLUMNS = ["BLEU"] + [f"{m}{ca}" for m in ("LAAL", "YAAL", "AL", "AP", "DAL", "ATD", "StartOffset", "EndOffset")
                       for ca in ("", "_CA")]
 
 
@@ -89,9 +89,29 @@ def test_simuleval_scores_our_log_as_we_do(packed_trained, cache, test_set, tmp_
     args = parser.parse_args(["--score-only", "--output", str(out), "--latency-metrics", *metrics])
     results = SentenceLevelEvaluator.from_args(args).results
     theirs = {key: float(results[key].iloc[0]) for key in results.columns}
-    assert ours.keys() == theirs.keys()
-    for key in ours:
+    assert ours.keys() - {"YAAL"} == theirs.keys()  # YAAL is OmniSTEval's: the test below
+    for key in theirs:
         assert float(ours[key]) == pytest.approx(theirs[key], abs=1e-3), key
+
+
+def test_omnisteval_shortform_gives_our_yaal(packed_trained, cache, test_set, tmp_path, capsys):
+    """OmniSTEval's own shortform command on our instances.log gives scores.tsv's YAAL and BLEU."""
+    inputs, references = test_set
+    out = tmp_path / "out"
+    code, err = cli(capsys, "--model", str(packed_trained), "--cache_dir", str(cache), *AGENT,
+                    "--reference", str(references), "--computation_aware", "--output", str(out), *inputs)
+    assert code == 0, err
+    ours = dict(zip(*[line.split("\t") for line in (out / "scores.tsv").read_text().splitlines()]))
+    subprocess.run(
+        [str(Path(sys.executable).parent / "omnisteval"), "shortform", "--word_level", "--hypothesis_file",
+         str(out / "instances.log"), "--ref_sentences_file", str(references), "--bleu_tokenizer", "13a",
+         "--output_folder", str(tmp_path / "omni")],
+        check=True, capture_output=True,
+    )
+    theirs = dict(row.split("\t") for row in (tmp_path / "omni/scores.tsv").read_text().splitlines()[1:])
+    assert float(ours["YAAL"]) == pytest.approx(float(theirs["YAAL (CU)"]), abs=1e-3)
+    assert float(ours["YAAL_CA"]) == pytest.approx(float(theirs["YAAL (CA)"]), abs=1e-3)
+    assert float(ours["BLEU"]) == pytest.approx(float(theirs["BLEU"]), abs=1e-3)
 
 
 def test_simuleval_runs_our_agent_and_gets_simulates_instances(packed_trained, cache, test_set, tmp_path, capsys):

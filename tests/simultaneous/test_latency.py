@@ -181,7 +181,7 @@ def test_scores_tsv_is_the_file_simuleval_writes(tmp_path, metrics, use_ref_len,
     expected = simuleval_scores_tsv(tmp_path / "simuleval", metrics, False, use_ref_len, tokenize)
 
     log = read_instances(tmp_path / "simuleval" / "instances.log").records
-    scores = corpus_scores(log, latency_metrics=metrics, use_ref_len=use_ref_len, tokenize=tokenize)
+    scores = corpus_scores(log, latency_metrics=metrics, use_ref_len=use_ref_len, tokenize=tokenize, yaal=False)
     write_scores_tsv(tmp_path / "ours" / "scores.tsv", scores)
     written = (tmp_path / "ours" / "scores.tsv").read_text(encoding="utf-8")
     assert written == expected
@@ -203,7 +203,9 @@ def test_computation_aware_scores_tsv(tmp_path, use_ref_len):
     assert all(aware[m] == aware[f"{m}_CA"] for m in LATENCY_METRICS)  # issue #44
     assert any(aware[m] != plain[m] for m in LATENCY_METRICS)
 
-    scores = corpus_scores(records, latency_metrics=LATENCY_METRICS, computation_aware=True, use_ref_len=use_ref_len)
+    scores = corpus_scores(
+        records, latency_metrics=LATENCY_METRICS, computation_aware=True, use_ref_len=use_ref_len, yaal=False
+    )
     write_scores_tsv(tmp_path / "scores.tsv", scores)
     ours = tsv_columns((tmp_path / "scores.tsv").read_text(encoding="utf-8"))
     assert list(ours) == list(aware) == ["BLEU", *(f"{m}{ca}" for m in LATENCY_METRICS for ca in ("", "_CA"))]
