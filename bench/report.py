@@ -371,6 +371,61 @@ the frames before it.
 {verdict}"""
 
 
+STREAM_GROWTH = 1.3  # issue 21: a step and the memory at the last minute within this of minute 1's
+
+
+def streaming_section(run: dict | None) -> str:
+    """A talk streamed for minutes, an hour without speech, and a step against the audio
+    history (``streaming.py``'s result)."""
+    if not run:
+        return "Not measured in this run."
+    first, last, quiet = run["minute_1"], run["last_minute"], run["silence"]
+    step_ratio, rss_ratio = last["step_cpu_s"] / first["step_cpu_s"], last["rss_mb"] / first["rss_mb"]
+    met = step_ratio <= STREAM_GROWTH and rss_ratio <= STREAM_GROWTH
+    rows = [
+        ["minute 1", f"{first['step_cpu_s']:.3f}", f"{first['rss_mb']:.0f}", f"{first['history_s']:.1f}"],
+        [f"minute {run['minutes']:g}", f"{last['step_cpu_s']:.3f}", f"{last['rss_mb']:.0f}", f"{last['history_s']:.1f}"],
+        ["ratio", f"{step_ratio:.2f}", f"{rss_ratio:.2f}", ""],
+    ]
+    per = run["per_history"]
+    history_rows = []
+    for seconds in sorted({row["seconds"] for row in per["rows"]}):
+        ours = _by(per["rows"], variant="primed", seconds=seconds)
+        naive = _by(per["rows"], variant="naive", seconds=seconds)
+        history_rows.append([
+            f"{seconds:g} s", f"{ours['forced']} + {ours['new_tokens']}", _cpu_wall(ours, "encoder"),
+            _cpu_wall(ours, "search"), _cpu_wall(naive, "search"), _cpu_wall(ours, "step"), _cpu_wall(naive, "step"),
+        ])
+    m = run["machine"]
+    return f"""Measured by `{run['command']}` on {run['started'][:10]}: {m['cpu']}, {m['cores']} cores, torch
+{m['torch']}, checkout {m['commit']}.
+
+`StreamingTranslator` on the full-size model (random weights, blank bias {run['blank_bias']:.3f}), FBK's
+{run['chunk_seconds']:g}-s chunks, beam 5, AlignAtt f = 4 on decoder layer 3, {run['history_words']} words of text
+history, the audio history capped at {run['max_history_seconds']:g} s (the cap of a model that does not say how long
+its utterances were), **1 thread**, CPU seconds of the process. A continuous talk (espeak-ng sentences with
+300-ms pauses, repeated) streamed for {run['minutes']:g} minutes ({run['talk_words']} words written): the medians over
+minute 1 and over the last minute of a step, of the resident memory after it and of the audio history.
+
+{_table(["", "step (CPU s)", "resident memory (MB)", "audio history (s)"], rows, "lrrr")}
+
+Step time and memory at minute {run['minutes']:g} within {STREAM_GROWTH:g}x of minute 1's: **{'met' if met else 'not met'}**.
+The longest audio history of the talk: {run['longest_history_s']:.1f} s (cap {run['max_history_seconds']:g} s).
+
+Then {run['silence_minutes']:g} minutes without speech (half digital silence, half noise at -40 dBFS):
+{quiet['words']} words written, a step of {quiet['step_cpu_s'] * 1000:.1f} ms CPU (no search runs on a history without
+speech), the audio history at most {quiet['longest_history_s']:.2f} s, resident memory {quiet['rss_mb_start']:.0f} MB
+at its start and {quiet['rss_mb_end']:.0f} MB at its end.
+
+One step against the audio history's length, a text history of {per['rows'][0]['committed']} tokens forced (beside the
+tag) then {per['new_tokens']} new ones: the encoder over the history, the search primed in one decoder pass (ours)
+against stepped token by token (FBK's generator), median of {per['repeats']} after a warm-up; CPU seconds
+(wall):
+
+{_table(["audio history", "forced + new tokens", "encoder", "search: ours", "search: FBK's", "step: ours",
+         "step: FBK's"], history_rows, "lrrrrrr")}"""
+
+
 def padding_section(results: dict) -> str:
     rows = []
     for row in results.get("padding", []):
@@ -478,6 +533,10 @@ Ours gives the same hypotheses at every batch size (checked).
 ## Simultaneous translation: one step
 
 {simultaneous_section(results.get('simultaneous'))}
+
+## Streaming whole talks: a step as the talk goes on
+
+{streaming_section(results.get('streaming'))}
 
 ## Start-up
 

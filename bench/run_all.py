@@ -7,7 +7,8 @@ threads on the table's lengths only), peak memory, and the operations of a step;
 of a GPU's host, eager and compiled, and what compiling costs (``compile_proxies.py``); beam-search decoding
 against ESPnet's ``Speech2Text`` at each thread count (``decoding.py``);
 one step of simultaneous translation, the forced prefix primed against stepped
-(``simultaneous_step.py``); start-up of ``translate`` (``startup.py``); the features (``fbank_speed.py``);
+(``simultaneous_step.py``); a talk streamed for 20 minutes, an hour without speech, and a
+step against the audio history (``streaming.py``); start-up of ``translate`` (``startup.py``); the features (``fbank_speed.py``);
 what padding changes in an utterance's encoding (``padding.py``).
 ``benchmarks.json`` (every timing) is saved in ``--out_dir`` after each section,
 then ``report.py`` writes ``benchmarks.md`` and ``train_step.png`` next to it.
@@ -37,6 +38,7 @@ import padding
 import report
 import simultaneous_step
 import startup
+import streaming
 import train_step
 
 FULL = dict(
@@ -44,12 +46,14 @@ FULL = dict(
     memory_lengths=[5.0, 10.0, 20.0, 30.0], calibration_seconds=10.0, clips=20, clip_seconds=[3.0, 9.0],
     startup_repeats=5, fbank_seconds=60.0, simul_seconds=[5.0, 10.0, 20.0], simul_repeats=5,
     proxy_seconds=5.0, proxy_compile_models=["demo", "ours"], proxy_epoch_utterances=400,
+    stream_minutes=20.0, stream_silence_minutes=60.0,
 )
 PADDING_SECONDS = [2.0, 4.0, 6.0]  # one batch: small enough for every run
 QUICK = dict(
     threads=[1], repeats=1, train_lengths={"1": [2.0, 3.0]}, memory_lengths=[2.0], calibration_seconds=2.0,
     clips=3, clip_seconds=[2.0, 3.0], startup_repeats=1, fbank_seconds=5.0, simul_seconds=[3.0], simul_repeats=1,
     proxy_seconds=2.0, proxy_compile_models=[], proxy_epoch_utterances=0,
+    stream_minutes=1.0, stream_silence_minutes=2.0,
 )
 
 
@@ -97,6 +101,12 @@ def sections(settings: dict, target_ratio: float) -> dict[str, Callable[[dict], 
             command=results["command"],
         )
 
+    def streams(results: dict) -> None:
+        results["streaming"] = streaming.measure(
+            settings["stream_minutes"], settings["stream_silence_minutes"], results["calibration"]["bias"],
+            settings["simul_repeats"],
+        )
+
     def start_up(results: dict) -> None:
         for threads in settings["threads"]:
             row = startup.measure(settings["startup_repeats"], threads=threads)
@@ -117,6 +127,7 @@ def sections(settings: dict, target_ratio: float) -> dict[str, Callable[[dict], 
         "compile_proxies": compile_proxies_,
         **{f"decoding/{t}": decode(t) for t in settings["threads"]},
         "simultaneous": simultaneous,
+        "streaming": streams,
         "startup": start_up,
         "fbank": features,
         "padding": padding_leaks,

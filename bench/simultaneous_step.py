@@ -142,9 +142,12 @@ def _median(steps: Sequence[dict], clock: str, part: str | None = None) -> float
 def measure(
     seconds: Sequence[float], repeats: int, blank_bias: float, committed_per_second: float = 2.5,
     new_tokens: int = 15, chunk_seconds: float = 1.0, beam_size: int = 5, command: str | None = None,
+    committed: int | None = None,
 ) -> dict:
     """Every length and variant in turn; per length and variant the medians of each part and of
-    the whole step (CPU and wall), and the raw timings; raises if the variants' tokens differ."""
+    the whole step (CPU and wall), and the raw timings; raises if the variants' tokens differ.
+    ``committed``: that many forced tokens at every length (a stream's bounded text history),
+    instead of ``committed_per_second`` of the audio received."""
     torch.set_num_threads(1)
     started, load_start = datetime.datetime.now().isoformat(timespec="seconds"), _load()
     translator = our_translator(blank_bias, beam_size)
@@ -152,11 +155,12 @@ def measure(
     rng = np.random.default_rng(0)
     chunk = int(chunk_seconds * SAMPLE_RATE)
     runs: dict[str, Callable[[], dict]] = {}
+    forced = {t: committed if committed is not None else round(committed_per_second * t) for t in seconds}
     for t in seconds:
         audio = (0.1 * rng.standard_normal(int(t * SAMPLE_RATE))).astype(np.float32)
-        committed = committed_tokens(round(committed_per_second * t))
+        prefix = committed_tokens(forced[t])
         for variant, search in searches.items():
-            runs[f"{variant}/{t}"] = (lambda s=search, a=audio, c=committed:
+            runs[f"{variant}/{t}"] = (lambda s=search, a=audio, c=prefix:
                                       agent_step(translator, s, a, chunk, c, new_tokens))
     warmup = 1
     timed = interleaved(runs, repeats, warmup=warmup)
@@ -169,8 +173,8 @@ def measure(
             steps = timed[f"{variant}/{t}"].outputs[warmup:]
             last = steps[-1]
             row = dict(
-                variant=variant, seconds=t, committed=round(committed_per_second * t),
-                forced=round(committed_per_second * t) + len(translator.primer) - 1, new_tokens=new_tokens,
+                variant=variant, seconds=t, committed=forced[t],
+                forced=forced[t] + len(translator.primer) - 1, new_tokens=new_tokens,
                 tokens=len(last["tokens"][0]) - 1, states=last["states"], ctc_states=last["ctc_states"],
                 step_cpu_s=_median(steps, "cpu"), step_s=_median(steps, "wall"),
                 max_score_diff=max(abs(a - b) for a, b in zip(primed["scores"], naive["scores"])),

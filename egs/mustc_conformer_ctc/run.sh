@@ -8,8 +8,8 @@
 set -euo pipefail
 
 stage=1                 # first stage to run
-stop_stage=9            # last stage to run
-conf_dir=conf           # data, fbank, bpe, train, finetune, decode, simulate .yaml (conf/demo: the mini corpus);
+stop_stage=10           # last stage to run
+conf_dir=conf           # data, fbank, bpe, train, finetune, decode, simulate, stream .yaml (conf/demo: the mini corpus);
                         # conf links to the project's top-level conf/, as utils/ to its utils/
 mustc_root=             # MuST-C root holding en-<tgt>/data/{train,dev,tst-COMMON}
 tgt_lang=de             # target language
@@ -214,10 +214,10 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     if [ -f "${stats}/train/feats_stats.npz" ]; then
         cmvn_args=(--global_cmvn "${stats}/train/feats_stats.npz")
     fi
-    # stage 9's shared settings (chunk, attention layer, f) become the zip's simultaneous defaults
+    # stage 9's and 10's shared settings (chunk, attention layer, f, history) become the zip's defaults
     run_step pack "${decode_exp}" "${decode_exp}/.done.average ${stats}/.done.stats" python -m espnet2_ext.bin.pack_model --exp_dir "${decode_exp}" \
         --model_file "${model}" --outpath "${decode_exp}/packed/model.zip" "${cmvn_args[@]}" \
-        --simulate_conf "${conf_dir}/simulate.yaml"
+        --simulate_conf "${conf_dir}/simulate.yaml" --stream_conf "${conf_dir}/stream.yaml"
 fi
 if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
     zip=${decode_exp}/packed/model.zip
@@ -230,6 +230,23 @@ if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
         run_step "simulate_${set}" "${decode_exp}" "${decode_exp}/.done.pack" python -m espnet2_ext.bin.simulate --model "${zip}" \
             --data_dir "${data}/${set}" --settings "${conf_dir}/simulate.yaml" --computation_aware \
             --device "${device}" --num_threads 1 --nj "${nj}" --output "${decode_exp}/${simulate_name}/${set}"
+    done
+    python -m espnet2_ext.bin.plot_simulation --exp_dir "${decode_exp}"
+    python -m espnet2_ext.bin.make_results --exp_dir "${decode_exp}" --out "${decode_exp}/RESULTS.md"
+    log "Results: ${decode_exp}/RESULTS.md"
+fi
+if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
+    zip=${decode_exp}/packed/model.zip
+    [ -e "${zip}" ] || { echo "$0: stage 10 needs stage 8's ${zip}, which is missing: run stage 8 first" >&2
+                         exit 1; }
+    stream_name=stream_$(basename "${conf_dir}")
+    log "Stage 10: stream: the whole talks of ${test_sets} with the settings of ${conf_dir}/stream.yaml -> ${decode_exp}/${stream_name}/"
+    mkdir -p "${decode_exp}/${stream_name}"
+    for set in ${test_sets}; do   # wav.scp's recordings, scored against segments; ${nj} processes of one thread
+        run_step "stream_${set}" "${decode_exp}" "${decode_exp}/.done.pack" python -m espnet2_ext.bin.simulate \
+            --model "${zip}" --data_dir "${data}/${set}" --settings "${conf_dir}/stream.yaml" --computation_aware \
+            --tgt_lang "${tgt_lang}" --device "${device}" --num_threads 1 --nj "${nj}" \
+            --output "${decode_exp}/${stream_name}/${set}"
     done
     python -m espnet2_ext.bin.plot_simulation --exp_dir "${decode_exp}"
     python -m espnet2_ext.bin.make_results --exp_dir "${decode_exp}" --out "${decode_exp}/RESULTS.md"

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Plot BLEU against LAAL for every simultaneous setting recipe stage 9 ran, one PNG per test set.
+"""Plot BLEU against latency for every setting recipe stages 9 and 10 ran, one PNG per run and test set.
 
-See :mod:`espnet2_ext.main_funcs.simultaneous_results`: the plain and the
-computation-aware curves, and the offline BLEU (stage 7) they approach, drawn into
-``<exp>/simulate_<conf>/<test set>/bleu_laal.png``.
+Stage 9's (:mod:`espnet2_ext.main_funcs.simultaneous_results`): BLEU against LAAL, plain
+and computation-aware, and the offline BLEU (stage 7) they approach, in
+``<exp>/simulate_<conf>/<test set>/bleu_laal.png``. Stage 10's
+(:mod:`espnet2_ext.main_funcs.streaming_results`): whole talks streamed, BLEU against
+LongYAAL per way of streaming, with the gold segmentation's runs, in
+``<exp>/stream_<conf>/<test set>/bleu_longyaal.png``.
 
 Usage:
     python -m espnet2_ext.bin.plot_simulation --exp_dir exp/st_train_finetune
@@ -14,20 +17,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from espnet2_ext.main_funcs.experiment import ExperimentError
-from espnet2_ext.main_funcs.simultaneous_results import plot_simulations
+from espnet2_ext.main_funcs.simultaneous_results import SCORES_TSV, plot_simulations
+from espnet2_ext.main_funcs.streaming_results import plot_streams
 from espnet2_ext.utils.cli import ArgumentParser, command
 
 
 def get_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--exp_dir", type=Path, required=True, help="the experiment stage 9 simulated")
+    parser.add_argument("--exp_dir", type=Path, required=True, help="the experiment stages 9 and 10 ran on")
     return parser
 
 
 @command(ExperimentError, OSError)
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
-    for path in plot_simulations(args.exp_dir):
+    if not args.exp_dir.is_dir():
+        raise ExperimentError(f"experiment dir {args.exp_dir} does not exist")
+    written = plot_simulations(args.exp_dir) + plot_streams(args.exp_dir)
+    if not written:
+        raise ExperimentError(
+            f"{args.exp_dir}: no simulate_*/<test set>/<setting>/{SCORES_TSV} (stage 9) nor stream_*/... (stage 10)"
+        )
+    for path in written:
         print(f"wrote {path}")
 
 

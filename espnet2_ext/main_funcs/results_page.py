@@ -9,7 +9,9 @@ facts of the model (``config.yaml``, ``num_params``), the exact stage commands
 (``run.cmd``, one per line), the hardware, and the training curves (``curves.png``)
 when present; :mod:`espnet2_ext.main_funcs.experiment` reads those records. After
 stage 9, each simultaneous setting's BLEU and latency beside the offline BLEU, and
-the BLEU-LAAL plots (:mod:`espnet2_ext.main_funcs.simultaneous_results`).
+the BLEU-LAAL plots (:mod:`espnet2_ext.main_funcs.simultaneous_results`); after stage 10,
+the whole talks streamed beside the gold segmentation, and the BLEU-LongYAAL plots
+(:mod:`espnet2_ext.main_funcs.streaming_results`).
 
 The section sits between marker comments named after the experiment dir, so one
 RESULTS.md can hold several experiments and text outside the markers is kept.
@@ -43,6 +45,7 @@ from espnet2_ext.main_funcs.experiment import (
     read_num_params,
 )
 from espnet2_ext.main_funcs.simultaneous_results import find_simulations, offline_bleu, plots, simultaneous_table
+from espnet2_ext.main_funcs.streaming_results import find_streams, stream_plots, streaming_table
 
 FILE_HEADER = "# Results\n"
 BEGIN = "<!-- make_results begin: {key} (generated: edits inside are overwritten) -->"
@@ -337,6 +340,12 @@ def section(exp_dir: Path, key: str, title: str) -> str:
         for plot in plots(exp_dir):
             relative = Path(key, plot.relative_to(exp_dir)).as_posix()
             lines += ["", f"![BLEU against LAAL, {plot.parent.parent.name} {plot.parent.name}]({relative})"]
+    streamed = find_streams(exp_dir)
+    if streamed:
+        lines += ["", "### Whole talks streamed (stage 10)", "", *streaming_table(streamed, simulated)]
+        for plot in stream_plots(exp_dir):
+            relative = Path(key, plot.relative_to(exp_dir)).as_posix()
+            lines += ["", f"![BLEU against LongYAAL, {plot.parent.parent.name} {plot.parent.name}]({relative})"]
     if (exp_dir / "curves.png").is_file():
         lines += ["", "### Training curves", "", f"![training curves of {title}]({Path(key, 'curves.png').as_posix()})"]
     lines.append(END.format(key=key))

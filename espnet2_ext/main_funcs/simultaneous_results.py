@@ -58,18 +58,23 @@ def read_scores_tsv(path: Path) -> dict[str, float]:
         raise ExperimentError(f"{path}:2: expected numbers, got {lines[1]!r}") from None
 
 
+def read_setting(setting_dir: Path) -> dict[str, Any]:
+    """A setting's ``setting.yaml`` (its options); ``{}`` when there is none."""
+    try:
+        return read_yaml_mapping(setting_dir / SETTING_YAML) if (setting_dir / SETTING_YAML).is_file() else {}
+    except YamlFileError as err:
+        raise ExperimentError(str(err)) from None
+
+
 def find_simulations(exp_dir: Path) -> list[SimulatedSetting]:
     """Every finished setting (one with a ``scores.tsv``) of the experiment's stage-9 runs,
     by run, test set and plain LAAL."""
     found = []
     for path in exp_dir.glob(f"{SIMULATE_PREFIX}*/*/*/{SCORES_TSV}"):
         setting_dir = path.parent
-        try:
-            options = read_yaml_mapping(setting_dir / SETTING_YAML) if (setting_dir / SETTING_YAML).is_file() else {}
-        except YamlFileError as err:
-            raise ExperimentError(str(err)) from None
         found.append(SimulatedSetting(
-            setting_dir.parents[1].name, setting_dir.parent.name, setting_dir.name, options, read_scores_tsv(path), path
+            setting_dir.parents[1].name, setting_dir.parent.name, setting_dir.name, read_setting(setting_dir),
+            read_scores_tsv(path), path,
         ))
     return sorted(found, key=lambda s: (s.run, s.test_set, s.score("LAAL") or math.inf, s.name))
 
@@ -194,12 +199,9 @@ def draw(
 
 
 def plot_simulations(exp_dir: Path) -> list[Path]:
-    """Draw ``<exp>/simulate_*/<test set>/bleu_laal.png`` for every run and test set; the paths written."""
-    if not exp_dir.is_dir():
-        raise ExperimentError(f"experiment dir {exp_dir} does not exist")
+    """Draw ``<exp>/simulate_*/<test set>/bleu_laal.png`` for every run and test set; the paths written
+    (none when stage 9 has not run)."""
     settings = find_simulations(exp_dir)
-    if not settings:
-        raise ExperimentError(f"{exp_dir}: no {SIMULATE_PREFIX}*/<test set>/<setting>/{SCORES_TSV} (run stage 9)")
     offline = offline_bleu(exp_dir)
     written = []
     for (run, test_set), group in _groups(settings).items():

@@ -37,6 +37,12 @@ def tiny_conf_dir(root: Path) -> Path:
     simulate = yaml.safe_load((conf / "simulate.yaml").read_text())
     simulate.update(attention_layer=0, beam_size=2, maxlen_b=15, settings=simulate["settings"][:2])
     (conf / "simulate.yaml").write_text(yaml.safe_dump(simulate))
+    stream = yaml.safe_load((conf / "stream.yaml").read_text())
+    stream.update(attention_layer=0, beam_size=2, maxlen_b=15, settings=[
+        {"history": "punctuation", "frame_num": 4}, {"history": "words", "frame_num": 2, "audio_cut": "fbk"},
+        {"history": "vad", "frame_num": 4},
+    ])
+    (conf / "stream.yaml").write_text(yaml.safe_dump(stream))
     return conf
 
 
@@ -116,6 +122,9 @@ def test_every_stage_in_turn(recipe):
     shared = yaml.safe_load((root / "conf_tiny/simulate.yaml").read_text())
     del shared["settings"]
     assert meta["simultaneous"] == shared  # stage 9's shared keys: the zip's simultaneous defaults
+    streaming = yaml.safe_load((root / "conf_tiny/stream.yaml").read_text())
+    del streaming["settings"]
+    assert meta["streaming"] == streaming  # stage 10's: the defaults of streams
     log = stage(run, 9)
     simulated = finetune_exp / "simulate_conf_tiny/tst-COMMON"
     assert sorted(p.name for p in simulated.iterdir() if p.is_dir()) == ["alignatt_f2", "alignatt_f4"]
@@ -126,6 +135,19 @@ def test_every_stage_in_turn(recipe):
     results = (finetune_exp / "RESULTS.md").read_text()
     assert "### Simultaneous translation (stage 9)" in results and "| alignatt_f4 |" in results
     assert "simulate_conf_tiny/tst-COMMON/bleu_laal.png" in results
+    log = stage(run, 10)
+    streamed = finetune_exp / "stream_conf_tiny/tst-COMMON"
+    names = ["alignatt_f2_words20", "alignatt_f4_punct_pd", "alignatt_f4_vad"]
+    assert sorted(p.name for p in streamed.iterdir() if p.is_dir()) == names
+    talks = len((root / "data/tst-COMMON/wav.scp").read_text().splitlines())
+    for setting in names:
+        assert (streamed / setting / "instances.log").read_text().count("\n") == talks
+        assert (streamed / setting / "scores.tsv").read_text().startswith("BLEU\tchrF\tLongYAAL\tStreamLAAL\t")
+        assert (streamed / setting / "aligned.txt").read_text().count("\n") == 6
+    assert (streamed / "bleu_longyaal.png").stat().st_size > 1000
+    results = (finetune_exp / "RESULTS.md").read_text()
+    assert "### Whole talks streamed (stage 10)" in results and "| alignatt_f4_punct_pd |" in results
+    assert "stream_conf_tiny/tst-COMMON/bleu_longyaal.png" in results
 
 
 def test_packed_model_translates_audio_like_the_decode_stage(recipe, tmp_path):
