@@ -60,7 +60,8 @@ log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (run.sh:${BASH_LINENO[0]}) $*"; }
 # the markers of the steps whose outputs it reads (space-separated), so a step that reran
 # upstream (a changed conf/data.yaml, say) makes every step after it run again. A step
 # killed midway resumes (training from its checkpoint); one whose command or inputs changed
-# since it started first removes the files named in ${fresh_start} (training's checkpoint).
+# since it started first removes what ${fresh_start} names in its dir (training's checkpoint,
+# a simulation's output: another run's results, which it would refuse to resume).
 run_step() {
     local name=$1 exp_dir=$2 after=$3; shift 3
     local marker=${exp_dir}/.done.${name} started=${exp_dir}/.started.${name} key input stale
@@ -80,7 +81,7 @@ run_step() {
     if { [ -f "${started}" ] && [ "$(cat "${started}")" != "${key}" ]; } ||
        { [ -f "${marker}" ] && [ "$(cat "${marker}")" != "${key}" ]; }; then
         log "  ${name}: its command or inputs changed since it last started: starting it afresh"
-        for stale in ${fresh_start:-}; do rm -f "${exp_dir}/${stale}"; done
+        for stale in ${fresh_start:-}; do rm -rf "${exp_dir:?}/${stale}"; done
     fi
     rm -f "${marker}"
     echo "${key}" >"${started}"
@@ -227,6 +228,7 @@ if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
     log "Stage 9: simulate: the settings of ${conf_dir}/simulate.yaml on ${test_sets} -> ${decode_exp}/${simulate_name}/"
     mkdir -p "${decode_exp}/${simulate_name}"   # simulate creates --output, not its parents
     for set in ${test_sets}; do   # gold segmentation; settings in ${nj} processes of one thread each
+        fresh_start="${simulate_name}/${set}" \
         run_step "simulate_${set}" "${decode_exp}" "${decode_exp}/.done.pack" python -m espnet2_ext.bin.simulate --model "${zip}" \
             --data_dir "${data}/${set}" --settings "${conf_dir}/simulate.yaml" --computation_aware \
             --device "${device}" --num_threads 1 --nj "${nj}" --output "${decode_exp}/${simulate_name}/${set}"
@@ -243,6 +245,7 @@ if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
     log "Stage 10: stream: the whole talks of ${test_sets} with the settings of ${conf_dir}/stream.yaml -> ${decode_exp}/${stream_name}/"
     mkdir -p "${decode_exp}/${stream_name}"
     for set in ${test_sets}; do   # wav.scp's recordings, scored against segments; ${nj} processes of one thread
+        fresh_start="${stream_name}/${set}" \
         run_step "stream_${set}" "${decode_exp}" "${decode_exp}/.done.pack" python -m espnet2_ext.bin.simulate \
             --model "${zip}" --data_dir "${data}/${set}" --settings "${conf_dir}/stream.yaml" --computation_aware \
             --tgt_lang "${tgt_lang}" --device "${device}" --num_threads 1 --nj "${nj}" \

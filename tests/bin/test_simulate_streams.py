@@ -103,6 +103,7 @@ def test_audio_files_with_a_segment_list_and_references(packed_trained, cache, t
     (["--reference", "x.de"], "--reference without --segmentation"),
     (["--reference", "REF_SHORT", "--segmentation", "YAML"], "has 1 lines but"),
     (["--reference", "REF", "--segmentation", "YAML_OTHER_WAV"], "names no segment of"),
+    (["--reference", "REF3", "--segmentation", "YAML_EXTRA_WAV"], "names elsewhere.wav, which the inputs do not hold"),
 ])
 def test_bad_stream_options_are_one_error_line_and_nothing_written(
     packed_trained, cache, talks, tmp_path, capsys, extra, message
@@ -113,8 +114,12 @@ def test_bad_stream_options_are_one_error_line_and_nothing_written(
     other = tmp_path / "other.yaml"
     other.write_text("- {duration: 1.0, offset: 0.0, wav: elsewhere.wav}\n- {duration: 1.0, offset: 1.0, wav: elsewhere.wav}\n")
     (tmp_path / "ref.de").write_text("eins\nzwei\n")
+    (tmp_path / "ref3.de").write_text("eins\nzwei\ndrei\n")
+    more = tmp_path / "more.yaml"
+    more.write_text(yaml_path.read_text() + "- {duration: 1.0, offset: 0.0, wav: elsewhere.wav}\n")
     (tmp_path / "short.de").write_text("eins\n")
-    names = {"REF": tmp_path / "ref.de", "REF_SHORT": tmp_path / "short.de", "YAML": yaml_path, "YAML_OTHER_WAV": other}
+    names = {"REF": tmp_path / "ref.de", "REF_SHORT": tmp_path / "short.de", "YAML": yaml_path, "YAML_OTHER_WAV": other,
+             "REF3": tmp_path / "ref3.de", "YAML_EXTRA_WAV": more}
     extra = [str(names.get(a, a)) for a in extra]
     out = tmp_path / "out"
     code, err = cli(capsys, "--model", str(packed_trained), "--cache_dir", str(cache), *STREAM, *extra,

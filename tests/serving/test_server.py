@@ -166,3 +166,26 @@ def test_a_client_past_the_limit_is_told_so_and_one_leaving_midway_frees_its_tra
             time.sleep(0.05)
         # its translator is the next client's, clean
         assert words(stream(served.ws, samples)) == expected(make_translator, samples)
+
+
+def test_the_streaming_translator_served_writes_what_simulate_writes(packed_trained, cache, talk_samples):
+    """``serve --translator stream`` (the default): the words and times a client gets for a talk
+    are those ``simulate --history`` records for it (the same policy, history and chunk)."""
+    from espnet2_ext.serving.server import LiveServer, listen, running
+    from espnet2_ext.serving.translators import translator_factory
+    from espnet2_ext.streaming.evaluation import stream_talk
+    from espnet2_ext.streaming.translator import StreamingTranslator
+
+    options = dict(policy="alignatt", frame_num=1, attention_layer=1, segment_ms=300, cmvn="prefix", beam_size=2,
+                   maxlen_b=20, history="words", history_words=3)
+    server = LiveServer(translator_factory("stream", packed_trained, cache, **options), 1, 30.0)
+    samples = talk_samples[0]
+    try:
+        with running(server, listen("127.0.0.1", 0)) as url:
+            served = words(stream(url.replace("http", "ws", 1) + "/ws", samples))
+    finally:
+        server.close()
+    record = stream_talk(StreamingTranslator.from_pretrained(packed_trained, cache, **options),
+                         samples.astype(np.float32) / 32768, 0, "talk", "")
+    assert [w for w, _ in served] == record.prediction.split() and served
+    assert [t for _, t in served] == pytest.approx([d / 1000 for d in record.delays], abs=1e-3)

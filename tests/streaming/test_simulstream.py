@@ -77,6 +77,15 @@ def test_simulstream_inference_writes_simulates_words(packed_trained, trained, c
     assert "Latency scores" in scored.stdout
 
 
+def test_the_shipped_processor_yaml_names_the_model_first_and_only_known_keys(packed_trained):
+    """conf/simulstream/streamatt.yaml, with its model swapped for the test's: every key is known."""
+    shipped = Path(__file__).resolve().parents[2] / "conf/simulstream/streamatt.yaml"
+    config = yaml.safe_load(shipped.read_text())
+    assert list(config)[0] == "model"
+    loading, options = processor_options(SimpleNamespace(**{**config, "model": str(packed_trained)}))
+    assert loading == {"model": str(packed_trained)} and options == {}
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(beam=5), "unknown key(s) beam"),
     (dict(model="no/such/model.zip"), "is not a model zip"),

@@ -108,3 +108,37 @@ def test_empty_lines_take_no_delays_and_are_left_out_of_the_mean():
     assert stream_laal(sentence_delays([""], [0.0], [], []), [1000.0], ["x"]) == (None, None)
     with pytest.raises(ValueError, match="hold 2 words for 3 delays"):
         sentence_delays(["a b"], [0.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+
+
+def test_simulstreams_stream_laal_scorer_gives_ours_where_no_word_precedes_its_sentence():
+    """simulstream's ``stream_laal`` scorer (mweralign's cut, delays re-based but not clamped) on
+    a talk whose every word comes after its sentence's start gives ours; a word before it is
+    where they part (ours clamps it at 0, FBK's v2.0)."""
+    from types import SimpleNamespace
+
+    from simulstream.metrics.readers import OutputWithDelays, ReferenceSentenceDefinition
+    from simulstream.metrics.scorers.latency import LatencyScoringSample
+    from simulstream.metrics.scorers.latency.stream_laal import StreamLaal
+
+    from espnet2_ext.main_funcs.talk_scoring import TalkReference, align_talk
+
+    references = ["Ich schreibe die Geschichten.", "Der Vater trinkt die Milch.", "Danke."]
+    starts, durations = [500.0, 3000.0, 6000.0], [2000.0, 2500.0, 1500.0]
+    words = "Ich schreibe Geschichten. Der Vater trinkt heute die Milch. Danke.".split()
+
+    def both(delays: list[float]) -> tuple[float, float]:
+        sample = LatencyScoringSample("talk", OutputWithDelays(" ".join(words), [d / 1000 for d in delays],
+                                                               [d / 1000 for d in delays]),
+                                      [ReferenceSentenceDefinition(r, s / 1000, d / 1000)
+                                       for r, s, d in zip(references, starts, durations)])
+        theirs = StreamLaal(SimpleNamespace(latency_unit="word")).score([sample]).ideal_latency * 1000
+        lines = align_talk(TalkReference("talk", ("0", "1", "2"), tuple(references)), " ".join(words)).lines
+        ours = stream_laal(sentence_delays(lines, starts, delays, delays), durations, references).plain
+        return ours, theirs
+
+    late = [1200.0, 1600.0, 2400.0, 3600.0, 4000.0, 4400.0, 5000.0, 5200.0, 5600.0, 6800.0]
+    ours, theirs = both(late)
+    assert ours == pytest.approx(theirs)
+    early = [1200.0, 1600.0, 2400.0, 2800.0, 4000.0, 4400.0, 5000.0, 5200.0, 5600.0, 6800.0]  # "Der" at 2.8 s
+    ours, theirs = both(early)
+    assert ours > theirs
