@@ -291,7 +291,7 @@ def run_settings_in_processes(
                     sender, model, share, source, cache_dir, device, silence_dbfs, computation_aware, scored,
                     runs or UtteranceRuns(),
                 ),
-                daemon=True,
+                daemon=False,  # a setting may start processes of its own (OmniSTEval's alignment); ended below
             )
             process.start()
             sender.close()

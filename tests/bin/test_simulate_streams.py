@@ -145,3 +145,19 @@ def test_the_voice_activity_cut_baseline_streams_talks_too(packed_trained, cache
     assert code == 0, err
     assert out.name == "vad" and (out / "scores.tsv").is_file()
     assert yaml.safe_load((out / "setting.yaml").read_text())["history"] == "vad"
+
+
+def test_stream_settings_run_in_worker_processes(packed_trained, cache, talks, tmp_path, capsys):
+    """--nj 2: each setting in a process of its own, scored there (OmniSTEval's alignment starts
+    processes of its own, which a daemonic worker could not)."""
+    settings = tmp_path / "stream.yaml"
+    settings.write_text(
+        "policy: alignatt\nsegment_ms: 400\nattention_layer: 1\ncmvn: prefix\nbeam_size: 2\nmaxlen_b: 30\n"
+        "settings:\n  - {history: punctuation, frame_num: 1}\n  - {history: words, frame_num: 1, history_words: 3}\n"
+    )
+    out = tmp_path / "out"
+    code, err = cli(capsys, "--model", str(packed_trained), "--cache_dir", str(cache), "--settings", str(settings),
+                    "--nj", "2", "--data_dir", str(talks), "--output", str(out))
+    assert code == 0, err
+    for name in ("alignatt_f1_punct", "alignatt_f1_words3"):
+        assert (out / name / "scores.tsv").read_text().startswith("BLEU\tchrF\tLongYAAL\tStreamLAAL")
