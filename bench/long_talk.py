@@ -34,7 +34,7 @@ from espnet2_ext.fileio.data_dir import read_recordings, read_utterances
 from espnet2_ext.fileio.kaldi_table import read_text
 from espnet2_ext.inference import Speech2Translation
 from espnet2_ext.main_funcs.scoring import score_lines
-from espnet2_ext.main_funcs.talk_scoring import TalkReference, align_talk
+from espnet2_ext.main_funcs.talk_alignment import TalkReference, align_talk
 from espnet2_ext.segmentation import StreamSegmenter
 from espnet2_ext.utils.fbank import SAMPLE_RATE, resample
 from espnet2_ext.utils.waveform import mix_to_mono

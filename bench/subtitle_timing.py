@@ -37,7 +37,8 @@ from espnet2_ext.fileio.yaml_file import read_yaml_mapping
 from espnet2_ext.inference import Speech2Translation
 from espnet2_ext.inference.output_formats import jsonl_record
 from espnet2_ext.main_funcs.subtitle_scoring import start_errors
-from espnet2_ext.main_funcs.talk_scoring import align_talk, paired_talks, score_talks
+from espnet2_ext.main_funcs.talk_alignment import align_talk
+from espnet2_ext.main_funcs.talk_scoring import paired_talks, score_talks
 from espnet2_ext.subtitles import build_blocks
 from espnet2_ext.subtitles.blocks import proportional_spans, to_ms
 

@@ -216,9 +216,11 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
         cmvn_args=(--global_cmvn "${stats}/train/feats_stats.npz")
     fi
     # stage 9's and 10's shared settings (chunk, attention layer, f, history) become the zip's defaults
+    stream_args=()
+    [ -f "${conf_dir}/stream.yaml" ] && stream_args=(--stream_conf "${conf_dir}/stream.yaml")
     run_step pack "${decode_exp}" "${decode_exp}/.done.average ${stats}/.done.stats" python -m espnet2_ext.bin.pack_model --exp_dir "${decode_exp}" \
         --model_file "${model}" --outpath "${decode_exp}/packed/model.zip" "${cmvn_args[@]}" \
-        --simulate_conf "${conf_dir}/simulate.yaml" --stream_conf "${conf_dir}/stream.yaml"
+        --simulate_conf "${conf_dir}/simulate.yaml" "${stream_args[@]}"
 fi
 if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
     zip=${decode_exp}/packed/model.zip

@@ -37,7 +37,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,8 +63,6 @@ from espnet2_ext.main_funcs.training_utterances import TrainingUtterances, Train
 from espnet2_ext.simultaneous.incremental_features import CMVNStatsError, load_global_cmvn
 from espnet2_ext.simultaneous.options import META_KEY as SIMULTANEOUS_KEY
 from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
-from espnet2_ext.streaming.options import META_KEY as STREAMING_KEY
-from espnet2_ext.streaming.options import StreamOptions
 
 
 class PackError(Exception):
@@ -145,10 +143,10 @@ def working_directory(path: Path) -> Iterator[None]:
 
 
 def simultaneous_settings(path: Path, config: dict, global_cmvn: Path | None, kind: type = SimulOptions) -> dict:
-    """The keys of stage 9's ``conf/simulate.yaml`` (or, ``kind=StreamOptions``, stage 10's
-    ``conf/stream.yaml``) shared by its settings (all but ``settings``), checked as simulate
-    checks them and against the model: a decoder layer it has, global CMVN statistics packed
-    when they say ``cmvn: global``."""
+    """The keys of stage 9's ``conf/simulate.yaml`` (or, with ``kind`` the streaming options'
+    class, stage 10's ``conf/stream.yaml``) shared by its settings (all but ``settings``),
+    checked as simulate checks them (``kind.checked``) and against the model: a decoder layer
+    it has, global CMVN statistics packed when they say ``cmvn: global``."""
     try:
         values = read_yaml_mapping(path)
     except YamlFileError as err:
@@ -173,12 +171,11 @@ def add_meta(
     version: str,
     training: TrainingUtterances | None,
     global_cmvn: str | None,
-    simultaneous: dict | None = None,
-    streaming: dict | None = None,
+    settings: Mapping[str, dict] | None = None,
 ) -> Callable[[bytes], bytes]:
     """Add our version, what the training utterances looked like, the global CMVN statistics'
-    member name and the simultaneous and streaming settings to ESPnet's ``meta.yaml``, which
-    ``pack`` gives no way to extend."""
+    member name and the programs' settings (``meta.yaml`` key -> settings) to ESPnet's
+    ``meta.yaml``, which ``pack`` gives no way to extend."""
 
     def edit(meta: bytes) -> bytes:
         data = yaml.safe_load(meta)
@@ -187,10 +184,7 @@ def add_meta(
             data[TRAINING_KEY] = training.to_meta()
         if global_cmvn is not None:
             data[GLOBAL_CMVN_KEY] = global_cmvn
-        if simultaneous is not None:
-            data[SIMULTANEOUS_KEY] = simultaneous
-        if streaming is not None:
-            data[STREAMING_KEY] = streaming
+        data.update(settings or {})
         return yaml.safe_dump(data).encode()
 
     return edit
@@ -251,7 +245,7 @@ def pack_model(
     outpath: Path,
     global_cmvn: Path | None = None,
     simulate_conf: Path | None = None,
-    stream_conf: Path | None = None,
+    settings: Mapping[str, tuple[Path, type]] | None = None,
 ) -> dict[str, str]:
     """Write the archive; returns its ``meta.yaml`` ``files`` and ``yaml_files`` member names,
     and with ``global_cmvn`` (statistics checked to be readable) its member, as ``global_cmvn``.
@@ -259,8 +253,9 @@ def pack_model(
     ``global_cmvn`` that is the config's ``normalize_conf.stats_file`` (the same file, as
     with ``normalize: global_mvn``) is packed once: ``meta.yaml`` names that member.
     ``simulate_conf`` (stage 9's ``conf/simulate.yaml``) gives ``meta.yaml``'s simultaneous
-    settings, ``stream_conf`` (stage 10's ``conf/stream.yaml``) its streaming ones
-    (:func:`simultaneous_settings`).
+    settings (:func:`simultaneous_settings`); ``settings`` more of them, ``meta.yaml`` key ->
+    (a conf, the options' class that checks it): stage 10's ``conf/stream.yaml`` under
+    ``streaming``, checked by the streaming options (whose room is above this one).
     """
     if outpath.suffix != ".zip":
         raise PackError(f"the archive must be a .zip file, got {outpath}")
@@ -270,10 +265,9 @@ def pack_model(
         raise PackError(f"model file {model_file} not found")
     if global_cmvn is not None and (problem := global_cmvn_problem(global_cmvn, "global CMVN statistics")):
         raise PackError(problem)
-    simultaneous = simultaneous_settings(simulate_conf, config, global_cmvn) if simulate_conf is not None else None
-    streaming = (
-        simultaneous_settings(stream_conf, config, global_cmvn, StreamOptions) if stream_conf is not None else None
-    )
+    packed = {key: simultaneous_settings(path, config, global_cmvn, kind) for key, (path, kind) in (settings or {}).items()}
+    if simulate_conf is not None:
+        packed[SIMULTANEOUS_KEY] = simultaneous_settings(simulate_conf, config, global_cmvn)
     references = referenced_files(config, config_path)
     extra = [global_cmvn] if global_cmvn is not None else []
     root = archive_root([config_path, model_file, *references.values(), *extra])
@@ -283,8 +277,7 @@ def pack_model(
         contents["global_cmvn"] = member_name(global_cmvn, root)
     edits = {
         "meta.yaml": add_meta(
-            project_version(), training_utterances(config, config_path), contents.get("global_cmvn"), simultaneous,
-            streaming,
+            project_version(), training_utterances(config, config_path), contents.get("global_cmvn"), packed
         ),
         contents["st_train_config"]: point_config_at(members),
     }

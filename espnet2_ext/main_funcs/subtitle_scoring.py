@@ -12,7 +12,7 @@ cross-attention and once proportionally, and each set is scored by:
   are scored as one corpus, as ``suber -H talk1.srt ... -R ref1.srt ...`` does;
 - **start error**: the mean absolute difference between a block's start and its
   reference sentence's start, over the blocks that begin where a sentence begins
-  (mweralign's re-segmentation, :func:`~espnet2_ext.main_funcs.talk_scoring.align_talk`,
+  (mweralign's re-segmentation, :func:`~espnet2_ext.main_funcs.talk_alignment.align_talk`,
   says which translated word starts each sentence);
 - the share of blocks read at no more than ``max_cps`` (FBK's CPS conformity).
 
@@ -33,7 +33,7 @@ from espnet2_ext.subtitles import DEFAULT_TIMING, TIMINGS, Block, SubtitleLimits
 from espnet2_ext.subtitles.blocks import to_ms
 
 if TYPE_CHECKING:
-    from espnet2_ext.main_funcs.talk_scoring import AlignedTalk, TalkReference, TalkTranslation
+    from espnet2_ext.main_funcs.talk_alignment import AlignedTalk, TalkReference, TalkTranslation
 
 SUBTITLES_DIR = "subtitles"
 REFERENCE = "reference"

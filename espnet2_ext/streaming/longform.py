@@ -257,7 +257,7 @@ def _finite(value: float | None) -> float | None:
 
 def _mwer_lines(name: str, talk: Sequence[ReferenceSentence], prediction: str) -> list[str]:
     """The talk's translation cut onto its sentences as FBK's StreamLAAL cuts it (mwerSegmenter)."""
-    from espnet2_ext.main_funcs.talk_scoring import TalkReference, align_talk
+    from espnet2_ext.main_funcs.talk_alignment import TalkReference, align_talk
 
     reference = TalkReference(name, tuple(str(n) for n in range(len(talk))), tuple(s.text for s in talk))
     return list(align_talk(reference, prediction).lines)

@@ -279,6 +279,10 @@ def test_run_sh_stage_8_packs_stage_4_statistics_when_there(tiny_exps, tmp_path,
     simulate = yaml.safe_load((RECIPE / "conf/simulate.yaml").read_text())
     simulate.update(attention_layer=0, cmvn="global" if with_stats else "prefix")
     (conf / "simulate.yaml").write_text(yaml.safe_dump(simulate))
+    stream = yaml.safe_load((RECIPE / "conf/stream.yaml").read_text())  # stage 10's, packed when there
+    stream.update(attention_layer=0, cmvn="global" if with_stats else "prefix")
+    if with_stats:
+        (conf / "stream.yaml").write_text(yaml.safe_dump(stream))
     result = subprocess.run(
         ["./run.sh", "--stage", "8", "--stop-stage", "8", "--exp", str(exp), "--tag", "t", "--finetune", "false",
          "--conf-dir", str(conf)],
@@ -288,6 +292,8 @@ def test_run_sh_stage_8_packs_stage_4_statistics_when_there(tiny_exps, tmp_path,
     packed = open_model(exp / "t/packed/model.zip", tmp_path / "cache")
     del simulate["settings"]
     assert packed.meta[SIMULTANEOUS_KEY] == simulate  # the shared keys: the zip's simultaneous defaults
+    del stream["settings"]
+    assert packed.meta.get("streaming") == (stream if with_stats else None)  # and the stream defaults
     if not with_stats:
         assert packed.global_cmvn is None and "--global_cmvn" not in (exp / "t/run.cmd").read_text()
         return

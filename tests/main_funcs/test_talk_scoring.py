@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
-from espnet2_ext.main_funcs.talk_scoring import align_talk, read_references, score_talks
+from espnet2_ext.main_funcs.talk_alignment import align_talk, read_references
+from espnet2_ext.main_funcs.talk_scoring import score_talks
 from tests.helpers import TALK_REFERENCES, talk_record, talk_utt_id, write_jsonl, write_talk_data_dir
 
 REFS = [text for sentences in TALK_REFERENCES.values() for _, _, text in sentences]
@@ -126,7 +127,7 @@ def test_importing_mweralign_leaves_logging_alone() -> None:
     """mweralign calls logging.basicConfig(level=INFO) at import; other libraries' INFO records stay silent."""
     code = (
         "import logging\n"
-        "from espnet2_ext.main_funcs.talk_scoring import TalkReference, align_talk\n"
+        "from espnet2_ext.main_funcs.talk_alignment import TalkReference, align_talk\n"
         "align_talk(TalkReference('r', ('u',), ('a b',)), 'a b')\n"
         "logging.getLogger('somelibrary').info('should not be printed')\n"
     )
@@ -135,7 +136,7 @@ def test_importing_mweralign_leaves_logging_alone() -> None:
 
 
 def test_align_talk_counts_word_errors() -> None:
-    from espnet2_ext.main_funcs.talk_scoring import TalkReference
+    from espnet2_ext.main_funcs.talk_alignment import TalkReference
 
     reference = TalkReference("r", ("u1", "u2", "u3"), ("a b c", "d e f", "g h"))
     talk = align_talk(reference, "a b x d e f g")

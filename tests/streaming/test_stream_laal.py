@@ -120,7 +120,7 @@ def test_simulstreams_stream_laal_scorer_gives_ours_where_no_word_precedes_its_s
     from simulstream.metrics.scorers.latency import LatencyScoringSample
     from simulstream.metrics.scorers.latency.stream_laal import StreamLaal
 
-    from espnet2_ext.main_funcs.talk_scoring import TalkReference, align_talk
+    from espnet2_ext.main_funcs.talk_alignment import TalkReference, align_talk
 
     references = ["Ich schreibe die Geschichten.", "Der Vater trinkt die Milch.", "Danke."]
     starts, durations = [500.0, 3000.0, 6000.0], [2000.0, 2500.0, 1500.0]
