@@ -29,7 +29,6 @@ Needs CUDA. Writes ``--out`` (JSON) and prints a Markdown table.
 import argparse
 import contextlib
 import json
-import math
 import time
 import warnings
 from collections.abc import Iterator

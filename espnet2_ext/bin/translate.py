@@ -68,8 +68,8 @@ from typing import TYPE_CHECKING
 
 from espnet2.utils.types import float_or_none, int_or_none, str_or_none
 
-from espnet2_ext.fileio.kaldi_table import TableError
 from espnet2_ext.fileio.atomic import write_text_atomically
+from espnet2_ext.fileio.kaldi_table import TableError
 from espnet2_ext.fileio.output_target import check_output_target, open_output
 from espnet2_ext.fileio.subtitle_files import SUBTITLE_FORMATS, subtitle_text
 from espnet2_ext.fileio.yaml_file import YamlFileError, read_yaml_mapping

@@ -31,7 +31,7 @@ from espnet2_ext.inference.audio import AudioError
 from espnet2_ext.inference.file_inputs import Input, input_audio
 from espnet2_ext.inference.speech_input import chunks_16k
 from espnet2_ext.simultaneous.instances import InstanceRecord, InstancesLogWriter, read_instances
-from espnet2_ext.simultaneous.latency import LATENCY_METRICS, SimulScores, corpus_scores, write_scores_tsv
+from espnet2_ext.simultaneous.latency import LATENCY_METRICS, corpus_scores, write_scores_tsv
 from espnet2_ext.simultaneous.options import SimulOptions
 from espnet2_ext.simultaneous.translator import SimultaneousTranslator
 from espnet2_ext.utils.fbank import SAMPLE_RATE, resample

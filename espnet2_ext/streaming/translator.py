@@ -10,7 +10,9 @@ growing (STREAMATT_FBK.md §1):
   follows the last strong punctuation mark);
 - the encoder re-reads the **audio history**: when text left, the feature frames
   before the earliest encoder position that the kept text and the tokens not yet
-  written attend to are dropped (``audio``: 280 ms per word dropped);
+  written attend to are dropped (``audio``: 280 ms per word dropped); with
+  ``audio_cut: past_discarded`` (ours) at least those up to the last position the
+  discarded text attended to, so that a sentence's audio leaves with its text;
 - beyond FBK, the audio history never exceeds ``max_history_seconds`` (FBK's lets
   it grow while no text leaves: silence, music, a hypothesis that keeps reading the
   newest audio), and a talk of any length runs as one stream (FBK's agent restarts
@@ -39,9 +41,9 @@ import torch
 from espnet2_ext.inference.speech2translation import Speech2Translation
 from espnet2_ext.main_funcs.model_archive import ModelArchiveError, PackedModel, open_model
 from espnet2_ext.main_funcs.training_utterances import TrainingUtterances
+from espnet2_ext.segmentation.options import FRAME_SECONDS
 from espnet2_ext.simultaneous.incremental_features import GlobalCMVN
 from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
-from espnet2_ext.segmentation.options import FRAME_SECONDS
 from espnet2_ext.simultaneous.translator import (
     VAD_BLOCK_FRAMES,
     CommittedWord,

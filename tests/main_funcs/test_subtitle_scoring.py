@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from espnet2_ext.fileio.subtitle_files import subtitle_text
-from espnet2_ext.main_funcs.talk_scoring import score_talks
 from espnet2_ext.main_funcs.subtitle_scoring import start_errors, suber_score
+from espnet2_ext.main_funcs.talk_scoring import score_talks
 from espnet2_ext.subtitles import Block
 from tests.helpers import TALK_REFERENCES, write_jsonl, write_talk_data_dir
 

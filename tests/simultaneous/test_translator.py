@@ -6,11 +6,10 @@ import soundfile as sf
 import yaml
 
 from espnet2_ext.bin import pack_model
-
 from espnet2_ext.inference.speech2translation import Speech2Translation, pad_features
 from espnet2_ext.simultaneous.evaluation import simulate_instance
-from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
 from espnet2_ext.simultaneous.live import LiveTranslator
+from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
 from espnet2_ext.simultaneous.translator import SimultaneousTranslator
 from espnet2_ext.utils.fbank import compute_fbank
 from espnet2_ext.utils.resampling import StreamResampler
