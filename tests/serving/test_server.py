@@ -90,7 +90,6 @@ def test_the_page_is_served_on_the_same_port(serve):
 def test_every_file_of_the_page_is_package_data():
     """pyproject's package data names every file of static/ (a wheel would serve a page without them)."""
     import fnmatch
-
     import tomllib
 
     root = Path(__file__).resolve().parents[2]
