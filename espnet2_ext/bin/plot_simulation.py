@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     written = plot_simulations(args.exp_dir) + plot_streams(args.exp_dir)
     if not written:
         raise ExperimentError(
-            f"{args.exp_dir}: no simulate_*/<test set>/<setting>/{SCORES_TSV} (stage 9) nor stream_*/... (stage 10)"
+            f"{args.exp_dir}: no simulate_*/<test set>/<setting>/{SCORES_TSV} nor stream_*/...: run stage 9 or 10"
         )
     for path in written:
         print(f"wrote {path}")

@@ -121,13 +121,13 @@ def _cell(value: float | None, template: str = "{:.0f}") -> str:
 
 
 def simultaneous_table(settings: Sequence[SimulatedSetting], offline: dict[tuple[str, str], float]) -> list[str]:
-    """Markdown lines: per run and test set, each setting's BLEU, share of offline BLEU, LAAL and AL (ms),
+    """Markdown lines: per run and test set, each setting's BLEU, share of offline BLEU, LAAL, YAAL and AL (ms),
     with the computation-aware columns when measured; empty when stage 9 has not run."""
     lines: list[str] = []
     for (run, test_set), group in _groups(settings).items():
         reference = offline.get((run, test_set))
         aware = any("LAAL_CA" in s.scores for s in group)
-        header = "| setting | BLEU | % offline | LAAL | AL |" + (" LAAL_CA | AL_CA |" if aware else "")
+        header = "| setting | BLEU | % offline | LAAL | YAAL | AL |" + (" LAAL_CA | AL_CA |" if aware else "")
         seconds = mean_source_seconds(group)
         offline_laal = "" if seconds is None else f" at LAAL {1000 * seconds:.0f}, every word at the end"
         lines += [
@@ -135,14 +135,14 @@ def simultaneous_table(settings: Sequence[SimulatedSetting], offline: dict[tuple
             f"{_cell(reference, '{:.2f}')}{offline_laal}):",
             "",
             header,
-            "|---|---:|---:|---:|---:|" + ("---:|---:|" if aware else ""),
+            "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if aware else ""),
         ]
         for s in group:
             bleu = s.score("BLEU")
             share = None if bleu is None or not reference else 100 * bleu / reference
             row = (
                 f"| {s.name} | {_cell(bleu, '{:.2f}')} | {_cell(share, '{:.0f}%')} "
-                f"| {_cell(s.score('LAAL'))} | {_cell(s.score('AL'))} |"
+                f"| {_cell(s.score('LAAL'))} | {_cell(s.score('YAAL'))} | {_cell(s.score('AL'))} |"
             )
             if aware:
                 row += f" {_cell(s.score('LAAL_CA'))} | {_cell(s.score('AL_CA'))} |"

@@ -226,7 +226,7 @@ def write_simulation(exp: Path, run: str, test_set: str, name: str, bleu: float,
     """A setting's directory as simulate leaves it: scores.tsv (SimulEval's) and setting.yaml."""
     directory = exp / run / test_set / name
     directory.mkdir(parents=True)
-    columns = {"BLEU": bleu, "LAAL": laal, "AL": laal - 100}
+    columns = {"BLEU": bleu, "LAAL": laal, "YAAL": laal - 50, "AL": laal - 100}
     if aware:
         columns.update(LAAL_CA=laal + 400, AL_CA=laal + 300)
     (directory / "scores.tsv").write_text("\t".join(columns) + "\n" + "\t".join(map(repr, columns.values())) + "\n")
@@ -253,9 +253,41 @@ def test_simultaneous_settings_are_tabled_beside_the_offline_bleu_and_plotted(ex
     # offline BLEU of decode_st_beam5 (the run's conf), not of decode_st_beam1; rows by LAAL
     assert ("simulate_st_beam5, tst-COMMON (gold segmentation; latency in ms of source; offline BLEU 27.34 "
             "at LAAL 2500, every word at the end):") in text
-    f2, f4 = text.index("| alignatt_f2 | 20.10 | 74% | 1206 | 1106 | 1606 | 1506 |"), text.index("| alignatt_f4 |")
-    assert f2 < f4 and "| alignatt_f4 | 24.60 | 90% | 1810 | 1710 | 2210 | 2110 |" in text
+    f2, f4 = text.index("| alignatt_f2 | 20.10 | 74% | 1206 | 1156 | 1106 | 1606 | 1506 |"), text.index("| alignatt_f4 |")
+    assert f2 < f4 and "| alignatt_f4 | 24.60 | 90% | 1810 | 1760 | 1710 | 2210 | 2110 |" in text
     assert "(exp/st_train/simulate_st_beam5/tst-COMMON/bleu_laal.png)" in text
+
+
+def write_stream(exp: Path, name: str, options: dict, scores: dict) -> None:
+    """A streamed setting's directory as simulate --history leaves it."""
+    directory = exp / "stream_st_beam5/tst-COMMON" / name
+    directory.mkdir(parents=True)
+    (directory / "scores.tsv").write_text("\t".join(scores) + "\n" + "\t".join(map(repr, scores.values())) + "\n")
+    (directory / "setting.yaml").write_text(yaml.safe_dump(options))
+
+
+def test_streamed_settings_are_tabled_beside_the_gold_segmentations_same_agent_and_plotted(exp, tmp_path):
+    from espnet2_ext.bin import plot_simulation
+
+    write_simulation(exp, "simulate_st_beam5", "tst-COMMON", "alignatt_f4", 24.0, 1800.0, aware=False)
+    agent = {"policy": "alignatt", "frame_num": 4}
+    write_stream(exp, "alignatt_f4_punct_pd", {**agent, "history": "punctuation", "audio_cut": "past_discarded"},
+                 {"BLEU": 21.6, "chrF": 50.5, "LongYAAL": 2100.0, "StreamLAAL": 1900.0})
+    write_stream(exp, "alignatt_f2_words20", {"policy": "alignatt", "frame_num": 2, "history": "words",
+                                              "history_words": 20}, {"BLEU": 12.0, "chrF": 40.0, "LongYAAL": 1500.0,
+                                                                     "StreamLAAL": 1400.0})
+    assert plot_simulation.main(["--exp_dir", str(exp)]) == 0
+    plot = exp / "stream_st_beam5/tst-COMMON/bleu_longyaal.png"
+    assert plot.read_bytes()[:4] == b"\x89PNG" and plot.stat().st_size > 5000
+    out = tmp_path / "RESULTS.md"
+    assert make_results.main(["--exp_dir", str(exp), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "### Whole talks streamed (stage 10)" in text
+    # the gold segmentation's same agent (f = 4) beside it: 90% of its BLEU; f = 2 has none
+    assert "| alignatt_f4_punct_pd | 21.60 | 50.50 | 2100 | 1900 | 24.00 | 90% | 1750 |" in text
+    assert "| alignatt_f2_words20 | 12.00 | 40.00 | 1500 | 1400 | – | – | – |" in text
+    assert text.index("alignatt_f2_words20") < text.index("alignatt_f4_punct_pd")  # by LongYAAL
+    assert "(exp/st_train/stream_st_beam5/tst-COMMON/bleu_longyaal.png)" in text
 
 
 def test_no_simulation_no_section_and_plotting_names_the_missing_stage(exp, tmp_path, capsys):
