@@ -6,7 +6,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "egs" / "mustc_conformer_ctc"
-CONFIGS = {"bpe.yaml", "data.yaml", "decode.yaml", "fbank.yaml", "finetune.yaml", "simulate.yaml", "train.yaml"}
+CONFIGS = {"bpe.yaml", "data.yaml", "decode.yaml", "fbank.yaml", "finetune.yaml", "simulate.yaml", "stream.yaml", "train.yaml"}
 
 
 def test_recipe_conf_is_a_relative_link_to_the_top_level_conf():
