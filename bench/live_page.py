@@ -19,10 +19,14 @@ per word (mean / max): delay, computation-aware delay, arrival, arrival after th
 (what the page's latency readout shows), arrival after the computation-aware delay.
 ``--screenshot PNG`` saves the page while it translates.
 
+``--translator`` is ``serve``'s (``stream``, the default, or ``live``); options left
+out are the zip's, as ``serve`` takes them.
+
 Usage:
     python bench/live_page.py --model egs/mustc_conformer_ctc/exp/st_demo_finetune/packed/model.zip \\
-        --wav TALK.wav --threads 2 --policy alignatt --frame_num 4 --segment_ms 400 --attention_layer 2 \\
-        --screenshot docs/serve.png
+        --wav TALK.wav --threads 2 --screenshot docs/serve.png
+    python bench/live_page.py --model ZIP --wav TALK.wav --translator live --policy alignatt --frame_num 4 \\
+        --segment_ms 400 --attention_layer 2
 """
 
 import argparse
@@ -66,18 +70,20 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--wav", required=True, help="the talk: 16-bit mono, 16 kHz")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--policy", default="alignatt")
-    parser.add_argument("--frame_num", type=int, default=4)
-    parser.add_argument("--segment_ms", type=int, default=400)
-    parser.add_argument("--attention_layer", type=int, default=2)
-    parser.add_argument("--maxlen_b", type=int, default=100)
+    parser.add_argument("--translator", choices=("stream", "live"), default="stream")
+    parser.add_argument("--policy", default=None)
+    parser.add_argument("--frame_num", type=int, default=None)
+    parser.add_argument("--segment_ms", type=int, default=None)
+    parser.add_argument("--attention_layer", type=int, default=None)
+    parser.add_argument("--maxlen_b", type=int, default=None)
     parser.add_argument("--screenshot", type=Path, default=None)
     parser.add_argument("--screenshot_at", type=float, default=0.7, help="share of the talk played by then")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    options = dict(policy=args.policy, frame_num=args.frame_num, segment_ms=args.segment_ms,
-                   attention_layer=args.attention_layer, maxlen_b=args.maxlen_b)
-    make = translator_factory("live", args.model, **options)
+    given = dict(policy=args.policy, frame_num=args.frame_num, segment_ms=args.segment_ms,
+                 attention_layer=args.attention_layer, maxlen_b=args.maxlen_b)
+    options = {name: value for name, value in given.items() if value is not None}
+    make = translator_factory(args.translator, args.model, **options)
     talk, rate = sf.read(args.wav, dtype="int16")
     assert rate == RATE and talk.ndim == 1, "a 16-bit mono 16 kHz wav"
     seconds = len(talk) / RATE
@@ -104,7 +110,7 @@ def main() -> None:
         return f"{np.mean(values):6.3f} / {np.max(values):6.3f}"
 
     print(f"talk {args.wav}: {seconds:.1f} s; machine load {load[0]:.2f} (1 min) on {os.cpu_count()} CPUs; "
-          f"{args.threads} thread(s); {options}")
+          f"{args.threads} thread(s); {args.translator} translator, {options or 'the zip'}'s options")
     print(f"microphone {device_rate} Hz; talk found intact in what the server received: {share:.0%} of its "
           f"100-ms windows, {min(lags) / RATE:+.3f} to {max(lags) / RATE:+.3f} s from their place")
     matcher = SequenceMatcher(None, [w["text"] for w in shown], [w.text for w in on_wav], autojunk=False)
