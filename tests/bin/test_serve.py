@@ -14,6 +14,7 @@ import soundfile as sf
 from websockets.sync.client import connect
 
 from espnet2_ext.bin import serve
+from tests.helpers import with_default_ctrl_c
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ["--translator", "live", "--policy", "waitk", "--waitk", "1", "--segment_factor", "2", "--segment_ms", "300", "--cmvn", "prefix",
@@ -59,7 +60,7 @@ def test_it_serves_until_ctrl_c(packed_trained, cache, clips):
     command = [sys.executable, "-m", "espnet2_ext.bin.serve", "--model", str(packed_trained), "--cache_dir",
                str(cache), "--port", "0", "--max_clients", "1", *POLICY]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=with_default_ctrl_c)
     try:
         line = process.stderr.readline()
         assert line.startswith("Serving http://127.0.0.1:") and "1 client(s) at once" in line, line
