@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from espnet2_ext.main_funcs.model_packing import PackError, pack_model
+from espnet2_ext.simultaneous.options import META_KEY as SIMULTANEOUS_KEY
+from espnet2_ext.simultaneous.options import SimulOptions
 from espnet2_ext.streaming.options import META_KEY as STREAMING_KEY
 from espnet2_ext.streaming.options import StreamOptions
 from espnet2_ext.utils.cli import ArgumentParser, check_output_file, command
@@ -46,10 +48,9 @@ def get_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
     check_output_file(args.outpath, "--outpath")
-    streaming = {STREAMING_KEY: (args.stream_conf, StreamOptions)} if args.stream_conf is not None else {}
-    contents = pack_model(
-        args.exp_dir, args.model_file, args.outpath, args.global_cmvn, args.simulate_conf, streaming
-    )
+    confs = {SIMULTANEOUS_KEY: (args.simulate_conf, SimulOptions), STREAMING_KEY: (args.stream_conf, StreamOptions)}
+    settings = {key: (path, kind) for key, (path, kind) in confs.items() if path is not None}
+    contents = pack_model(args.exp_dir, args.model_file, args.outpath, args.global_cmvn, settings)
     cmvn = f" (global CMVN statistics: {contents['global_cmvn']})" if "global_cmvn" in contents else ""
     print(f"packed {contents['st_model_file']} and {contents['st_train_config']} into {args.outpath}{cmvn}")
 

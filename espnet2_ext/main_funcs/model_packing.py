@@ -61,7 +61,6 @@ from espnet2_ext.main_funcs.model_archive import (
 from espnet2_ext.main_funcs.training_utterances import META_KEY as TRAINING_KEY
 from espnet2_ext.main_funcs.training_utterances import TrainingUtterances, TrainingUtterancesError
 from espnet2_ext.simultaneous.incremental_features import CMVNStatsError, load_global_cmvn
-from espnet2_ext.simultaneous.options import META_KEY as SIMULTANEOUS_KEY
 from espnet2_ext.simultaneous.options import SimulOptions, SimulOptionsError
 
 
@@ -142,11 +141,11 @@ def working_directory(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
-def simultaneous_settings(path: Path, config: dict, global_cmvn: Path | None, kind: type = SimulOptions) -> dict:
-    """The keys of stage 9's ``conf/simulate.yaml`` (or, with ``kind`` the streaming options'
-    class, stage 10's ``conf/stream.yaml``) shared by its settings (all but ``settings``),
-    checked as simulate checks them (``kind.checked``) and against the model: a decoder layer
-    it has, global CMVN statistics packed when they say ``cmvn: global``."""
+def simultaneous_settings(path: Path, config: dict, global_cmvn: Path | None, kind: type[SimulOptions]) -> dict:
+    """The keys of stage 9's ``conf/simulate.yaml`` (``kind`` SimulOptions) or stage 10's
+    ``conf/stream.yaml`` (``kind`` the streaming options' class) shared by its settings (all but
+    ``settings``), checked as simulate checks them (``kind.checked``) and against the model: a
+    decoder layer it has, global CMVN statistics packed when they say ``cmvn: global``."""
     try:
         values = read_yaml_mapping(path)
     except YamlFileError as err:
@@ -244,18 +243,17 @@ def pack_model(
     model_file: Path,
     outpath: Path,
     global_cmvn: Path | None = None,
-    simulate_conf: Path | None = None,
-    settings: Mapping[str, tuple[Path, type]] | None = None,
+    settings: Mapping[str, tuple[Path, type[SimulOptions]]] | None = None,
 ) -> dict[str, str]:
     """Write the archive; returns its ``meta.yaml`` ``files`` and ``yaml_files`` member names,
     and with ``global_cmvn`` (statistics checked to be readable) its member, as ``global_cmvn``.
 
     ``global_cmvn`` that is the config's ``normalize_conf.stats_file`` (the same file, as
     with ``normalize: global_mvn``) is packed once: ``meta.yaml`` names that member.
-    ``simulate_conf`` (stage 9's ``conf/simulate.yaml``) gives ``meta.yaml``'s simultaneous
-    settings (:func:`simultaneous_settings`); ``settings`` more of them, ``meta.yaml`` key ->
-    (a conf, the options' class that checks it): stage 10's ``conf/stream.yaml`` under
-    ``streaming``, checked by the streaming options (whose room is above this one).
+    ``settings`` gives the programs' packed defaults, ``meta.yaml`` key -> (a conf, the options'
+    class that checks it; :func:`simultaneous_settings`): stage 9's ``conf/simulate.yaml`` under
+    ``simultaneous`` (:class:`~espnet2_ext.simultaneous.options.SimulOptions`), stage 10's
+    ``conf/stream.yaml`` under ``streaming`` (the streaming options, whose room is above this one).
     """
     if outpath.suffix != ".zip":
         raise PackError(f"the archive must be a .zip file, got {outpath}")
@@ -266,8 +264,6 @@ def pack_model(
     if global_cmvn is not None and (problem := global_cmvn_problem(global_cmvn, "global CMVN statistics")):
         raise PackError(problem)
     packed = {key: simultaneous_settings(path, config, global_cmvn, kind) for key, (path, kind) in (settings or {}).items()}
-    if simulate_conf is not None:
-        packed[SIMULTANEOUS_KEY] = simultaneous_settings(simulate_conf, config, global_cmvn)
     references = referenced_files(config, config_path)
     extra = [global_cmvn] if global_cmvn is not None else []
     root = archive_root([config_path, model_file, *references.values(), *extra])
