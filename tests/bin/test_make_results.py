@@ -222,6 +222,16 @@ def test_out_that_is_a_directory_is_refused(exp: Path, tmp_path: Path, capsys: p
 # --------------------------------------------------------------------------- stage 9
 
 
+def plotted_and_tabled(exp: Path, tmp_path: Path, plot: str) -> str:
+    """plot_simulation's ``plot`` (a path under ``exp``) drawn, then RESULTS.md's text."""
+    from espnet2_ext.bin import plot_simulation
+
+    assert plot_simulation.main(["--exp_dir", str(exp)]) == 0
+    drawn = exp / plot
+    assert drawn.read_bytes()[:4] == b"\x89PNG" and drawn.stat().st_size > 5000
+    return run(exp, tmp_path / "RESULTS.md")
+
+
 def write_simulation(exp: Path, run: str, test_set: str, name: str, bleu: float, laal: float, aware: bool) -> None:
     """A setting's directory as simulate leaves it: scores.tsv (SimulEval's) and setting.yaml."""
     directory = exp / run / test_set / name
@@ -234,8 +244,6 @@ def write_simulation(exp: Path, run: str, test_set: str, name: str, bleu: float,
 
 
 def test_simultaneous_settings_are_tabled_beside_the_offline_bleu_and_plotted(exp, tmp_path, capsys):
-    from espnet2_ext.bin import plot_simulation
-
     write_simulation(exp, "simulate_st_beam5", "tst-COMMON", "alignatt_f4", 24.6, 1810.0, aware=True)
     write_simulation(exp, "simulate_st_beam5", "tst-COMMON", "alignatt_f2", 20.1, 1205.5, aware=True)
     from espnet2_ext.simultaneous.instances import InstanceRecord
@@ -244,12 +252,7 @@ def test_simultaneous_settings_are_tabled_beside_the_offline_bleu_and_plotted(ex
                for n, length in enumerate((2000.0, 3000.0))]
     (exp / "simulate_st_beam5/tst-COMMON/alignatt_f2/instances.log").write_text(
         "".join(r.json_line() + "\n" for r in records))
-    assert plot_simulation.main(["--exp_dir", str(exp)]) == 0
-    plot = exp / "simulate_st_beam5/tst-COMMON/bleu_laal.png"
-    assert plot.read_bytes()[:4] == b"\x89PNG" and plot.stat().st_size > 5000
-    out = tmp_path / "RESULTS.md"
-    assert make_results.main(["--exp_dir", str(exp), "--out", str(out)]) == 0
-    text = out.read_text()
+    text = plotted_and_tabled(exp, tmp_path, "simulate_st_beam5/tst-COMMON/bleu_laal.png")
     # offline BLEU of decode_st_beam5 (the run's conf), not of decode_st_beam1; rows by LAAL
     assert ("simulate_st_beam5, tst-COMMON (gold segmentation; latency in ms of source; offline BLEU 27.34 "
             "at LAAL 2500, every word at the end):") in text
@@ -267,8 +270,6 @@ def write_stream(exp: Path, name: str, options: dict, scores: dict) -> None:
 
 
 def test_streamed_settings_are_tabled_beside_the_gold_segmentations_same_agent_and_plotted(exp, tmp_path):
-    from espnet2_ext.bin import plot_simulation
-
     write_simulation(exp, "simulate_st_beam5", "tst-COMMON", "alignatt_f4", 24.0, 1800.0, aware=False)
     agent = {"policy": "alignatt", "frame_num": 4}
     write_stream(exp, "alignatt_f4_punct_pd", {**agent, "history": "punctuation", "audio_cut": "past_discarded"},
@@ -276,12 +277,7 @@ def test_streamed_settings_are_tabled_beside_the_gold_segmentations_same_agent_a
     write_stream(exp, "alignatt_f2_words20", {"policy": "alignatt", "frame_num": 2, "history": "words",
                                               "history_words": 20}, {"BLEU": 12.0, "chrF": 40.0, "LongYAAL": 1500.0,
                                                                      "StreamLAAL": 1400.0})
-    assert plot_simulation.main(["--exp_dir", str(exp)]) == 0
-    plot = exp / "stream_st_beam5/tst-COMMON/bleu_longyaal.png"
-    assert plot.read_bytes()[:4] == b"\x89PNG" and plot.stat().st_size > 5000
-    out = tmp_path / "RESULTS.md"
-    assert make_results.main(["--exp_dir", str(exp), "--out", str(out)]) == 0
-    text = out.read_text()
+    text = plotted_and_tabled(exp, tmp_path, "stream_st_beam5/tst-COMMON/bleu_longyaal.png")
     assert "### Whole talks streamed (stage 10)" in text
     # the gold segmentation's same agent (f = 4) beside it: 90% of its BLEU; f = 2 has none
     assert "| alignatt_f4_punct_pd | 21.60 | 50.50 | 2100 | 1900 | 24.00 | 90% | 1750 |" in text
@@ -293,9 +289,7 @@ def test_streamed_settings_are_tabled_beside_the_gold_segmentations_same_agent_a
 def test_no_simulation_no_section_and_plotting_names_the_missing_stage(exp, tmp_path, capsys):
     from espnet2_ext.bin import plot_simulation
 
-    out = tmp_path / "RESULTS.md"
-    assert make_results.main(["--exp_dir", str(exp), "--out", str(out)]) == 0
-    assert "Simultaneous" not in out.read_text()
+    assert "Simultaneous" not in run(exp, tmp_path / "RESULTS.md")
     assert plot_simulation.main(["--exp_dir", str(exp)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("ERROR: ") and "run stage 9" in err and err.count("\n") == 1
